@@ -1,0 +1,63 @@
+"""aif: an MPAI-AIF runtime for analog AI experiments.
+
+This module is the public API; everything else may change without notice.
+"""
+
+from aif.aims.base import AIM
+from aif.communication.ports import EndOfStream, Record, Signal, SignalCode, Stop
+from aif.controller.controller import Controller
+from aif.controller.run import RunState, WorkflowResult, WorkflowRun
+from aif.errors import (
+    AIFError,
+    AIMError,
+    AIMFailed,
+    ChannelClosed,
+    ChannelError,
+    CleanupError,
+    ConfigError,
+    ControllerError,
+    KeyNotFound,
+    LifecycleError,
+    MalformedMessage,
+    MessageTooLarge,
+    PortTypeError,
+    RegistryError,
+    StorageError,
+    TypeSyntaxError,
+    WireError,
+    WorkflowError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AIM",
+    "AIFError",
+    "AIMError",
+    "AIMFailed",
+    "ChannelClosed",
+    "ChannelError",
+    "CleanupError",
+    "ConfigError",
+    "Controller",
+    "ControllerError",
+    "EndOfStream",
+    "KeyNotFound",
+    "LifecycleError",
+    "MalformedMessage",
+    "MessageTooLarge",
+    "PortTypeError",
+    "Record",
+    "RegistryError",
+    "RunState",
+    "Signal",
+    "SignalCode",
+    "Stop",
+    "StorageError",
+    "TypeSyntaxError",
+    "WireError",
+    "WorkflowError",
+    "WorkflowResult",
+    "WorkflowRun",
+    "__version__",
+]

@@ -1,0 +1,7 @@
+"""``python -m aif.aims``: run one AIM host (the ``process`` placement's child)."""
+
+import sys
+
+from aif.aims.host import main
+
+sys.exit(main())

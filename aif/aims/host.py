@@ -1,0 +1,437 @@
+"""The AIM host: runs one AIM instance and speaks the AIM API to its controller.
+
+The same host runs every placement. ``inproc``: an asyncio task inside the
+controller's process (sharing its ZeroMQ context, so channels can be ``inproc://``).
+``process``: ``python -m aif.aims.host`` as a child the controller supervises.
+``remote``: ``aif aim serve package.module:Class --controller tcp://...`` started by
+hand, possibly on another machine. The AIM code cannot tell which.
+
+The host binds one channel reader per input port plus a control reader whose high
+lane carries the controller's lifecycle signals, connects one writer per outgoing
+connection, sends heartbeats, and turns the readers into the single ordered event
+stream ``AIM.events()`` yields: signals first, then records, then ``Stop``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import traceback
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import zmq
+import zmq.asyncio
+
+from aif.aims.base import AIM
+from aif.aims.registry import resolve_aim_type
+from aif.communication.channel import ChannelEndpoints, ChannelReader, ChannelWriter
+from aif.communication.ports import (
+    AIMEvent,
+    EndOfStream,
+    Record,
+    Signal,
+    SignalCode,
+    Stop,
+)
+from aif.controller import aim_api
+from aif.errors import AIFError, ChannelError, LifecycleError
+from aif.storage.base import Storage
+from aif.storage.local import aim_storage, global_storage
+
+log = logging.getLogger("aif.host")
+
+_M = TypeVar("_M", aim_api.Setup, aim_api.Wire, aim_api.Start)
+
+#: How long a host waits for each controller reply before giving up.
+CONTROLLER_TIMEOUT = 30.0
+
+
+class AIMHost:
+    """Runs one AIM: registration, wiring, the event stream, heartbeats, lifecycle."""
+
+    def __init__(
+        self,
+        ctx: zmq.asyncio.Context,
+        controller: str,
+        aim: str,
+        *,
+        workflow: str | None = None,
+        type_text: str | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.controller_endpoint = controller
+        self.name = aim
+        self.workflow = workflow or ""
+        self.type_text = type_text
+        self.state_dir = Path(".")
+        self._dealer: zmq.asyncio.Socket | None = None
+        self._readers: dict[str, ChannelReader] = {}
+        self._control: ChannelReader | None = None
+        self._writers: dict[str, list[ChannelWriter]] = {}
+        self._open_writers: dict[str, int] = {}
+        self._signals: asyncio.Queue[Signal] = asyncio.Queue()
+        self._records: asyncio.Queue[Record | EndOfStream] = asyncio.Queue(maxsize=1)
+        self._held: list[Record | EndOfStream] = []
+        self._resumed = asyncio.Event()
+        self._resumed.set()
+        self._stopping = False
+        self._aim: AIM | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._run_task: asyncio.Task[None] | None = None
+        self._storage: Storage | None = None
+        self._global: Storage | None = None
+
+    # -- AIMRuntime ------------------------------------------------------------------
+
+    @property
+    def storage(self) -> Storage:
+        assert self._storage is not None, "storage is available after setup"
+        return self._storage
+
+    @property
+    def global_storage(self) -> Storage:
+        assert self._global is not None, "storage is available after setup"
+        return self._global
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    async def send(self, port: str, value: Any) -> None:
+        writers = self._writers_for(port)
+        if len(writers) == 1:
+            await writers[0].send(value)
+        else:
+            await asyncio.gather(*(w.send(value) for w in writers))
+
+    async def send_signal(self, port: str, code: int) -> None:
+        for writer in self._writers_for(port):
+            await writer.send_signal(code)
+
+    def _writers_for(self, port: str) -> list[ChannelWriter]:
+        try:
+            return self._writers[port]
+        except KeyError:
+            assert self._aim is not None
+            known = ", ".join(self._aim.outputs) or "none"
+            raise ChannelError(
+                f"AIM {self.name!r} has no output port {port!r}; its output ports: {known}"
+            ) from None
+
+    async def events(self) -> AsyncIterator[AIMEvent]:
+        while True:
+            await self._resumed.wait()
+            if not self._signals.empty():
+                yield self._signals.get_nowait()
+                continue
+            if self._stopping:
+                yield Stop("stopped by the controller")
+                return
+            if self._held:
+                held = self._held.pop(0)
+                if isinstance(held, EndOfStream):
+                    self._close_input(held.port)
+                    continue
+                yield held
+                continue
+            if not self._open_writers:
+                yield Stop("all inputs closed")
+                return
+            sig_wait = asyncio.ensure_future(self._signals.get())
+            rec_wait = asyncio.ensure_future(self._records.get())
+            done, _ = await asyncio.wait({sig_wait, rec_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if sig_wait in done:
+                if rec_wait.done():
+                    # Both arrived: keep the record for the next turn, signal first.
+                    self._pushback(rec_wait.result())
+                else:
+                    rec_wait.cancel()
+                yield sig_wait.result()
+                continue
+            sig_wait.cancel()
+            event = rec_wait.result()
+            if isinstance(event, EndOfStream):
+                self._close_input(event.port)
+                continue
+            yield event
+
+    def _pushback(self, event: Record | EndOfStream) -> None:
+        """Keep a record that arrived together with a signal for the next turn."""
+        self._held.append(event)
+
+    async def checkpoint(self) -> bool:
+        await self._resumed.wait()
+        await asyncio.sleep(0)
+        return not self._stopping
+
+    async def emit(self, topic: str, data: Mapping[str, Any]) -> None:
+        await self._api_send(aim_api.EventMessage(aim=self.name, topic=topic, data=dict(data)))  # type: ignore[arg-type]
+
+    # -- the host's own work ---------------------------------------------------------
+
+    async def serve(self) -> int:
+        """Register, set up, run and tear down the AIM. Returns the exit status."""
+        dealer = self.ctx.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 2000)
+        dealer.connect(self.controller_endpoint)
+        self._dealer = dealer
+        status = 1
+        try:
+            status = await self._serve()
+        except AIFError as exc:
+            log.error("AIM %r: %s", self.name, exc)
+        finally:
+            await self._close()
+        return status
+
+    async def _serve(self) -> int:
+        await self._api_send(
+            aim_api.Hello(aim=self.name, workflow=self.workflow or None, pid=os.getpid(),
+                          type=self.type_text)
+        )
+        setup = await self._expect(aim_api.Setup)
+        if setup is None:
+            return 0
+        try:
+            await self._setup(setup)
+        except Exception as exc:
+            await self._api_send(aim_api.Failed(aim=self.name, error=_describe(exc, "setup")))
+            return 1
+        self._tasks.append(asyncio.create_task(self._heartbeat(setup.heartbeat_interval)))
+        wire = await self._expect(aim_api.Wire)
+        if wire is None:
+            await self._teardown()
+            return 0
+        self._wire(wire)
+        await self._api_send(aim_api.Wired(aim=self.name))
+        if await self._expect(aim_api.Start) is None:
+            await self._teardown()
+            return 0
+        return await self._run()
+
+    async def _setup(self, setup: aim_api.Setup) -> None:
+        cls = resolve_aim_type(setup.type)
+        params = cls.validate_params(setup.params)
+        self.workflow = setup.workflow
+        self.state_dir = Path(setup.state_dir)
+        self._storage = aim_storage(self.state_dir, self.name)
+        self._global = global_storage(self.state_dir)
+        ipc_dir = Path(setup.ipc_dir)
+        specs = cls.port_specs()
+        for port, spec in specs.items():
+            if spec.direction != "input":
+                continue
+            self._readers[port] = ChannelReader(
+                self.ctx, port, setup.transports[port], ipc_dir=ipc_dir,
+                queue_size=setup.queue_sizes.get(port, 1000),
+                max_message_size=setup.max_message_sizes.get(port, 256 * 2**20),
+            )
+        self._control = ChannelReader(
+            self.ctx, "control", setup.control_transport, ipc_dir=ipc_dir, queue_size=16
+        )
+        self._aim = cls(self, params)
+        await self._aim.setup()
+        ready = aim_api.Ready(
+            aim=self.name,
+            inputs={p: _api_endpoints(r.endpoints) for p, r in self._readers.items()},
+            control=_api_endpoints(self._control.endpoints),
+        )
+        await self._api_send(ready)
+
+    def _wire(self, wire: aim_api.Wire) -> None:
+        assert self._aim is not None
+        specs = self._aim.port_specs()
+        for port, targets in wire.outputs.items():
+            self._writers[port] = [
+                ChannelWriter(
+                    self.ctx, port,
+                    ChannelEndpoints(normal=t.endpoints.normal, high=t.endpoints.high),
+                    record_type=specs[port].type, queue_size=t.queue_size,
+                    max_message_size=t.max_message_size,
+                )
+                for t in targets
+            ]
+        for port in self._aim.outputs:
+            self._writers.setdefault(port, [])
+        self._open_writers = {p: n for p, n in wire.writers.items() if n > 0}
+        for port, reader in self._readers.items():
+            self._tasks.append(asyncio.create_task(self._pump(port, reader)))
+        assert self._control is not None
+        self._tasks.append(asyncio.create_task(self._watch_control(self._control)))
+
+    async def _run(self) -> int:
+        assert self._aim is not None
+        await self._api_send(aim_api.StateChange(aim=self.name, state="running"))
+        self._run_task = asyncio.create_task(self._aim.run())
+        status = 0
+        try:
+            await self._run_task
+        except asyncio.CancelledError:
+            await self._api_send(aim_api.Failed(aim=self.name, error="aborted by the controller"))
+            status = 1
+        except Exception as exc:
+            await self._api_send(aim_api.Failed(aim=self.name, error=_describe(exc, "run")))
+            status = 1
+        else:
+            try:
+                for writers in self._writers.values():
+                    for writer in writers:
+                        await writer.send_eos()
+            except Exception as exc:
+                await self._api_send(
+                    aim_api.Failed(aim=self.name, error=_describe(exc, "closing outputs"))
+                )
+                status = 1
+            else:
+                await self._api_send(aim_api.Done(aim=self.name))
+        await self._teardown()
+        return status
+
+    async def _teardown(self) -> None:
+        if self._aim is None:
+            return
+        try:
+            await self._aim.teardown()
+        except Exception:
+            log.exception("AIM %r: teardown failed", self.name)
+
+    async def _pump(self, port: str, reader: ChannelReader) -> None:
+        """Move one input's events into the AIM's stream; signals jump the queue."""
+        while True:
+            event = await reader.recv()
+            if isinstance(event, Signal):
+                self._signals.put_nowait(event)
+            else:
+                await self._records.put(event)
+
+    async def _watch_control(self, reader: ChannelReader) -> None:
+        """Apply the controller's lifecycle signals even while the AIM computes."""
+        assert self._aim is not None
+        while True:
+            event = await reader.recv()
+            if not isinstance(event, Signal):
+                continue
+            code = event.code
+            if code == SignalCode.SUSPEND and self._resumed.is_set():
+                self._resumed.clear()
+                await self._aim.on_suspend()
+                await self._api_send(aim_api.StateChange(aim=self.name, state="suspended"))
+            elif code == SignalCode.RESUME and not self._resumed.is_set():
+                await self._aim.on_resume()
+                self._resumed.set()
+                await self._api_send(aim_api.StateChange(aim=self.name, state="running"))
+            elif code == SignalCode.STOP:
+                self._stopping = True
+                self._resumed.set()
+                self._signals.put_nowait(Signal(code=code, port=None))
+                await self._api_send(aim_api.StateChange(aim=self.name, state="stopping"))
+            elif code == SignalCode.ABORT:
+                if self._run_task is not None:
+                    self._run_task.cancel()
+            else:
+                self._signals.put_nowait(Signal(code=code, port=None))
+
+    def _close_input(self, port: str) -> None:
+        left = self._open_writers.get(port, 0) - 1
+        if left <= 0:
+            self._open_writers.pop(port, None)
+        else:
+            self._open_writers[port] = left
+
+    async def _heartbeat(self, interval: float) -> None:
+        beat = aim_api.pack(aim_api.Heartbeat(aim=self.name))
+        while True:
+            await asyncio.sleep(interval)
+            assert self._dealer is not None
+            await self._dealer.send(beat)
+
+    async def _api_send(self, message: aim_api.Hello | aim_api.Ready | aim_api.Wired
+                        | aim_api.StateChange | aim_api.EventMessage | aim_api.Done
+                        | aim_api.Failed | aim_api.Bye | aim_api.Heartbeat) -> None:
+        assert self._dealer is not None
+        await self._dealer.send(aim_api.pack(message))
+
+    async def _expect(self, kind: type[_M]) -> _M | None:
+        """Wait for the next controller message; None when told to terminate."""
+        assert self._dealer is not None
+        while True:
+            try:
+                frame = await asyncio.wait_for(self._dealer.recv(), CONTROLLER_TIMEOUT)
+            except TimeoutError as exc:
+                raise LifecycleError(
+                    f"AIM {self.name!r}: no {kind.__name__.lower()} from the controller at "
+                    f"{self.controller_endpoint} within {CONTROLLER_TIMEOUT:.0f} s; "
+                    "is the controller running and is the address right?"
+                ) from exc
+            try:
+                message = aim_api.parse_controller_message(frame)
+            except AIFError as exc:
+                log.warning("AIM %r: ignoring a malformed controller message: %s", self.name, exc)
+                continue
+            if isinstance(message, aim_api.Terminate):
+                log.info("AIM %r: terminated by the controller: %s", self.name, message.reason)
+                return None
+            if isinstance(message, kind):
+                return message
+            log.warning("AIM %r: expected %s, got %s; ignored", self.name, kind.__name__,
+                        message.op)
+
+    async def _close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        for writers in self._writers.values():
+            for writer in writers:
+                writer.close()
+        for reader in self._readers.values():
+            reader.close()
+        if self._control is not None:
+            self._control.close()
+        if self._dealer is not None:
+            with contextlib.suppress(zmq.ZMQError):
+                await self._dealer.send(aim_api.pack(aim_api.Bye(aim=self.name, reason="exit")))
+            self._dealer.close(linger=1000)
+
+
+def _api_endpoints(endpoints: ChannelEndpoints) -> aim_api.Endpoints:
+    return aim_api.Endpoints(normal=endpoints.normal, high=endpoints.high)
+
+
+def _describe(exc: BaseException, phase: str) -> str:
+    """One readable line plus the innermost frame, for the controller to report."""
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {tb[-1].filename}:{tb[-1].lineno})" if tb else ""
+    return f"{type(exc).__name__} in {phase}: {exc}{where}"
+
+
+async def serve_host(controller: str, aim: str, workflow: str | None, type_text: str | None) -> int:
+    """Run one host in a fresh ZeroMQ context (child and remote placements)."""
+    ctx = zmq.asyncio.Context()
+    try:
+        return await AIMHost(ctx, controller, aim, workflow=workflow, type_text=type_text).serve()
+    finally:
+        ctx.term()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m aif.aims`` (the ``process`` placement)."""
+    parser = argparse.ArgumentParser(prog="python -m aif.aims")
+    parser.add_argument("--controller", required=True, help="AIM API endpoint of the controller")
+    parser.add_argument("--aim", required=True, help="name of the AIM in its workflow")
+    parser.add_argument("--workflow", default=None, help="workflow instance id")
+    parser.add_argument("--type", default=None, help="AIM type this host brings (remote hosts)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format=f"%(levelname)s [{args.aim}] %(message)s")
+    return asyncio.run(serve_host(args.controller, args.aim, args.workflow, args.type))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

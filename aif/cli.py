@@ -1,0 +1,176 @@
+"""The ``aif`` command: the User Agent of the MPAI-AIF reference model.
+
+Subcommands: ``doctor`` (is this machine ready?), ``validate`` / ``export`` (read an
+AIW without running it), ``run`` (an embedded controller runs an AIW to its end with
+live progress), ``aim serve`` (host one AIM for a controller elsewhere: hot-plug).
+Exit codes: 0 success, 1 the run or a check failed, 2 bad input (file, arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from aif.errors import AIFError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=False, highlight=False)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Check torch, aihwkit, CUDA and ZeroMQ; print the fix for each problem."""
+    from aif.doctor import format_report, run_checks
+
+    checks = run_checks()
+    print(format_report(checks))
+    return EXIT_FAILED if any(c.level == "fail" for c in checks) else EXIT_OK
+
+
+def _load(path: str) -> Any:
+    from aif.workflow import load_workflow, resolve
+
+    return resolve(load_workflow(Path(path)))
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Load and check a workflow; print every problem with file, line and field."""
+    resolved = _load(args.file)
+    wf = resolved.workflow
+    print(f"{args.file}: OK: workflow {wf.name!r} with {len(wf.aims)} AIMs and "
+          f"{len(wf.connections)} connections")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Print the MPAI-AIF JSON metadata of a workflow and its AIMs."""
+    from aif.workflow import export_metadata
+
+    print(json.dumps(export_metadata(_load(args.file)), indent=2))
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run a workflow to its end in an embedded controller."""
+    from aif.progress import RunDisplay
+
+    resolved = _load(args.file)
+    display = RunDisplay(_console(), quiet=args.quiet)
+    result = asyncio.run(_run(resolved, args, display))
+    display.summary(result)
+    if args.json:
+        Path(args.json).write_text(json.dumps(_result_json(result), indent=2, default=str))
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+async def _run(resolved: Any, args: argparse.Namespace, display: Any) -> Any:
+    from aif.controller.controller import Controller
+
+    state_dir = Path(args.state_dir) if args.state_dir else None
+    async with Controller(state_dir) as controller:
+        controller.subscribe(display.on_event)
+        with display:
+            run = await controller.launch(resolved)
+            loop = asyncio.get_running_loop()
+            # Ctrl-C stops the run cleanly (partial results kept); a second one aborts.
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, lambda: asyncio.ensure_future(run.stop()))
+            try:
+                result = await controller.wait_run(run, args.timeout)
+            finally:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
+    return result
+
+
+def _result_json(result: Any) -> dict[str, Any]:
+    return {
+        "id": result.id, "workflow": result.workflow, "state": result.state.value,
+        "error": result.error, "seconds": result.seconds, "results": result.results,
+        "outputs": {k: len(v) for k, v in result.outputs.items()},
+    }
+
+
+def cmd_aim_serve(args: argparse.Namespace) -> int:
+    """Host one AIM for a running controller (``placement: remote`` in the AIW)."""
+    from aif.aims.host import serve_host
+    from aif.aims.registry import resolve_aim_type
+
+    resolve_aim_type(args.type)  # fail here, with the registry's message, not later
+    logging.basicConfig(level=logging.INFO, format=f"%(levelname)s [{args.name}] %(message)s")
+    return asyncio.run(serve_host(args.controller, args.name, args.workflow, args.type))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``aif`` (exposed for the docs and tests)."""
+    from aif import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="aif", description="An MPAI-AIF runtime for analog AI experiments."
+    )
+    parser.add_argument("--version", action="version", version=f"aif {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("doctor", help="check torch, aihwkit, CUDA and ZeroMQ")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("validate", help="check a workflow file without running it")
+    p.add_argument("file", help="workflow YAML")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("export", help="print the MPAI-AIF JSON metadata of a workflow")
+    p.add_argument("file", help="workflow YAML")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("run", help="run a workflow to its end with live progress")
+    p.add_argument("file", help="workflow YAML")
+    p.add_argument("--state-dir", help="where storage lives (default: $AIF_STATE_DIR or "
+                   "~/.local/share/aif)")
+    p.add_argument("--timeout", type=float, default=None, help="stop the run after N seconds")
+    p.add_argument("--json", metavar="PATH", help="also write the result as JSON to PATH")
+    p.add_argument("-q", "--quiet", action="store_true", help="no live progress")
+    p.set_defaults(func=cmd_run)
+
+    aim = sub.add_parser("aim", help="work with AIMs").add_subparsers(
+        dest="aim_command", required=True, metavar="AIM_COMMAND"
+    )
+    p = aim.add_parser("serve", help="host one AIM for a running controller (hot-plug)")
+    p.add_argument("type", help="AIM type: built-in name, package.module:Class or entry point")
+    p.add_argument("--controller", required=True, help="the controller's AIM API address")
+    p.add_argument("--name", required=True, help="the AIM's name in the waiting workflow")
+    p.add_argument("--workflow", default=None, help="the workflow run id (optional)")
+    p.set_defaults(func=cmd_aim_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``aif`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        code: int = args.func(args)
+    except AIFError as exc:
+        print(f"aif: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""The AIM API: messages between an AIM host and the controller (MPAI_AIFM_*).
+
+One msgpack map per ZeroMQ message, on a DEALER (host) ↔ ROUTER (controller) pair.
+Because it is plain msgpack, an AIM host may be written in any language. Every
+message has an ``op``; each op is a pydantic model here, so a malformed message is
+refused with the field that is wrong and never reaches the controller's logic::
+
+    host                         controller
+     │ hello{aim, workflow, pid, type?} ─►│   (a remote host also names its type)
+     │◄─ setup{type, params, transports…} │
+     │ ready{inputs, control} ───────────►│   (readers bound, AIM.setup() done)
+     │◄─ wire{outputs, writers}           │   (once every AIM of the AIW is ready)
+     │ wired ────────────────────────────►│
+     │◄─ start                            │
+     │ heartbeat / state / event ────────►│   (while running)
+     │ done | failed{error} ─────────────►│
+     │ bye{reason} ──────────────────────►│   (deregister)
+
+Lifecycle signals (suspend, resume, stop, abort) do not use this socket: the
+controller sends them as uint16 codes on the high-priority lane of each AIM's control
+channel, so they overtake any backlog.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgpack
+import pydantic
+
+from aif.errors import MalformedMessage
+
+_STRICT = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+Transport = Literal["inproc", "ipc", "tcp"]
+#: Largest AIM API message accepted; these are control messages, never payloads.
+MAX_API_MESSAGE = 16 * 2**20
+
+
+class Endpoints(pydantic.BaseModel):
+    """The two lanes of one channel reader."""
+
+    model_config = _STRICT
+    normal: str
+    high: str
+
+
+class Hello(pydantic.BaseModel):
+    """A host introduces itself; ``type`` is set by remote hosts that bring their class."""
+
+    model_config = _STRICT
+    op: Literal["hello"] = "hello"
+    aim: str
+    workflow: str | None = None
+    pid: int
+    type: str | None = None
+
+
+class Ready(pydantic.BaseModel):
+    """The AIM is set up and its input readers are bound at these endpoints."""
+
+    model_config = _STRICT
+    op: Literal["ready"] = "ready"
+    aim: str
+    inputs: dict[str, Endpoints]
+    control: Endpoints
+
+
+class Wired(pydantic.BaseModel):
+    """Output writers are connected."""
+
+    model_config = _STRICT
+    op: Literal["wired"] = "wired"
+    aim: str
+
+
+class Heartbeat(pydantic.BaseModel):
+    """The host is alive."""
+
+    model_config = _STRICT
+    op: Literal["heartbeat"] = "heartbeat"
+    aim: str
+
+
+class StateChange(pydantic.BaseModel):
+    """The AIM moved to a new lifecycle state."""
+
+    model_config = _STRICT
+    op: Literal["state"] = "state"
+    aim: str
+    state: Literal["running", "suspended", "stopping"]
+    detail: str = ""
+
+
+class EventMessage(pydantic.BaseModel):
+    """Progress, log or result data the AIM publishes."""
+
+    model_config = _STRICT
+    op: Literal["event"] = "event"
+    aim: str
+    topic: Literal["progress", "log", "result"]
+    data: dict[str, Any]
+
+
+class Done(pydantic.BaseModel):
+    """``run`` returned and the outputs are closed."""
+
+    model_config = _STRICT
+    op: Literal["done"] = "done"
+    aim: str
+
+
+class Failed(pydantic.BaseModel):
+    """The AIM raised; ``error`` says what and where."""
+
+    model_config = _STRICT
+    op: Literal["failed"] = "failed"
+    aim: str
+    error: str
+
+
+class Bye(pydantic.BaseModel):
+    """The host deregisters and is about to exit."""
+
+    model_config = _STRICT
+    op: Literal["bye"] = "bye"
+    aim: str
+    reason: str = ""
+
+
+HostMessage = Annotated[
+    Hello | Ready | Wired | Heartbeat | StateChange | EventMessage | Done | Failed | Bye,
+    pydantic.Field(discriminator="op"),
+]
+
+
+class Setup(pydantic.BaseModel):
+    """What the host needs to instantiate the AIM and bind its inputs."""
+
+    model_config = _STRICT
+    op: Literal["setup"] = "setup"
+    type: str
+    params: dict[str, Any]
+    workflow: str
+    state_dir: str
+    ipc_dir: str
+    transports: dict[str, Transport]
+    control_transport: Transport
+    queue_sizes: dict[str, int]
+    max_message_sizes: dict[str, int]
+    heartbeat_interval: float
+
+
+class Target(pydantic.BaseModel):
+    """One connection from an output port to an input reader."""
+
+    model_config = _STRICT
+    endpoints: Endpoints
+    target: str
+    queue_size: int
+    max_message_size: int
+
+
+class Wire(pydantic.BaseModel):
+    """Where each output port sends, and how many writers feed each input port."""
+
+    model_config = _STRICT
+    op: Literal["wire"] = "wire"
+    outputs: dict[str, list[Target]]
+    writers: dict[str, int]
+
+
+class Start(pydantic.BaseModel):
+    """Begin ``run``."""
+
+    model_config = _STRICT
+    op: Literal["start"] = "start"
+
+
+class Terminate(pydantic.BaseModel):
+    """Leave before start (another AIM failed, or the registration is refused)."""
+
+    model_config = _STRICT
+    op: Literal["terminate"] = "terminate"
+    reason: str
+
+
+ControllerMessage = Annotated[
+    Setup | Wire | Start | Terminate, pydantic.Field(discriminator="op")
+]
+
+_host_adapter: pydantic.TypeAdapter[HostMessage] = pydantic.TypeAdapter(HostMessage)
+_controller_adapter: pydantic.TypeAdapter[ControllerMessage] = pydantic.TypeAdapter(
+    ControllerMessage
+)
+
+
+def pack(message: pydantic.BaseModel) -> bytes:
+    """Encode one API message."""
+    return msgpack.packb(message.model_dump(mode="json"), use_bin_type=True)
+
+
+def _unpack(frame: bytes) -> object:
+    if len(frame) > MAX_API_MESSAGE:
+        raise MalformedMessage(
+            f"AIM API message of {len(frame)} bytes exceeds {MAX_API_MESSAGE}; "
+            "send payloads over channels, not the AIM API"
+        )
+    try:
+        return msgpack.unpackb(frame, raw=False, strict_map_key=True)
+    except Exception as exc:
+        raise MalformedMessage(f"AIM API message is not valid msgpack: {exc}") from exc
+
+
+def _validate(adapter: pydantic.TypeAdapter[Any], frame: bytes) -> Any:
+    data = _unpack(frame)
+    try:
+        return adapter.validate_python(data)
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<message>'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise MalformedMessage(f"invalid AIM API message: {problems}") from exc
+
+
+def parse_host_message(frame: bytes) -> HostMessage:
+    """Decode and validate a host → controller message (raises ``MalformedMessage``)."""
+    result: HostMessage = _validate(_host_adapter, frame)
+    return result
+
+
+def parse_controller_message(frame: bytes) -> ControllerMessage:
+    """Decode and validate a controller → host message (raises ``MalformedMessage``)."""
+    result: ControllerMessage = _validate(_controller_adapter, frame)
+    return result

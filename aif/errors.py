@@ -1,0 +1,130 @@
+"""The one error hierarchy of aif.
+
+Every error says what was wrong, where, and what to do about it. Lower-layer
+exceptions (pyzmq, msgpack, pydantic, yaml, OS) are translated into these at the
+boundary with ``raise ... from exc`` so callers catch one family::
+
+    AIFError
+    ├── ConfigError                 bad settings, missing environment (doctor finds these)
+    ├── PortTypeError               a value or port that does not fit its MPAI-AIF type
+    │   └── TypeSyntaxError         a type string that does not parse (points at the column)
+    ├── WireError                   a message that cannot cross a channel
+    │   ├── MalformedMessage        frames that do not decode
+    │   └── MessageTooLarge         a message over the channel's size limit
+    ├── ChannelError                a channel used wrongly or closed
+    │   └── ChannelClosed           the channel was closed while waiting on it
+    ├── WorkflowError               an AIW file that does not load or validate
+    ├── RegistryError               an AIM type that cannot be resolved
+    ├── LifecycleError              a call made in the wrong lifecycle state
+    ├── AIMError                    an AIM misbehaved
+    │   └── AIMFailed               an AIM crashed, exited or stopped heart-beating
+    ├── ControllerError             the controller could not do what was asked
+    │   └── CleanupError            several resources failed to tear down
+    └── StorageError                a storage key or object problem
+        └── KeyNotFound             no object under that key
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class AIFError(Exception):
+    """Root of every error aif raises on purpose."""
+
+
+class ConfigError(AIFError):
+    """Settings or the environment are not usable; the message names the fix."""
+
+
+class PortTypeError(AIFError):
+    """A value or a port does not fit its MPAI-AIF record type."""
+
+
+class TypeSyntaxError(PortTypeError):
+    """A type string does not parse; ``position`` is the 0-based column of the fault."""
+
+    def __init__(self, message: str, text: str, position: int) -> None:
+        self.text = text
+        self.position = position
+        caret = " " * position + "^"
+        super().__init__(f"{message} at column {position + 1}\n  {text}\n  {caret}")
+
+
+class WireError(AIFError):
+    """A message cannot be encoded, decoded or sent."""
+
+
+class MalformedMessage(WireError):
+    """Frames that do not decode as an aif message."""
+
+
+class MessageTooLarge(WireError):
+    """A message is larger than the channel's maximum message size."""
+
+
+class ChannelError(AIFError):
+    """A channel was used wrongly."""
+
+
+class ChannelClosed(ChannelError):
+    """The channel was closed while a call waited on it."""
+
+
+class WorkflowError(AIFError):
+    """An AIW file does not load or does not validate.
+
+    ``problems`` holds one line per fault, each naming file, line and field.
+    """
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        self.problems = list(problems)
+        text = message
+        if self.problems:
+            text += "\n" + "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(text)
+
+
+class RegistryError(AIFError):
+    """An AIM type cannot be resolved to a class."""
+
+
+class LifecycleError(AIFError):
+    """A call was made in a lifecycle state that does not allow it."""
+
+
+class AIMError(AIFError):
+    """An AIM misbehaved."""
+
+
+class AIMFailed(AIMError):
+    """An AIM crashed, exited, or stopped heart-beating."""
+
+    def __init__(self, aim: str, cause: str) -> None:
+        self.aim = aim
+        self.cause = cause
+        super().__init__(f"AIM {aim!r} failed: {cause}")
+
+
+class ControllerError(AIFError):
+    """The controller could not do what was asked."""
+
+
+class CleanupError(ControllerError):
+    """One or more resources failed while being torn down; ``errors`` holds them all."""
+
+    def __init__(self, errors: Sequence[BaseException]) -> None:
+        self.errors = list(errors)
+        lines = "\n".join(f"  - {type(e).__name__}: {e}" for e in self.errors)
+        super().__init__(f"{len(self.errors)} error(s) during cleanup:\n{lines}")
+
+
+class StorageError(AIFError):
+    """A storage key is invalid or an object cannot be read or written."""
+
+
+class KeyNotFound(StorageError, KeyError):
+    """No object is stored under that key."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "key not found"

@@ -1,0 +1,100 @@
+"""Live progress and the closing summary of ``aif run`` (rich).
+
+AIMs publish progress events with whatever fields suit them; two are understood
+specially: ``step`` and ``total`` drive a bar. Every other field is shown as
+``key=value`` beside it, so an epoch loop reporting ``step=3, total=10, loss=0.21``
+needs nothing more.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TaskID
+from rich.table import Table
+
+from aif.communication.events import Event
+from aif.controller.run import WorkflowResult
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list | tuple):
+        return f"[{len(value)} items]"
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+class RunDisplay:
+    """Turns controller events into a live view, then prints a summary table."""
+
+    def __init__(self, console: Console, *, quiet: bool = False) -> None:
+        self.console = console
+        self.quiet = quiet
+        self._progress = Progress(
+            TextColumn("[bold]{task.fields[aim]:<14}"),
+            BarColumn(),
+            TextColumn("{task.completed:>5.0f}/{task.total}"),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+            disable=quiet,
+        )
+        self._tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> RunDisplay:
+        self._progress.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._progress.stop()
+
+    def on_event(self, event: Event) -> None:
+        """Controller listener: state changes as lines, progress as bars."""
+        if self.quiet:
+            return
+        data = event.data
+        if event.topic == "progress":
+            task = self._tasks.get(event.source)
+            fields = " ".join(f"{k}={_fmt(v)}" for k, v in data.items() if k not in ("step", "total"))
+            total = float(data["total"]) if isinstance(data.get("total"), int | float) else None
+            step = float(data["step"]) if isinstance(data.get("step"), int | float) else None
+            if task is None:
+                task = self._progress.add_task(fields, total=total, aim=event.source)
+                self._tasks[event.source] = task
+            self._progress.update(task, description=fields, total=total, completed=step)
+        elif event.topic == "state":
+            if "run" in data:
+                msg = f"run {event.workflow}: {data['run']}"
+                if data.get("error"):
+                    msg += f": {data['error']}"
+                self._progress.console.print(f"[dim]{msg}[/dim]")
+            elif data.get("state") in ("running", "done", "suspended", "stopping"):
+                self._progress.console.print(f"[dim]  {event.source}: {data['state']}[/dim]")
+        elif event.topic == "log":
+            self._progress.console.print(f"  {event.source}: {data.get('message', data)}")
+
+    def summary(self, result: WorkflowResult) -> None:
+        """Print the final table: each AIM's reported results, outputs, and the verdict."""
+        table = Table(title=f"{result.workflow} ({result.id})", show_lines=False)
+        table.add_column("AIM / output")
+        table.add_column("result")
+        for aim, data in sorted(result.results.items()):
+            table.add_row(aim, " ".join(f"{k}={_fmt(v)}" for k, v in data.items()))
+        for ref, records in result.outputs.items():
+            table.add_row(ref, f"{len(records)} record(s)")
+        self.console.print(table)
+        colour = "green" if result.ok else "red"
+        line = f"[{colour}]{result.state.value}[/{colour}] in {result.seconds:.2f} s"
+        if result.error:
+            line += f": {result.error}"
+        self.console.print(line)

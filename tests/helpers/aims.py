@@ -1,0 +1,105 @@
+"""AIMs used by the tests. Importable by child processes as ``tests.helpers.aims:Name``
+because the controller's children inherit the working directory (the repository root)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import pydantic
+
+from aif import AIM, Record, Signal
+
+
+class FrameSource(AIM):
+    """Emits ``count`` typed frames: MPAI-AIF's struct example."""
+
+    outputs = {"out": "{int32 frameNumber; int16 x; byte[] frame}"}
+
+    class Params(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(extra="forbid")
+        count: int = 3
+
+    async def run(self) -> None:
+        assert isinstance(self.params, FrameSource.Params)
+        for i in range(self.params.count):
+            await self.send("out", {"frameNumber": i, "x": -i, "frame": bytes([i]) * 16})
+
+
+class FrameCheck(AIM):
+    """Receives typed frames and reports what it saw."""
+
+    inputs = {"in": "{int32 frameNumber; int16 x; byte[] frame}"}
+
+    async def run(self) -> None:
+        numbers = []
+        async for event in self.events():
+            if isinstance(event, Record):
+                value = event.value
+                assert value["frame"] == bytes([value["frameNumber"]]) * 16
+                numbers.append(value["frameNumber"])
+        await self.result(frames=numbers, pid=os.getpid())
+
+
+class Ticker(AIM):
+    """Emits an increasing counter every ``interval`` seconds until stopped; reports its pid."""
+
+    outputs = {"out": "int64"}
+
+    class Params(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(extra="forbid")
+        interval: float = 0.02
+        limit: int = 1_000_000
+
+    async def run(self) -> None:
+        assert isinstance(self.params, Ticker.Params)
+        await self.progress(pid=os.getpid())
+        n = 0
+        while n < self.params.limit and await self.checkpoint():
+            await self.send("out", n)
+            n += 1
+            await asyncio.sleep(self.params.interval)
+        await self.result(ticks=n)
+
+
+class Crasher(AIM):
+    """Raises after receiving ``after`` records."""
+
+    inputs = {"in": "any"}
+
+    class Params(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(extra="forbid")
+        after: int = 1
+
+    async def run(self) -> None:
+        assert isinstance(self.params, Crasher.Params)
+        seen = 0
+        async for event in self.events():
+            if isinstance(event, Record):
+                seen += 1
+                if seen >= self.params.after:
+                    raise RuntimeError(f"sensor overheated after {seen} records")
+
+
+class Hang(AIM):
+    """Blocks its event loop (a hung native call): heartbeats stop."""
+
+    async def run(self) -> None:
+        await self.progress(pid=os.getpid())
+        time.sleep(60)
+
+
+class SignalEcho(AIM):
+    """Reports every signal it receives, in order, with the records it saw before it."""
+
+    inputs = {"in": "any"}
+
+    async def run(self) -> None:
+        seen: list[str] = []
+        async for event in self.events():
+            if isinstance(event, Signal):
+                seen.append(f"signal:{event.code}")
+            elif isinstance(event, Record):
+                seen.append("record")
+        await self.result(seen=seen)
