@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TaskID
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from aif.communication.events import Event
@@ -65,7 +65,9 @@ class RunDisplay:
         data = event.data
         if event.topic == "progress":
             task = self._tasks.get(event.source)
-            fields = " ".join(f"{k}={_fmt(v)}" for k, v in data.items() if k not in ("step", "total"))
+            fields = " ".join(
+                f"{k}={_fmt(v)}" for k, v in data.items() if k not in ("step", "total")
+            )
             total = float(data["total"]) if isinstance(data.get("total"), int | float) else None
             step = float(data["step"]) if isinstance(data.get("step"), int | float) else None
             if task is None:
@@ -97,4 +99,4 @@ class RunDisplay:
         line = f"[{colour}]{result.state.value}[/{colour}] in {result.seconds:.2f} s"
         if result.error:
             line += f": {result.error}"
-        self.console.print(line)
+        self.console.print(line, soft_wrap=True)

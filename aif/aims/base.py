@@ -45,8 +45,11 @@ class AIMRuntime(Protocol):
     name: str
     workflow: str
     state_dir: Path
-    storage: Storage
-    global_storage: Storage
+
+    @property
+    def storage(self) -> Storage: ...
+    @property
+    def global_storage(self) -> Storage: ...
 
     async def send(self, port: str, value: Any) -> None: ...
     async def send_signal(self, port: str, code: int) -> None: ...

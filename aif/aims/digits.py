@@ -91,8 +91,13 @@ class AnalogClassifier(AIM):
             loss = await asyncio.to_thread(self._epoch, model, optimizer, splits["train"], p, epoch)
             acc = await asyncio.to_thread(self._accuracy, model, splits["test"], None)
             await self.send("metrics", {"epoch": epoch, "loss": loss, "accuracy": acc})
-            await self.progress(step=epoch, total=p.epochs, loss=loss, accuracy=acc,
-                                seconds=time.perf_counter() - start)
+            await self.progress(
+                step=epoch,
+                total=p.epochs,
+                loss=loss,
+                accuracy=acc,
+                seconds=time.perf_counter() - start,
+            )
         drift = {}
         for t in p.drift_seconds if p.device == "pcm" else []:
             drift[f"acc@{t:g}s"] = await asyncio.to_thread(self._accuracy, model, splits["test"], t)
@@ -101,10 +106,10 @@ class AnalogClassifier(AIM):
     @staticmethod
     def _build(p: ClassifierParams) -> tuple[Any, Any]:
         import torch
+        from aihwkit.inference import PCMLikeNoiseModel
         from aihwkit.nn import AnalogLinear, AnalogSequential
         from aihwkit.optim import AnalogSGD
         from aihwkit.simulator.configs import FloatingPointRPUConfig, InferenceRPUConfig
-        from aihwkit.inference import PCMLikeNoiseModel
 
         torch.manual_seed(p.seed)
         if p.device == "pcm":
@@ -123,8 +128,9 @@ class AnalogClassifier(AIM):
         return model, optimizer
 
     @staticmethod
-    def _epoch(model: Any, optimizer: Any, split: dict[str, Any], p: ClassifierParams,
-               epoch: int) -> float:
+    def _epoch(
+        model: Any, optimizer: Any, split: dict[str, Any], p: ClassifierParams, epoch: int
+    ) -> float:
         import torch
 
         model.train()
@@ -133,10 +139,10 @@ class AnalogClassifier(AIM):
         order = torch.randperm(len(y), generator=torch.Generator().manual_seed(p.seed + epoch))
         total = 0.0
         for i in range(0, len(y), p.batch_size):
-            idx = order[i:i + p.batch_size]
+            idx = order[i : i + p.batch_size]
             optimizer.zero_grad()
             loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             total += loss.item() * len(idx)
         return total / len(y)

@@ -185,9 +185,7 @@ class Terminate(pydantic.BaseModel):
     reason: str
 
 
-ControllerMessage = Annotated[
-    Setup | Wire | Start | Terminate, pydantic.Field(discriminator="op")
-]
+ControllerMessage = Annotated[Setup | Wire | Start | Terminate, pydantic.Field(discriminator="op")]
 
 _host_adapter: pydantic.TypeAdapter[HostMessage] = pydantic.TypeAdapter(HostMessage)
 _controller_adapter: pydantic.TypeAdapter[ControllerMessage] = pydantic.TypeAdapter(
@@ -197,7 +195,8 @@ _controller_adapter: pydantic.TypeAdapter[ControllerMessage] = pydantic.TypeAdap
 
 def pack(message: pydantic.BaseModel) -> bytes:
     """Encode one API message."""
-    return msgpack.packb(message.model_dump(mode="json"), use_bin_type=True)
+    packed: bytes = msgpack.packb(message.model_dump(mode="json"), use_bin_type=True)
+    return packed
 
 
 def _unpack(frame: bytes) -> object:

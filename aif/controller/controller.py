@@ -188,8 +188,11 @@ class Controller:
         run_id = f"{plan.name}-{uuid.uuid4().hex[:8]}"
         handles = {
             name: AIMHandle(
-                name=name, type=aim.type, placement=aim.placement,
-                heartbeat_timeout=aim.heartbeat_timeout, launcher=self._launcher(aim, run_id),
+                name=name,
+                type=aim.type,
+                placement=aim.placement,
+                heartbeat_timeout=aim.heartbeat_timeout,
+                launcher=self._launcher(aim, run_id),
             )
             for name, aim in plan.aims.items()
         }
@@ -237,7 +240,7 @@ class Controller:
 
     async def _bring_up(self, run: WorkflowRun, plan: RunPlan) -> None:
         self._plans[run.id] = plan
-        for name, handle in run.handles.items():
+        for handle in run.handles.values():
             await handle.launcher.launch()
             if isinstance(handle.launcher, ProcessLauncher):
                 handle.pid = handle.launcher.pid
@@ -256,7 +259,9 @@ class Controller:
             assert handle.ready is not None
             ctrl = handle.ready.control
             handle.control = ChannelWriter(
-                self.ctx, "control", ChannelEndpoints(normal=ctrl.normal, high=ctrl.high),
+                self.ctx,
+                "control",
+                ChannelEndpoints(normal=ctrl.normal, high=ctrl.high),
                 queue_size=16,
             )
         feeders = self._open_feeders(run, plan)
@@ -278,7 +283,8 @@ class Controller:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     await self._fail(
-                        run, handle.name,
+                        run,
+                        handle.name,
                         f"did not {what} within {self.ready_timeout:.0f} s "
                         f"({handle.launcher.description}, state {handle.state.value})",
                     )
@@ -303,7 +309,9 @@ class Controller:
         for ref in plan.outputs:
             aim = ref.split(".", 1)[0]
             reader = ChannelReader(
-                self.ctx, ref, self._transport("controller", plan.aims[aim].placement),  # type: ignore[arg-type]
+                self.ctx,
+                ref,
+                self._transport("controller", plan.aims[aim].placement),  # type: ignore[arg-type]
                 ipc_dir=self.ipc_dir,
             )
             collectors[ref] = reader
@@ -322,7 +330,9 @@ class Controller:
             assert ready is not None
             ep = ready.inputs[port]
             writer = ChannelWriter(
-                self.ctx, ref, ChannelEndpoints(normal=ep.normal, high=ep.high),
+                self.ctx,
+                ref,
+                ChannelEndpoints(normal=ep.normal, high=ep.high),
                 record_type=plan.aims[aim].port_types[port],
             )
             feeders[ref] = (writer, records)
@@ -341,7 +351,8 @@ class Controller:
                 aim_api.Target(
                     endpoints=ready.inputs[conn.target_port],
                     target=f"{conn.target_aim}.{conn.target_port}",
-                    queue_size=conn.queue_size, max_message_size=conn.max_message_size,
+                    queue_size=conn.queue_size,
+                    max_message_size=conn.max_message_size,
                 )
             )
         for ref, reader in collectors.items():
@@ -351,7 +362,8 @@ class Controller:
                 outputs.setdefault(port, []).append(
                     aim_api.Target(
                         endpoints=aim_api.Endpoints(normal=ep.normal, high=ep.high),
-                        target=f"controller:{ref}", queue_size=1000,
+                        target=f"controller:{ref}",
+                        queue_size=1000,
                         max_message_size=256 * 2**20,
                     )
                 )
@@ -385,20 +397,9 @@ class Controller:
 
         await asyncio.gather(*(collect(r, c) for r, c in collectors.items()))
         while not run.state.ended and not all(h.state.ended for h in run.handles.values()):
-            waits = [asyncio.ensure_future(h.changed.wait()) for h in run.handles.values()]
-            for h in run.handles.values():
-                h.changed.clear()
-            if all(h.state.ended for h in run.handles.values()):
-                for w in waits:
-                    w.cancel()
-                break
-            _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            for w in pending:
-                w.cancel()
-        if run.state is RunState.STOPPING:
-            final = RunState.STOPPED
-        else:
-            final = RunState.SUCCEEDED
+            run.changed.clear()
+            await run.changed.wait()
+        final = RunState.STOPPED if run.state is RunState.STOPPING else RunState.SUCCEEDED
         if run.finish(final):
             self._emit("state", "controller", run.id, {"run": final.value})
 
@@ -414,8 +415,12 @@ class Controller:
             await asyncio.sleep(0.05)
             if handle.state.ended:
                 return
-        await self._fail(run, handle.name, f"its {handle.launcher.description} ended "
-                         f"({describe_exit(status)}) before the AIM finished")
+        await self._fail(
+            run,
+            handle.name,
+            f"its {handle.launcher.description} ended "
+            f"({describe_exit(status)}) before the AIM finished",
+        )
 
     async def _monitor(self) -> None:
         """Fail AIMs whose heartbeats stopped (hung, or on a lost machine)."""
@@ -426,12 +431,16 @@ class Controller:
                 if run.state.ended:
                     continue
                 for handle in run.handles.values():
-                    if handle.state in (AIMState.LAUNCHING, AIMState.REGISTERED) or handle.state.ended:
+                    if (
+                        handle.state in (AIMState.LAUNCHING, AIMState.REGISTERED)
+                        or handle.state.ended
+                    ):
                         continue
                     silent = now - handle.last_heartbeat
                     if silent > handle.heartbeat_timeout:
                         await self._fail(
-                            run, handle.name,
+                            run,
+                            handle.name,
                             f"no heartbeat for {silent:.1f} s (limit {handle.heartbeat_timeout} s);"
                             " the AIM is hung or its host was lost",
                         )
@@ -533,26 +542,30 @@ class Controller:
             self._emit("state", handle.name, run.id, {"state": "done"})
         elif isinstance(message, aim_api.Failed):
             await self._fail(run, handle.name, message.error)
-        elif isinstance(message, aim_api.Bye):
-            if isinstance(handle.launcher, RemoteLauncher):
-                handle.launcher.ended(0 if handle.state is AIMState.DONE else 1)
+        elif isinstance(message, aim_api.Bye) and isinstance(handle.launcher, RemoteLauncher):
+            handle.launcher.ended(0 if handle.state is AIMState.DONE else 1)
 
     async def _hello(self, identity: bytes, hello: aim_api.Hello) -> None:
         match = self._find_handle(hello)
         if match is None:
-            reason = (f"no workflow run is waiting for an AIM named {hello.aim!r}"
-                      + (f" in run {hello.workflow!r}" if hello.workflow else ""))
+            reason = f"no workflow run is waiting for an AIM named {hello.aim!r}" + (
+                f" in run {hello.workflow!r}" if hello.workflow else ""
+            )
             log.warning("AIM API: refused %r: %s", hello.aim, reason)
             assert self._router is not None
             with contextlib.suppress(zmq.ZMQError):
-                await self._router.send_multipart([identity, aim_api.pack(aim_api.Terminate(reason=reason))])
+                await self._router.send_multipart(
+                    [identity, aim_api.pack(aim_api.Terminate(reason=reason))]
+                )
             return
         run, handle = match
         plan = self._plans[run.id]
         aim = plan.aims[handle.name]
         if hello.type is not None and hello.type != aim.type and hello.type != aim.class_path:
-            reason = (f"AIM {handle.name!r} is declared as type {aim.type!r} but the remote "
-                      f"host brings {hello.type!r}")
+            reason = (
+                f"AIM {handle.name!r} is declared as type {aim.type!r} but the remote "
+                f"host brings {hello.type!r}"
+            )
             await self._fail(run, handle.name, reason)
             return
         handle.identity = identity
@@ -565,17 +578,26 @@ class Controller:
             port: self._transport(aim.placement, *plan.writer_placements(handle.name, port))
             for port in aim.input_ports
         }
-        await self._send(handle, aim_api.Setup(
-            type=aim.type, params=aim.params, workflow=run.id, state_dir=str(self.state_dir),
-            ipc_dir=str(self.ipc_dir), transports=transports,  # type: ignore[arg-type]
-            control_transport=self._transport("controller", aim.placement),  # type: ignore[arg-type]
-            queue_sizes=plan.queue_sizes(handle.name),
-            max_message_sizes=plan.max_message_sizes(handle.name),
-            heartbeat_interval=self.heartbeat_interval,
-        ))
+        await self._send(
+            handle,
+            aim_api.Setup(
+                type=aim.type,
+                params=aim.params,
+                workflow=run.id,
+                state_dir=str(self.state_dir),
+                ipc_dir=str(self.ipc_dir),
+                transports=transports,  # type: ignore[arg-type]
+                control_transport=self._transport("controller", aim.placement),  # type: ignore[arg-type]
+                queue_sizes=plan.queue_sizes(handle.name),
+                max_message_sizes=plan.max_message_sizes(handle.name),
+                heartbeat_interval=self.heartbeat_interval,
+            ),
+        )
 
     def _find_handle(self, hello: aim_api.Hello) -> tuple[WorkflowRun, AIMHandle] | None:
-        runs = [self.runs[hello.workflow]] if hello.workflow in self.runs else list(self.runs.values())
+        runs = (
+            [self.runs[hello.workflow]] if hello.workflow in self.runs else list(self.runs.values())
+        )
         for run in runs:
             if run.state.ended:
                 continue
@@ -622,4 +644,3 @@ class Controller:
     def _term_context(self) -> None:
         assert self.ctx is not None
         self.ctx.destroy(linger=0)
-

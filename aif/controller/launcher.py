@@ -70,8 +70,15 @@ class ProcessLauncher:
 
     def __init__(self, controller: str, aim: str, workflow: str) -> None:
         self._argv = [
-            sys.executable, "-m", "aif.aims",
-            "--controller", controller, "--aim", aim, "--workflow", workflow,
+            sys.executable,
+            "-m",
+            "aif.aims",
+            "--controller",
+            controller,
+            "--aim",
+            aim,
+            "--workflow",
+            workflow,
         ]
         self._proc: asyncio.subprocess.Process | None = None
         self.description = "child process"

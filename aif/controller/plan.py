@@ -91,9 +91,7 @@ class RunPlan:
         sizes: dict[str, int] = {}
         for conn in self.connections:
             if conn.target_aim == aim:
-                sizes[conn.target_port] = max(
-                    sizes.get(conn.target_port, 0), conn.max_message_size
-                )
+                sizes[conn.target_port] = max(sizes.get(conn.target_port, 0), conn.max_message_size)
         return sizes
 
 
@@ -116,8 +114,10 @@ def plan_run(resolved: ResolvedWorkflow) -> RunPlan:
         )
     connections = [
         PlannedConnection(
-            source_aim=c.source.aim, source_port=c.source.port,
-            target_aim=c.target.aim, target_port=c.target.port,
+            source_aim=c.source.aim,
+            source_port=c.source.port,
+            target_aim=c.target.aim,
+            target_port=c.target.port,
             queue_size=c.queue_size,
             max_message_size=c.max_message_size or DEFAULT_MAX_MESSAGE_SIZE,
         )

@@ -73,11 +73,14 @@ class AIMHandle:
     control: ChannelWriter | None = None
     error: str | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Shared by every AIM of a run: set whenever any of them changes state.
+    run_changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def set_state(self, state: AIMState) -> None:
-        """Move to ``state`` and wake whoever waits on a change."""
+        """Move to ``state`` and wake whoever waits on this AIM or on the run."""
         self.state = state
         self.changed.set()
+        self.run_changed.set()
 
 
 @dataclass
@@ -111,6 +114,9 @@ class WorkflowRun:
         self.id = run_id
         self.workflow = workflow
         self.handles = handles
+        self.changed = asyncio.Event()
+        for handle in handles.values():
+            handle.run_changed = self.changed
         self.state = RunState.STARTING
         self.error: str | None = None
         self.results: dict[str, dict[str, Any]] = {}
@@ -157,8 +163,13 @@ class WorkflowRun:
         """The run's result so far."""
         end = self.ended_at if self.ended_at is not None else time.monotonic()
         return WorkflowResult(
-            id=self.id, workflow=self.workflow, state=self.state, error=self.error,
-            results=self.results, outputs=self.outputs, seconds=end - self.started,
+            id=self.id,
+            workflow=self.workflow,
+            state=self.state,
+            error=self.error,
+            results=self.results,
+            outputs=self.outputs,
+            seconds=end - self.started,
         )
 
     # -- used by the controller -----------------------------------------------------

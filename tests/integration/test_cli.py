@@ -1,0 +1,87 @@
+"""The ``aif`` command as a user runs it: a real process, real files, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def aif(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "aif.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_validate_accepts_a_shipped_workflow() -> None:
+    done = aif("validate", "workflows/digits-analog.yaml")
+    assert done.returncode == 0, done.stderr
+    assert "OK: workflow 'digits-analog' with 3 AIMs" in done.stdout
+
+
+def test_validate_names_file_line_and_fix_for_a_bad_workflow() -> None:
+    done = aif("validate", "tests/workflows/invalid-unknown-port.yml")
+    assert done.returncode == 2
+    assert (
+        "invalid-unknown-port.yml:13: connections[1].to: AIM 'sink' has no input port 'inn'"
+        " (did you mean 'in'?)" in done.stderr
+    )
+
+
+def test_validate_reports_a_missing_file() -> None:
+    done = aif("validate", "no/such/workflow.yml")
+    assert done.returncode == 2
+    assert "no/such/workflow.yml" in done.stderr
+
+
+def test_run_succeeds_and_writes_json(tmp_path: Path) -> None:
+    wf = tmp_path / "feed.yml"
+    wf.write_text(
+        "name: feed\naims:\n  relay: {type: relay}\n  sink: {type: collect}\n"
+        "connections: [relay.out -> sink.in]\ninputs:\n  relay.in: [1, 2, 3]\n"
+    )
+    out = tmp_path / "result.json"
+    done = aif("run", str(wf), "--state-dir", str(tmp_path / "state"), "--json", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "succeeded" in done.stdout
+    result = json.loads(out.read_text())
+    assert result["state"] == "succeeded"
+    assert result["results"]["sink"]["received"] == 3
+
+
+def test_run_exit_code_says_the_run_failed(tmp_path: Path) -> None:
+    wf = tmp_path / "crash.yml"
+    wf.write_text(
+        "name: crash\naims:\n  c: {type: 'tests.helpers.aims:Crasher', params: {after: 1}}\n"
+        "inputs:\n  c.in: [1]\n"
+    )
+    done = aif("run", str(wf), "--state-dir", str(tmp_path / "state"), "-q")
+    assert done.returncode == 1
+    assert "AIM 'c' failed: RuntimeError in run: sensor overheated after 1 records" in done.stdout
+
+
+def test_export_prints_mpai_aif_metadata() -> None:
+    done = aif("export", "workflows/digits-analog.yaml")
+    assert done.returncode == 0, done.stderr
+    meta = json.loads(done.stdout)
+    aiw = meta["AIW"]
+    assert aiw["Identifier"]["Specification"]["Standard"] == "MPAI-AIF"
+    assert {s["Name"] for s in aiw["SubAIMs"]} == {"data", "classifier", "metrics"}
+
+
+def test_doctor_reports_a_working_simulator() -> None:
+    done = aif("doctor")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "analog tile" in done.stdout
