@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -47,8 +48,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """Load and check a workflow; print every problem with file, line and field."""
     resolved = _load(args.file)
     wf = resolved.workflow
-    print(f"{args.file}: OK: workflow {wf.name!r} with {len(wf.aims)} AIMs and "
-          f"{len(wf.connections)} connections")
+    for warning in resolved.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(
+        f"{args.file}: OK: workflow {wf.name!r} with {len(wf.aims)} AIMs and "
+        f"{len(wf.connections)} connections"
+    )
     return EXIT_OK
 
 
@@ -95,8 +100,12 @@ async def _run(resolved: Any, args: argparse.Namespace, display: Any) -> Any:
 
 def _result_json(result: Any) -> dict[str, Any]:
     return {
-        "id": result.id, "workflow": result.workflow, "state": result.state.value,
-        "error": result.error, "seconds": result.seconds, "results": result.results,
+        "id": result.id,
+        "workflow": result.workflow,
+        "state": result.state.value,
+        "error": result.error,
+        "seconds": result.seconds,
+        "results": result.results,
         "outputs": {k: len(v) for k, v in result.outputs.items()},
     }
 
@@ -135,8 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run a workflow to its end with live progress")
     p.add_argument("file", help="workflow YAML")
-    p.add_argument("--state-dir", help="where storage lives (default: $AIF_STATE_DIR or "
-                   "~/.local/share/aif)")
+    p.add_argument(
+        "--state-dir", help="where storage lives (default: $AIF_STATE_DIR or ~/.local/share/aif)"
+    )
     p.add_argument("--timeout", type=float, default=None, help="stop the run after N seconds")
     p.add_argument("--json", metavar="PATH", help="also write the result as JSON to PATH")
     p.add_argument("-q", "--quiet", action="store_true", help="no live progress")
@@ -169,6 +179,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `aif export FILE | head`: the reader left early; not an error. Point stdout at
+        # /dev/null so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     return code
 
 

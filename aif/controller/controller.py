@@ -42,7 +42,14 @@ from aif.controller.launcher import (
 )
 from aif.controller.plan import RunPlan, plan_run
 from aif.controller.run import AIMHandle, AIMState, RunState, WorkflowResult, WorkflowRun
-from aif.errors import AIFError, AIMFailed, CleanupError, LifecycleError, MalformedMessage
+from aif.errors import (
+    AIFError,
+    AIMFailed,
+    CleanupError,
+    ConfigError,
+    LifecycleError,
+    MalformedMessage,
+)
 from aif.workflow import ResolvedWorkflow
 
 log = logging.getLogger("aif.controller")
@@ -184,6 +191,12 @@ class Controller:
     async def launch(self, resolved: ResolvedWorkflow) -> WorkflowRun:
         """Start an AIW instance and return its handle once every AIM runs."""
         self._require(Phase.RUNNING, "launch a workflow", "use 'async with Controller()'")
+        if resolved.workflow.profile != "basic":
+            raise ConfigError(
+                f"workflow {resolved.workflow.name!r} asks for profile "
+                f"{resolved.workflow.profile!r}, which this controller does not provide yet; "
+                "use profile: basic"
+            )
         plan = plan_run(resolved)
         run_id = f"{plan.name}-{uuid.uuid4().hex[:8]}"
         handles = {

@@ -1,0 +1,301 @@
+"""The AIW (workflow) file as pydantic models: what a user may write, nothing more.
+
+The YAML is a friendlier spelling of MPAI-AIF AIW metadata (``aif export`` writes the
+standard JSON)::
+
+    name: three-stage              # [a-z0-9-], required
+    description: ...               # optional
+    version: 1.0.0                 # optional, a string
+    profile: basic                 # basic | secure
+    aims:                          # AIM name ([a-z][a-z0-9_-]*) -> declaration
+      gen:
+        type: tensor-source        # built-in name, package.module:Class, or entry point
+        placement: inproc          # inproc | process | remote
+        params: {shape: [4, 4]}    # checked against the AIM class's Params
+        heartbeat_timeout: 5.0
+    connections:                   # short form, or long form with options
+      - gen.out -> sum.in
+      - {from: gen.out, to: sum.in, queue_size: 100}
+    inputs:                        # records fed into input ports at start, then end-of-stream
+      sum.in: [1, 2, 3]            # always a list of records: [[1, 2]] is one record [1, 2]
+    outputs:                       # output ports whose records are the AIW's result
+      - sum.out
+
+Every model forbids unknown fields, so a typo is an error rather than a silently ignored
+setting. These models check the shape of the document only; whether AIM types exist,
+ports match and types fit is decided by :func:`aif.workflow.resolve.resolve`, which needs
+the AIM classes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    PrivateAttr,
+    StringConstraints,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
+
+#: Workflow names: lowercase letters, digits and dashes (they become ids and file names).
+WORKFLOW_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
+#: AIM names: a lowercase letter, then lowercase letters, digits, '_' or '-'.
+AIM_NAME_PATTERN = r"^[a-z][a-z0-9_-]*$"
+#: Port names as AIM classes declare them (Python-identifier-like).
+PORT_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_REF = r"[a-z][a-z0-9_-]*\.[A-Za-z_][A-Za-z0-9_]*"
+#: ``aim.port`` as written in connections, inputs and outputs.
+PORT_REF_PATTERN = rf"^{_REF}$"
+#: ``aim.port -> aim.port``, the short form of a connection.
+SHORT_CONNECTION_PATTERN = rf"^\s*{_REF}\s*->\s*{_REF}\s*$"
+
+_PORT_REF_RE = re.compile(PORT_REF_PATTERN)
+
+#: A position in the document, as pydantic spells error locations.
+Loc = tuple[str | int, ...]
+
+Placement = Literal["inproc", "process", "remote"]
+Profile = Literal["basic", "secure"]
+AIMName = Annotated[str, StringConstraints(pattern=AIM_NAME_PATTERN)]
+
+#: Default and bounds of a channel's queue (records buffered before the writer waits).
+DEFAULT_QUEUE_SIZE = 1000
+MAX_QUEUE_SIZE = 1_000_000
+
+
+@dataclass(frozen=True)
+class SourceMap:
+    """File name plus the (line, column), 1-based, of every key and list item.
+
+    Keys are pydantic locations (``("aims", "gen", "placement")``), so a validation
+    error's ``loc`` finds its line directly, or through its nearest enclosing key.
+    """
+
+    source: str
+    marks: Mapping[Loc, tuple[int, int]] = field(default_factory=dict)
+
+    def line_of(self, loc: Loc) -> int | None:
+        """Line of the nearest enclosing key or item of ``loc``; None if unknown."""
+        for end in range(len(loc), 0, -1):
+            mark = self.marks.get(tuple(loc[:end]))
+            if mark is not None:
+                return mark[0]
+        return None
+
+    def at(self, loc: Loc) -> str:
+        """``file:line`` of ``loc`` (just ``file`` when the line is unknown)."""
+        line = self.line_of(loc)
+        return f"{self.source}:{line}" if line is not None else self.source
+
+    def where(self, loc: Loc) -> str:
+        """``file:line: dotted.path`` for a message about ``loc``."""
+        path = format_loc(loc)
+        return f"{self.at(loc)}: {path}" if path else self.at(loc)
+
+
+def format_loc(loc: Loc) -> str:
+    """``("connections", 0, "to")`` -> ``connections[0].to``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+class _Model(BaseModel):
+    """Base of the workflow models: unknown fields are errors, instances are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PortRef(_Model):
+    """One port of one AIM, written ``aim.port`` in YAML."""
+
+    aim: str
+    port: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return cls.parse_text(data)
+        if isinstance(data, dict | PortRef):
+            return data  # the Python spelling, PortRef(aim=..., port=...)
+        raise ValueError(f"expected a port reference 'aim.port', got {data!r}")
+
+    @staticmethod
+    def parse_text(text: str) -> dict[str, str]:
+        """Split ``aim.port``; raises ValueError saying what a port reference looks like."""
+        stripped = text.strip()
+        if not _PORT_REF_RE.match(stripped):
+            raise ValueError(
+                f"{text!r} is not a port reference; write 'aim.port', e.g. 'gen.out' "
+                "(AIM names: lowercase letters, digits, '_' and '-')"
+            )
+        aim, _, port = stripped.partition(".")
+        return {"aim": aim, "port": port}
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        # YAML writes a port reference as one string; the object form is Python-only.
+        return {
+            "type": "string",
+            "pattern": PORT_REF_PATTERN,
+            "description": "A port of an AIM, written 'aim.port'.",
+        }
+
+    def __str__(self) -> str:
+        return f"{self.aim}.{self.port}"
+
+
+class Connection(_Model):
+    """A channel from an output port to an input port.
+
+    YAML long form ``{from: gen.out, to: sum.in, queue_size: 100}`` or short form
+    ``"gen.out -> sum.in"`` (default options).
+    """
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    source: PortRef = Field(
+        validation_alias="from",
+        serialization_alias="from",
+        description="The output port records come from, 'aim.port'.",
+    )
+    target: PortRef = Field(
+        validation_alias="to",
+        serialization_alias="to",
+        description="The input port records go to, 'aim.port'.",
+    )
+    queue_size: int = Field(
+        default=DEFAULT_QUEUE_SIZE,
+        ge=1,
+        le=MAX_QUEUE_SIZE,
+        description="Records buffered before the writer waits (backpressure, never drops).",
+    )
+    max_message_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="Largest message in bytes; larger records are refused at the writer.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, data: Any) -> Any:
+        if not isinstance(data, str):
+            return data
+        source, arrow, target = data.partition("->")
+        if not arrow or not source.strip() or not target.strip() or "->" in target:
+            raise ValueError(
+                f"{data!r} is not a connection; write 'aim.port -> aim.port' "
+                "(e.g. 'gen.out -> sum.in') or the long form {from: gen.out, to: sum.in}"
+            )
+        return {"from": source.strip(), "to": target.strip()}
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        long_form = handler.resolve_ref_schema(handler(schema))
+        return {
+            "anyOf": [
+                {
+                    "type": "string",
+                    "pattern": SHORT_CONNECTION_PATTERN,
+                    "description": "Short form 'aim.port -> aim.port'.",
+                },
+                long_form,
+            ],
+            "description": "A channel from an output port to an input port.",
+        }
+
+    def __str__(self) -> str:
+        return f"{self.source} -> {self.target}"
+
+
+class AIMDecl(_Model):
+    """One AIM instance of the workflow."""
+
+    type: str = Field(
+        min_length=1,
+        description="Built-in short name, 'package.module:ClassName', or an 'aif.aims' "
+        "entry point name.",
+    )
+    placement: Placement = Field(
+        default="inproc",
+        description="inproc: an asyncio task in the controller; process: a child process; "
+        "remote: a process started elsewhere that registers itself.",
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Parameters, checked against the AIM's Params model."
+    )
+    heartbeat_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds without a heartbeat after which the AIM counts as failed.",
+    )
+
+
+class Workflow(_Model):
+    """An AIW: AIMs, the channels between their ports, and what goes in and comes out."""
+
+    model_config = ConfigDict(title="aif workflow (AIW)")
+
+    name: str = Field(
+        pattern=WORKFLOW_NAME_PATTERN,
+        description="Workflow name: lowercase letters, digits and '-'.",
+    )
+    description: str = Field(default="", description="What the workflow does.")
+    version: str = Field(
+        default="1.0.0",
+        pattern=r"^[0-9]+(\.[0-9]+)*([-+][0-9A-Za-z.-]+)?$",
+        description="Version of this workflow (quote it in YAML: '1.0').",
+    )
+    profile: Profile = Field(default="basic", description="MPAI-AIF API profile.")
+    aims: dict[AIMName, AIMDecl] = Field(
+        min_length=1, description="AIM name -> declaration; at least one."
+    )
+    connections: list[Connection] = Field(
+        default_factory=list, description="Channels between output and input ports."
+    )
+    inputs: dict[PortRef, list[Any]] = Field(
+        default_factory=dict,
+        description="Input port 'aim.port' -> list of records fed at start, then end-of-stream.",
+    )
+    outputs: list[PortRef] = Field(
+        default_factory=list,
+        description="Output ports 'aim.port' whose records are the workflow's result.",
+    )
+
+    _source_map: SourceMap = PrivateAttr(default_factory=lambda: SourceMap("<workflow>"))
+
+    @property
+    def source_map(self) -> SourceMap:
+        """Where this workflow came from: file name and the line of every key."""
+        return self._source_map
+
+    @property
+    def source(self) -> str:
+        """The file (or ``<string>``) this workflow was loaded from."""
+        return self._source_map.source
+
+    def attach_source(self, source_map: SourceMap) -> None:
+        """Record where the document came from so later messages can name file:line."""
+        self._source_map = source_map
+
+    def where(self, loc: Loc) -> str:
+        """``file:line: dotted.path`` prefix for a message about ``loc``."""
+        return self._source_map.where(loc)
