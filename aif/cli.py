@@ -31,9 +31,10 @@ def _console() -> Any:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Check torch, aihwkit, CUDA and ZeroMQ; print the fix for each problem."""
+    from aif.controller.controller import default_state_dir
     from aif.doctor import format_report, run_checks
 
-    checks = run_checks()
+    checks = run_checks(default_state_dir())
     print(format_report(checks))
     return EXIT_FAILED if any(c.level == "fail" for c in checks) else EXIT_OK
 

@@ -49,11 +49,14 @@ if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.__version__.split('+')[0] 
 fi
 
 # 4. aihwkit from its sdist, against the installed torch.
-if ! "$PY" -c "import importlib.metadata as m, sys; sys.exit(0 if m.version('aihwkit') == '$AIHWKIT_VERSION' else 1)" 2>/dev/null; then
+build_aihwkit() {
     say "building aihwkit==$AIHWKIT_VERSION against torch $TORCH_VERSION (about 4 minutes the first time)"
     "${PIP[@]}" install 'cmake>=4.2.1' scikit-build 'pybind11>=3.0.1' ninja setuptools wheel mypy
     MAX_JOBS="$(nproc)" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
-        "${PIP[@]}" install --no-build-isolation --no-deps "aihwkit==$AIHWKIT_VERSION"
+        "${PIP[@]}" install --no-build-isolation --no-deps "$@" "aihwkit==$AIHWKIT_VERSION"
+}
+if ! "$PY" -c "import importlib.metadata as m, sys; sys.exit(0 if m.version('aihwkit') == '$AIHWKIT_VERSION' else 1)" 2>/dev/null; then
+    build_aihwkit
 fi
 # aihwkit's runtime needs, without torchvision (no CPU build of it exists here, and
 # aihwkit only imports it in its dataset helpers, which aif does not use).
@@ -76,8 +79,10 @@ for req in reqs:
 PYEOF
 "${PIP[@]}" install -r "$VENV/aif-requirements.txt"
 
-# 6. Prove the compiled simulator works with this torch: a real analog tile.
-say "checking a real aihwkit analog tile"
+# 6. Prove the compiled simulator works with this torch: a real analog tile. An aihwkit
+# built against another torch (an old wheel in pip's cache, a torch upgrade) fails here;
+# it is then rebuilt once from source, bypassing the cache, and checked again.
+tile_check() {
 "$PY" - <<'PYEOF'
 import torch
 from aihwkit.nn import AnalogLinear
@@ -99,4 +104,11 @@ after = layer.get_weights()[0]
 assert not torch.equal(before, after), "analog update did not change the weights"
 print(f"[setup] aihwkit tile OK: torch {torch.__version__}, forward/backward/update on a SingleRPUConfig AnalogLinear")
 PYEOF
+}
+say "checking a real aihwkit analog tile"
+if ! tile_check; then
+    say "the analog tile check failed: rebuilding aihwkit against torch $TORCH_VERSION"
+    build_aihwkit --force-reinstall --no-cache-dir
+    tile_check
+fi
 say "done: activate with 'source $VENV/bin/activate'"
