@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pydantic
 import zmq
 import zmq.asyncio
 
@@ -192,8 +193,9 @@ class AIMHost:
 
     async def _serve(self) -> int:
         await self._api_send(
-            aim_api.Hello(aim=self.name, workflow=self.workflow or None, pid=os.getpid(),
-                          type=self.type_text)
+            aim_api.Hello(
+                aim=self.name, workflow=self.workflow or None, pid=os.getpid(), type=self.type_text
+            )
         )
         setup = await self._expect(aim_api.Setup)
         if setup is None:
@@ -228,7 +230,10 @@ class AIMHost:
             if spec.direction != "input":
                 continue
             self._readers[port] = ChannelReader(
-                self.ctx, port, setup.transports[port], ipc_dir=ipc_dir,
+                self.ctx,
+                port,
+                setup.transports[port],
+                ipc_dir=ipc_dir,
                 queue_size=setup.queue_sizes.get(port, 1000),
                 max_message_size=setup.max_message_sizes.get(port, 256 * 2**20),
             )
@@ -250,9 +255,11 @@ class AIMHost:
         for port, targets in wire.outputs.items():
             self._writers[port] = [
                 ChannelWriter(
-                    self.ctx, port,
+                    self.ctx,
+                    port,
                     ChannelEndpoints(normal=t.endpoints.normal, high=t.endpoints.high),
-                    record_type=specs[port].type, queue_size=t.queue_size,
+                    record_type=specs[port].type,
+                    queue_size=t.queue_size,
                     max_message_size=t.max_message_size,
                 )
                 for t in targets
@@ -351,9 +358,7 @@ class AIMHost:
             assert self._dealer is not None
             await self._dealer.send(beat)
 
-    async def _api_send(self, message: aim_api.Hello | aim_api.Ready | aim_api.Wired
-                        | aim_api.StateChange | aim_api.EventMessage | aim_api.Done
-                        | aim_api.Failed | aim_api.Bye | aim_api.Heartbeat) -> None:
+    async def _api_send(self, message: pydantic.BaseModel) -> None:
         assert self._dealer is not None
         await self._dealer.send(aim_api.pack(message))
 
@@ -379,8 +384,9 @@ class AIMHost:
                 return None
             if isinstance(message, kind):
                 return message
-            log.warning("AIM %r: expected %s, got %s; ignored", self.name, kind.__name__,
-                        message.op)
+            log.warning(
+                "AIM %r: expected %s, got %s; ignored", self.name, kind.__name__, message.op
+            )
 
     async def _close(self) -> None:
         for task in self._tasks:

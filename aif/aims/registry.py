@@ -42,9 +42,7 @@ def plugin_names() -> list[str]:
 def _load_class_path(path: str) -> type[AIM]:
     module_name, _, attr = path.partition(":")
     if not module_name or not attr:
-        raise RegistryError(
-            f"AIM type {path!r} is not of the form 'package.module:ClassName'"
-        )
+        raise RegistryError(f"AIM type {path!r} is not of the form 'package.module:ClassName'")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

@@ -193,8 +193,18 @@ connections: [frames.out -> check.in]
         launch = asyncio.create_task(controller.launch(wf))
         await asyncio.sleep(0.2)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "aif.cli", "aim", "serve", "tests.helpers.aims:FrameSource",
-             "--controller", controller.endpoints["tcp"], "--name", "frames"],
+            [
+                sys.executable,
+                "-m",
+                "aif.cli",
+                "aim",
+                "serve",
+                "tests.helpers.aims:FrameSource",
+                "--controller",
+                controller.endpoints["tcp"],
+                "--name",
+                "frames",
+            ],
         )
         try:
             run = await launch
