@@ -67,7 +67,11 @@ class Signal:
         try:
             return SignalCode(self.code).name
         except ValueError:
-            return f"USER+{self.code - SignalCode.USER}" if self.code >= SignalCode.USER else str(self.code)
+            return (
+                f"USER+{self.code - SignalCode.USER}"
+                if self.code >= SignalCode.USER
+                else str(self.code)
+            )
 
 
 @dataclass(frozen=True, slots=True)
