@@ -122,6 +122,19 @@ class EventPublisher:
         except zmq.ZMQError as exc:
             raise ChannelClosed(f"event publisher on {self.endpoint}: {exc}") from exc
 
+    def publish_nowait(self, event: Event) -> bool:
+        """Broadcast ``event`` from synchronous code; False when it was dropped (queue full).
+
+        PUB never waits for subscribers, so this needs no event-loop round trip.
+        """
+        try:
+            self._sock.send_multipart(event.to_frames(), flags=zmq.NOBLOCK)
+        except zmq.Again:
+            return False
+        except zmq.ZMQError as exc:
+            raise ChannelClosed(f"event publisher on {self.endpoint}: {exc}") from exc
+        return True
+
     def close(self) -> None:
         """Close the socket (unsent events are discarded) and remove an own ipc dir."""
         self._sock.close(linger=0)

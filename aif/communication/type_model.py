@@ -37,7 +37,7 @@ _FLOAT_MAX = {
 }
 SCALAR_NAMES: tuple[str, ...] = ("byte", "bool", "string", *list(_INT_RANGES)[1:], *_FLOAT_MAX)
 TENSOR_DTYPES: tuple[str, ...] = (
-    "bool", *list(_INT_RANGES)[1:], "float16", "bfloat16", "float32", "float64", "complex64",
+    "bool", *list(_INT_RANGES)[1:], "float16", "float32", "float64", "complex64",
     "complex128",
 )  # fmt: skip
 #: Deepest nesting a parsed type may have; deeper text is refused (and would be unreadable).

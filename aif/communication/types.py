@@ -9,7 +9,7 @@ Grammar (EBNF; whitespace may separate any two tokens)::
             | "uint8" | "uint16" | "uint32" | "uint64" | "float32" | "float64" ;
     tensor  = "tensor" , "<" , dtype , ">" , [ "[" , dim , { "," , dim } , "]" ] ;
     dim     = size | "?" ;                                     (* "?": any size *)
-    dtype   = "bool" | "int8" .. "int64" | "uint8" .. "uint64" | "float16" | "bfloat16"
+    dtype   = "bool" | "int8" .. "int64" | "uint8" .. "uint64" | "float16"
             | "float32" | "float64" | "complex64" | "complex128" ;
     braces  = "{" , ( struct | variant ) , "}" ;
     struct  = type , ident , { ";" , type , ident } , [ ";" ] ;  (* unique field names *)

@@ -30,7 +30,7 @@ import zmq
 import zmq.asyncio
 
 from aif.communication.channel import ChannelEndpoints, ChannelReader, ChannelWriter
-from aif.communication.events import Event
+from aif.communication.events import Event, EventPublisher
 from aif.communication.ports import EndOfStream, Record, SignalCode
 from aif.controller import aim_api
 from aif.controller.launcher import (
@@ -100,6 +100,7 @@ class Controller:
         self.malformed = 0
         self._listeners: list[EventListener] = []
         self._router: zmq.asyncio.Socket | None = None
+        self._publisher: EventPublisher | None = None
         self._by_identity: dict[bytes, tuple[WorkflowRun, AIMHandle]] = {}
         self._cleanups: list[tuple[str, Callable[[], Awaitable[None] | None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -128,6 +129,10 @@ class Controller:
         if self._tcp is not None:
             router.bind(self._tcp)
             self.endpoints["tcp"] = router.getsockopt_string(zmq.LAST_ENDPOINT)
+        publisher = EventPublisher(self.ctx, f"ipc://{self.ipc_dir}/events")
+        self._publisher = publisher
+        self._on_cleanup("event publisher", publisher.close)
+        self.endpoints["events"] = publisher.endpoint
         self._tasks.append(asyncio.create_task(self._dispatch(), name="aim-api"))
         self._tasks.append(asyncio.create_task(self._monitor(), name="heartbeats"))
         self._on_cleanup("controller tasks", self._cancel_tasks)
@@ -632,6 +637,11 @@ class Controller:
                 listener(event)
             except Exception:
                 log.exception("event listener failed")
+        if self._publisher is not None:
+            try:
+                self._publisher.publish_nowait(event)
+            except AIFError as exc:  # data that cannot cross: keep the run going, say so
+                log.warning("event from %s not published: %s", source, exc)
 
     def _require(self, phase: Phase, action: str, hint: str) -> None:
         if self.phase is not phase:

@@ -214,3 +214,33 @@ connections: [frames.out -> check.in]
     assert result.ok, result.error
     assert result.results["check"]["frames"] == [0, 1, 2]
     assert proc.returncode == 0
+
+
+async def test_events_are_published_for_outside_subscribers(tmp_path: Path) -> None:
+    from aif.communication.events import EventSubscriber
+
+    wf = workflow(
+        """
+name: watched
+aims:
+  relay: {type: relay}
+inputs:
+  relay.in: [1, 2]
+"""
+    )
+    async with Controller(tmp_path) as controller:
+        assert controller.ctx is not None
+        sub = EventSubscriber(controller.ctx, controller.endpoints["events"], topics=["state"])
+        try:
+            await asyncio.sleep(0.2)  # let the SUB connect: PUB drops what nobody hears
+            result = await controller.run_workflow(wf, timeout=30)
+            seen = []
+            while not seen or seen[-1] != "succeeded":
+                event = await asyncio.wait_for(sub.recv(), 5)
+                if event.source == "controller":
+                    seen.append(event.data["run"])
+        finally:
+            sub.close()
+    assert result.ok
+    assert seen[0] == "starting"
+    assert seen[-1] == "succeeded"
