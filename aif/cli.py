@@ -20,7 +20,7 @@ from typing import Any
 
 from aif.errors import AIFError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _console() -> Any:
@@ -72,14 +72,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     resolved = _load(args.file)
     display = RunDisplay(_console(), quiet=args.quiet)
-    result = asyncio.run(_run(resolved, args, display))
+    interrupts: list[int] = []
+    result = asyncio.run(_run(resolved, args, display, interrupts))
     display.summary(result)
     if args.json:
         Path(args.json).write_text(json.dumps(_result_json(result), indent=2, default=str))
+    if interrupts:
+        return EXIT_INTERRUPTED
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
-async def _run(resolved: Any, args: argparse.Namespace, display: Any) -> Any:
+async def _run(resolved: Any, args: argparse.Namespace, display: Any, interrupts: list[int]) -> Any:
     from aif.controller.controller import Controller
 
     state_dir = Path(args.state_dir) if args.state_dir else None
@@ -88,9 +91,23 @@ async def _run(resolved: Any, args: argparse.Namespace, display: Any) -> Any:
         with display:
             run = await controller.launch(resolved)
             loop = asyncio.get_running_loop()
-            # Ctrl-C stops the run cleanly (partial results kept); a second one aborts.
+            pending: set[asyncio.Future[None]] = set()
+
+            def interrupted(signum: int) -> None:
+                # The first Ctrl-C (or SIGTERM) stops the run cleanly, keeping what it
+                # produced; a second one aborts it.
+                interrupts.append(signum)
+                if len(interrupts) == 1:
+                    display.note("stopping the run (again to abort)")
+                    action = run.stop()
+                else:
+                    action = controller.abort(run, "aborted by the user")
+                future = asyncio.ensure_future(action)
+                pending.add(future)
+                future.add_done_callback(pending.discard)
+
             for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, lambda: asyncio.ensure_future(run.stop()))
+                loop.add_signal_handler(sig, interrupted, sig)
             try:
                 result = await controller.wait_run(run, args.timeout)
             finally:
@@ -179,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"aif: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # `aif export FILE | head`: the reader left early; not an error. Point stdout at
         # /dev/null so the interpreter's final flush does not raise again.

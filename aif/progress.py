@@ -85,6 +85,10 @@ class RunDisplay:
         elif event.topic == "log":
             self._progress.console.print(f"  {event.source}: {data.get('message', data)}")
 
+    def note(self, text: str) -> None:
+        """A one-line message between progress updates."""
+        self._progress.console.print(f"[yellow]{text}[/yellow]")
+
     def summary(self, result: WorkflowResult) -> None:
         """Print the final table: each AIM's reported results, outputs, and the verdict."""
         table = Table(title=f"{result.workflow} ({result.id})", show_lines=False)

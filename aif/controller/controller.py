@@ -232,6 +232,10 @@ class Controller:
         """Run an AIW to its end and return the result (the ``aif run`` path)."""
         return await self.wait_run(await self.launch(resolved), timeout)
 
+    async def abort(self, run: WorkflowRun, reason: str) -> None:
+        """End a run now: every AIM gets ABORT; the run fails with ``reason``."""
+        await self._fail(run, None, reason)
+
     async def wait_run(self, run: WorkflowRun, timeout: float | None = None) -> WorkflowResult:
         """Wait for a launched run to end (stopping it after ``timeout``), then reap it."""
         try:
@@ -300,18 +304,30 @@ class Controller:
                 handle.changed.clear()
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    await self._fail(
-                        run,
-                        handle.name,
-                        f"did not {what} within {self.ready_timeout:.0f} s "
-                        f"({handle.launcher.description}, state {handle.state.value})",
-                    )
+                    await self._fail(run, handle.name, self._late(handle, what))
                     break
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(handle.changed.wait(), left)
             if run.state.ended:
                 return False
         return True
+
+    def _late(self, handle: AIMHandle, what: str) -> str:
+        """Why an AIM is late, and for a remote one that never came, how to start it."""
+        text = (
+            f"did not {what} within {self.ready_timeout:g} s "
+            f"({handle.launcher.description}, state {handle.state.value})"
+        )
+        if isinstance(handle.launcher, RemoteLauncher) and handle.state is AIMState.LAUNCHING:
+            address = self.endpoints.get("tcp")
+            if address is None:
+                text += "; remote AIMs need a controller listening on tcp (Controller(tcp=...))"
+            else:
+                text += (
+                    f"; start it with: aif aim serve {handle.type} --controller {address} "
+                    f"--name {handle.name}"
+                )
+        return text
 
     def _transport(self, *placements: str) -> str:
         if "remote" in placements:

@@ -103,3 +103,18 @@ class SignalEcho(AIM):
             elif isinstance(event, Record):
                 seen.append("record")
         await self.result(seen=seen)
+
+
+class StorageUser(AIM):
+    """Writes to its AIM Storage and to Global Storage, reads both back, reports keys."""
+
+    inputs = {"in": "string"}
+
+    async def run(self) -> None:
+        async for event in self.events():
+            if isinstance(event, Record):
+                self.storage.put(f"notes/{event.value}", event.value.encode())
+                self.global_storage.put(f"shared/{self.name}-{event.value}", b"x")
+        await self.result(
+            own=self.storage.keys("notes/"), shared=self.global_storage.keys("shared/")
+        )

@@ -85,3 +85,45 @@ def test_doctor_reports_a_working_simulator() -> None:
     done = aif("doctor")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "analog tile" in done.stdout
+
+
+def test_ctrl_c_stops_the_run_cleanly_and_keeps_results(tmp_path: Path) -> None:
+    import signal
+
+    wf = tmp_path / "tick.yml"
+    wf.write_text(
+        "name: tick\naims:\n  t: {type: 'tests.helpers.aims:Ticker', placement: process}\n"
+        "outputs: [t.out]\n"
+    )
+    out = tmp_path / "result.json"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "aif.cli",
+            "run",
+            str(wf),
+            "--state-dir",
+            str(tmp_path / "s"),
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:  # wait until the ticker runs, then interrupt as a user would
+        seen.append(line)
+        if "t: running" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    stdout = "".join(seen) + stdout
+    assert proc.returncode == 130, stderr
+    result = json.loads(out.read_text())
+    assert result["state"] == "stopped"
+    assert result["results"]["t"]["ticks"] == result["outputs"]["t.out"] > 0
+    assert "stopping the run" in stdout
