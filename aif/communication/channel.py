@@ -7,9 +7,10 @@ never queues behind data::
       normal lane  PUSH (connect) ──records, EOS──►  PULL (bind)  ┐ recv(): the high lane
       high lane    PUSH (connect) ──uint16 codes──►  PULL (bind)  ┘ is always served first
 
-The reader binds (one reader per input port; any number of writers may connect), the
-writers connect. Frames are laid out by ``aif.communication.codec``. Each writer ends its
-stream with one ``EndOfStream``, so a reader fed by three writers sees three.
+The reader binds (one reader per input port; any number of writers may connect) to
+fresh addresses from ``aif.communication.addresses``, the writers connect. Frames are
+laid out by ``aif.communication.codec``. Each writer ends its stream with one
+``EndOfStream``, so a reader fed by three writers sees three.
 
 Flow control: both ends of the normal lane hold at most ``queue_size`` messages
 (ZeroMQ high-water marks). When they are full, ``send`` waits; nothing is ever dropped
@@ -20,32 +21,33 @@ for a peer's bad frames.
 Hot path: both ends call ZeroMQ without blocking, on plain sockets that shadow the
 asyncio ones, so a message costs no future and no event-loop round trip. Only a call
 that would block waits, on the sockets' file descriptors (registered with the loop once
-per channel). A reader tries the high lane, then the normal lane, on every call. Both
-ends yield to the loop every ``YIELD_EVERY`` messages so a steady stream cannot starve
-other tasks. Array buffers are sent zero-copy: a value that was sent is handed over, do
-not modify it afterwards. Readers and writers belong to one event loop (not threads).
+per channel, by ``aif.communication.socket_wait``). A reader tries the high lane, then
+the normal lane, on every call. Both ends yield to the loop every ``YIELD_EVERY``
+messages so a steady stream cannot starve other tasks. Array buffers are sent
+zero-copy: a value that was sent is handed over, do not modify it afterwards. Readers
+and writers belong to one event loop (not threads).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import re
 import shutil
 import tempfile
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any
 
 import zmq
 import zmq.asyncio
 
 from aif.communication import codec
+from aif.communication.addresses import MAX_IPC_PATH as MAX_IPC_PATH
+from aif.communication.addresses import SCHEMES, Transport, bind, new_address
 from aif.communication.ports import EndOfStream, Record, Signal
+from aif.communication.socket_wait import Waker
 from aif.errors import ChannelClosed, ChannelError, MalformedMessage, MessageTooLarge
 
 if TYPE_CHECKING:
@@ -62,7 +64,6 @@ __all__ = [
     "new_address",
 ]
 
-Transport = Literal["inproc", "ipc", "tcp"]
 DEFAULT_QUEUE_SIZE = 1000
 DEFAULT_MAX_MESSAGE_SIZE = 256 * 2**20
 #: Signals are tiny and rare: the high lane gets its own, fixed, queue depth.
@@ -73,13 +74,8 @@ YIELD_EVERY = 64
 #: Frames from this size on are sent zero-copy; smaller ones are cheaper to copy than to
 #: track until ZeroMQ releases them (measured: docs/benchmarks.md).
 ZERO_COPY_FROM = 64 * 1024
-#: Longest path a unix socket address may have (sun_path is 108 bytes with the NUL).
-MAX_IPC_PATH = 107
 
 log = logging.getLogger("aif.channel")
-
-_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
-_SCHEMES = ("inproc://", "ipc://", "tcp://")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,114 +97,13 @@ class ChannelEndpoints:
         values = []
         for lane in ("normal", "high"):
             address = data.get(lane)
-            if not isinstance(address, str) or not address.startswith(_SCHEMES):
+            if not isinstance(address, str) or not address.startswith(SCHEMES):
                 raise ChannelError(
                     f"channel endpoints field {lane!r} must be an inproc://, ipc:// or tcp:// "
                     f"address, got {address!r}"
                 )
             values.append(address)
         return cls(normal=values[0], high=values[1])
-
-
-def new_address(transport: Transport, name: str, ipc_dir: Path | None) -> str:
-    """A fresh, unbound address: ``inproc://aif-<name>``, ``ipc://<dir>/<name>`` or tcp.
-
-    ``name`` should carry a uuid; unsafe characters are replaced. tcp addresses are
-    ``tcp://127.0.0.1:*`` (an ephemeral port, read back by ``bind``).
-    """
-    safe = _NAME_UNSAFE.sub("_", name)
-    if transport == "inproc":
-        return f"inproc://aif-{safe}"
-    if transport == "ipc":
-        if ipc_dir is None:
-            raise ChannelError("an ipc address needs a directory (ipc_dir)")
-        path = os.path.join(ipc_dir, safe)
-        if len(path.encode()) > MAX_IPC_PATH:
-            raise ChannelError(
-                f"ipc socket path {path!r} is {len(path.encode())} bytes, over the unix limit "
-                f"of {MAX_IPC_PATH}; use a shorter ipc_dir (e.g. under /tmp)"
-            )
-        return f"ipc://{path}"
-    if transport == "tcp":
-        return "tcp://127.0.0.1:*"
-    raise ChannelError(f"transport must be 'inproc', 'ipc' or 'tcp', got {transport!r}")
-
-
-def bind(sock: zmq.Socket[Any], address: str) -> str:
-    """Bind ``sock`` and return the address bound (the real port for ``tcp://...:*``)."""
-    try:
-        sock.bind(address)
-    except zmq.ZMQError as exc:
-        raise ChannelError(f"cannot bind {address}: {exc}") from exc
-    if address.endswith(":*"):
-        last = sock.getsockopt(zmq.LAST_ENDPOINT)
-        address = last.decode() if isinstance(last, bytes) else str(last)
-    return address
-
-
-def _fd(sock: zmq.Socket[Any]) -> int:
-    return cast(int, sock.getsockopt(zmq.FD))
-
-
-class _Waker:
-    """Wakes tasks waiting on ZeroMQ sockets, without pyzmq's per-call futures.
-
-    A ZeroMQ socket's FD is an edge signal ("its state may have changed"), readable
-    until the socket processes its pending commands. The FDs stay registered with the
-    loop for the channel's life; on each signal the callback lets the socket process
-    its commands (reading ``EVENTS``), so the FD is never left readable to spin the
-    loop, then wakes every waiting task, which retries its non-blocking call.
-    """
-
-    __slots__ = ("_loop", "_socks", "_waiters")
-
-    def __init__(self, *socks: zmq.Socket[Any]) -> None:
-        self._socks = socks
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._waiters: list[asyncio.Future[None]] = []
-
-    @property
-    def waiting(self) -> bool:
-        return bool(self._waiters)
-
-    async def wait(self) -> None:
-        """Until one of the sockets signals (possibly spuriously: callers retry)."""
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop:
-            self._register(loop)
-        waiter = loop.create_future()
-        self._waiters.append(waiter)
-        try:
-            await waiter
-        finally:
-            self._waiters.remove(waiter)
-
-    def _register(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.unregister()
-        for sock in self._socks:
-            loop.add_reader(_fd(sock), self._signalled, sock)
-        self._loop = loop
-
-    def _signalled(self, sock: zmq.Socket[Any]) -> None:
-        with contextlib.suppress(zmq.ZMQError):  # closed under us: the woken callers see it
-            sock.getsockopt(zmq.EVENTS)
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def unregister(self) -> None:
-        """Forget the loop; must run before the sockets close (their FDs get reused)."""
-        loop, self._loop = self._loop, None
-        if loop is not None and not loop.is_closed():
-            for sock in self._socks:
-                if not sock.closed:
-                    loop.remove_reader(_fd(sock))
-
-    def fail(self, error: BaseException) -> None:
-        """Wake every waiter with ``error`` (the channel is closing)."""
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_exception(error)
 
 
 class ChannelReader:
@@ -253,7 +148,7 @@ class ChannelReader:
         # Plain sockets over the same ZeroMQ handles: non-blocking calls without futures.
         self._high: zmq.Socket[Any] = zmq.Socket.shadow(high.underlying)
         self._normal: zmq.Socket[Any] = zmq.Socket.shadow(normal.underlying)
-        self._waker = _Waker(self._high, self._normal)
+        self._waker = Waker(self._high, self._normal)
 
     def _socket(self, ctx: zmq.asyncio.Context, hwm: int) -> zmq.asyncio.Socket:
         sock = ctx.socket(zmq.PULL)
@@ -351,7 +246,7 @@ class ChannelReader:
         if self._closed:
             return
         self._closed = True
-        waker: _Waker | None = getattr(self, "_waker", None)
+        waker: Waker | None = getattr(self, "_waker", None)
         if waker is not None:
             waker.unregister()
             waker.fail(ChannelClosed(f"port {self.port!r}: the channel reader was closed"))
@@ -393,8 +288,8 @@ class ChannelWriter:
             raise
         self._normal: zmq.Socket[Any] = zmq.Socket.shadow(normal.underlying)
         self._high: zmq.Socket[Any] = zmq.Socket.shadow(high.underlying)
-        self._normal_waker = _Waker(self._normal)
-        self._high_waker = _Waker(self._high)
+        self._normal_waker = Waker(self._normal)
+        self._high_waker = Waker(self._high)
 
     def _socket(self, ctx: zmq.asyncio.Context, address: str, hwm: int) -> zmq.asyncio.Socket:
         sock = ctx.socket(zmq.PUSH)
@@ -444,7 +339,7 @@ class ChannelWriter:
         self._ended = True
         await self._send(self._normal, self._normal_waker, codec.encode(None, codec.KIND_EOS))
 
-    async def _send(self, sock: zmq.Socket[Any], waker: _Waker, frames: list[Any]) -> None:
+    async def _send(self, sock: zmq.Socket[Any], waker: Waker, frames: list[Any]) -> None:
         """Send a whole message; waits (never drops) while the queue is full.
 
         Only the first frame can meet a full queue: ZeroMQ admits a multipart message
@@ -490,7 +385,7 @@ class ChannelWriter:
             return
         self._closed = True
         for name in ("_normal_waker", "_high_waker"):
-            waker: _Waker | None = getattr(self, name, None)
+            waker: Waker | None = getattr(self, name, None)
             if waker is not None:
                 waker.unregister()
                 waker.fail(ChannelClosed(f"{self._path}: the channel writer was closed"))

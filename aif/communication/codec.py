@@ -14,7 +14,8 @@ Buffers travel as their own frames so that large arrays are never copied into th
 msgpack body: ``encode`` hands out a ``memoryview`` of the array's memory, the channel
 sends it with ``copy=False`` and ``decode`` builds the array with ``np.frombuffer`` over
 the received frame. A value that was sent is handed over: do not modify it afterwards
-(over ``inproc://`` the receiver even sees the very same memory).
+(over ``inproc://`` the receiver even sees the very same memory). The array side of
+this, dtypes, byte views and torch conversion, lives in ``aif.communication.arrays``.
 
 A signal on the high lane is a single frame of exactly 2 bytes, the code as a
 little-endian uint16.
@@ -32,15 +33,22 @@ becomes ``MalformedMessage``.
 
 from __future__ import annotations
 
-import math
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import msgpack
 import numpy as np
 
+from aif.communication.arrays import (
+    DTYPES,
+    ArrayBuilder,
+    array_reference,
+    no_ext,
+    torch_tensor_type,
+    unsupported,
+)
+from aif.communication.arrays import EXT_ARRAY as EXT_ARRAY  # part of the layout drawn above
 from aif.errors import MalformedMessage, WireError
 
 __all__ = [
@@ -64,26 +72,10 @@ KIND_RECORD: Final = "rec"
 KIND_EOS: Final = "eos"
 #: Deepest nesting of lists/dicts a value may have (msgpack's own limits are higher).
 MAX_DEPTH: Final = 100
-#: The ExtType code of an array reference in the body.
-EXT_ARRAY: Final = 1
-#: Array element types that cross the wire, by numpy name (always little-endian on the wire).
-DTYPES: Final[Mapping[str, np.dtype[Any]]] = {
-    name: np.dtype(name).newbyteorder("<")
-    for name in (
-        "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-        "float16", "float32", "float64", "complex64", "complex128",
-    )
-}  # fmt: skip
-#: (kind, itemsize) -> name: ``dtype.name`` is computed in Python and slow on the hot path.
-_DTYPE_NAME: Final[dict[tuple[str, int], str]] = {
-    (dtype.kind, dtype.itemsize): name for name, dtype in DTYPES.items()
-}
-_MAX_NDIM: Final = 32
 _MAX_KIND_LEN: Final = 32
 _INT_MIN: Final = -(2**63)
 _INT_MAX: Final = 2**64 - 1
 _LEAF: Final = frozenset({bytes, str, int, float, bool, type(None)})
-_NOT_LITTLE: Final = frozenset({">"} if sys.byteorder == "little" else {">", "="})
 _HEADER_KEYS: Final = frozenset({"v", "k", "n", "m"})
 
 
@@ -106,12 +98,6 @@ class _Refusal(Exception):
         super().__init__(reason)
         self.reason = reason
         self.parts: list[str] = []
-
-
-def _torch_tensor_type() -> type | None:
-    """``torch.Tensor`` when torch is already imported, else None (a value can't be one)."""
-    torch = sys.modules.get("torch")
-    return None if torch is None else cast(type, torch.Tensor)
 
 
 def _check(value: Any, depth: int, arrays: bool, tensor: type | None) -> None:
@@ -173,29 +159,15 @@ def _check_items(value: Sequence[Any], depth: int, arrays: bool, tensor: type | 
 def _check_array(value: Any, arrays: bool) -> None:
     if not arrays:
         raise _Refusal(f"is an array ({type(value).__name__}); only plain values are allowed here")
-    if type(value) is np.ndarray:
-        if (value.dtype.kind, value.dtype.itemsize) not in _DTYPE_NAME:
-            raise _Refusal(f"is an ndarray of dtype {value.dtype}; {_dtype_hint()}")
-        return
-    if not _TORCH_TO_NAME:
-        _load_torch_names()
-    if value.layout is not sys.modules["torch"].strided:
-        raise _Refusal(f"is a torch tensor with layout {value.layout}; send .to_dense()")
-    if value.dtype not in _TORCH_TO_NAME:
-        raise _Refusal(
-            f"is a torch tensor of dtype {value.dtype}, which numpy cannot hold; convert it "
-            f"first (e.g. tensor.float()); {_dtype_hint()}"
-        )
-
-
-def _dtype_hint() -> str:
-    return "supported dtypes are " + ", ".join(DTYPES)
+    reason = unsupported(value)
+    if reason is not None:
+        raise _Refusal(reason)
 
 
 def _refuse(value: Any, root: str, arrays: bool) -> None:
     """Walk ``value`` and raise ``WireError`` naming the first part that cannot cross."""
     try:
-        _check(value, 0, arrays, _torch_tensor_type())
+        _check(value, 0, arrays, torch_tensor_type())
     except _Refusal as refusal:
         parts = refusal.parts[::-1]
         if len(parts) > 12:  # deep values: keep the path readable
@@ -223,57 +195,17 @@ def _find_big_int(value: Any, path: str) -> str | None:
 # --------------------------------------------------------------------------- encoding
 
 
-def _array_buffer(arr: np.ndarray[Any, Any]) -> memoryview:
-    """A flat byte view of ``arr``'s memory, little-endian and C-contiguous (copies only then)."""
-    if arr.dtype.byteorder in _NOT_LITTLE:
-        arr = arr.astype(arr.dtype.newbyteorder("<"))
-    if not arr.flags.c_contiguous:
-        arr = np.ascontiguousarray(arr)
-    flat: Any = arr.reshape(-1).view(np.uint8)  # numpy's stubs do not declare the buffer
-    return memoryview(flat)
-
-
-def _tensor_array(tensor: Any) -> np.ndarray[Any, Any]:
-    """A numpy view of a torch tensor's CPU memory (a copy only for GPU or lazy-conj tensors)."""
-    tensor = tensor.detach()
-    if tensor.device.type != "cpu":
-        tensor = tensor.cpu()
-    tensor = tensor.resolve_conj().resolve_neg()
-    return tensor.numpy()  # type: ignore[no-any-return]
-
-
-_TORCH_TO_NAME: dict[Any, str] = {}
-
-
-def _load_torch_names() -> None:
-    """Fill the torch dtype table on first use, so that importing aif does not import torch."""
-    import torch
-
-    for name in DTYPES:
-        dtype = getattr(torch, name, None)
-        if isinstance(dtype, torch.dtype):
-            _TORCH_TO_NAME[dtype] = name
-
-
 def _make_default(buffers: list[memoryview]) -> Callable[[Any], Any]:
     """The msgpack ``default`` hook: arrays become buffer references, numpy scalars plain."""
 
     def default(obj: Any) -> Any:
         if type(obj) is np.ndarray:
-            lib = "np"
-            arr = obj
-        elif isinstance(obj, (np.bool_, np.integer, np.floating)):
+            return array_reference(obj, buffers)
+        if isinstance(obj, (np.bool_, np.integer, np.floating)):
             return obj.item()
-        elif isinstance(obj, int):  # msgpack asks again for ints over 64 bits
+        if isinstance(obj, int):  # msgpack asks again for ints over 64 bits
             raise OverflowError(obj)
-        else:  # a torch tensor: _check let nothing else through
-            lib = "torch"
-            arr = _tensor_array(obj)
-        buffers.append(_array_buffer(arr))
-        dtype = arr.dtype
-        name = _DTYPE_NAME[dtype.kind, dtype.itemsize]
-        ref = msgpack.packb([len(buffers) - 1, name, list(arr.shape), lib])
-        return msgpack.ExtType(EXT_ARRAY, ref)
+        return array_reference(obj, buffers)  # a torch tensor: _check let nothing else through
 
     return default
 
@@ -359,10 +291,6 @@ def _view(frame: Any) -> memoryview:
     return view
 
 
-def _no_ext(code: int, data: bytes) -> Any:
-    raise MalformedMessage(f"unexpected msgpack extension type {code} where plain data belongs")
-
-
 def unpack(frame: Any, what: str = "frame") -> Any:
     """Decode one msgpack frame of plain data; any fault is ``MalformedMessage``."""
     data = _view(frame)
@@ -371,7 +299,7 @@ def unpack(frame: Any, what: str = "frame") -> Any:
             data,
             raw=False,
             strict_map_key=True,
-            ext_hook=_no_ext,
+            ext_hook=no_ext,
             timestamp=2,
         )
     except MalformedMessage:
@@ -404,74 +332,6 @@ def _read_header(frame: Any, buffer_count: int) -> tuple[str, dict[str, Any]]:
     if type(meta) is not dict:
         raise MalformedMessage(f"header field 'm' must be a map, got {type(meta).__name__}")
     return kind, meta
-
-
-class _ArrayBuilder:
-    """The body's ext hook: turns each buffer reference into an array, checking every field."""
-
-    __slots__ = ("buffers", "used")
-
-    def __init__(self, buffers: list[memoryview]) -> None:
-        self.buffers = buffers
-        self.used = [False] * len(buffers)
-
-    def __call__(self, code: int, data: bytes) -> Any:
-        if code != EXT_ARRAY:
-            raise MalformedMessage(f"unknown msgpack extension type {code} in the body")
-        try:
-            ref = msgpack.unpackb(data, raw=False, strict_map_key=True, ext_hook=_no_ext)
-        except MalformedMessage:
-            raise
-        except Exception as exc:
-            raise MalformedMessage(
-                f"array reference is not valid msgpack: {type(exc).__name__}: {exc}"
-            ) from exc
-        if type(ref) is not list or len(ref) != 4:
-            raise MalformedMessage(f"array reference must be [index, dtype, shape, lib]: {ref!r}")
-        index, dtype_name, shape, lib = ref
-        count = len(self.buffers)
-        if type(index) is not int or not 0 <= index < count:
-            raise MalformedMessage(f"array reference points at buffer {index!r} of {count}")
-        if self.used[index]:
-            raise MalformedMessage(f"buffer {index} is referenced twice")
-        self.used[index] = True
-        dtype = DTYPES.get(dtype_name) if type(dtype_name) is str else None
-        if dtype is None:
-            raise MalformedMessage(f"array dtype {dtype_name!r} is not allowed; {_dtype_hint()}")
-        if (
-            type(shape) is not list
-            or len(shape) > _MAX_NDIM
-            or not all(type(d) is int and d >= 0 for d in shape)
-        ):
-            raise MalformedMessage(f"array shape must be a list of at most 32 sizes: {shape!r}")
-        if lib != "np" and lib != "torch":
-            raise MalformedMessage(f"array library must be 'np' or 'torch', got {lib!r}")
-        buffer = self.buffers[index]
-        elements = math.prod(shape)
-        if elements * dtype.itemsize != buffer.nbytes:
-            raise MalformedMessage(
-                f"buffer {index} holds {buffer.nbytes} bytes but shape {shape} of {dtype_name} "
-                f"needs {elements * dtype.itemsize}"
-            )
-        arr = np.frombuffer(buffer, dtype=dtype, count=elements).reshape(shape)
-        if arr.dtype.byteorder in _NOT_LITTLE:  # only on big-endian hosts
-            arr = arr.astype(arr.dtype.newbyteorder("="))
-        return _to_tensor(arr) if lib == "torch" else arr
-
-
-def _to_tensor(arr: np.ndarray[Any, Any]) -> Any:
-    """A torch tensor over the received memory.
-
-    Zero-copy when the buffer is writable and aligned, which is the case for frames a
-    channel receives (``zmq.Frame`` memory is writable). A read-only buffer (``bytes``)
-    is copied, because a tensor over memory it must not write is undefined behaviour
-    that torch warns about.
-    """
-    import torch
-
-    if not arr.flags.writeable or not arr.flags.aligned:
-        arr = arr.copy()
-    return torch.from_numpy(arr)
 
 
 _KNOWN_HEADERS: Final[dict[bytes, str]] = {
@@ -507,7 +367,7 @@ def decode(frames: Sequence[Any]) -> Message:
     if frame_count == 2:
         return Message(kind, unpack(body, "body (frame 1)"), meta)
     buffers = [_view(frame) for frame in frames[2:]]
-    builder = _ArrayBuilder(buffers)
+    builder = ArrayBuilder(buffers)
     try:
         value = msgpack.unpackb(body, raw=False, strict_map_key=True, ext_hook=builder, timestamp=2)
     except MalformedMessage:
