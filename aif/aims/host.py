@@ -51,6 +51,10 @@ _M = TypeVar("_M", aim_api.Setup, aim_api.Wire, aim_api.Start)
 
 #: How long a host waits for each controller reply before giving up.
 CONTROLLER_TIMEOUT = 30.0
+#: How long a host that is set up waits for wiring and start: the other AIMs of its
+#: workflow may take long to set up (loading models), and the controller sends
+#: ``terminate`` itself when it gives up on them, so this only bounds a lost controller.
+PEER_TIMEOUT = 900.0
 
 
 class AIMHost:
@@ -64,12 +68,15 @@ class AIMHost:
         *,
         workflow: str | None = None,
         type_text: str | None = None,
+        watch_parent: bool = False,
     ) -> None:
         self.ctx = ctx
         self.controller_endpoint = controller
         self.name = aim
         self.workflow = workflow or ""
         self.type_text = type_text
+        #: A child host ends itself when its controller process dies (no orphans).
+        self._parent = os.getppid() if watch_parent else None
         self.state_dir = Path(".")
         self._dealer: zmq.asyncio.Socket | None = None
         self._readers: dict[str, ChannelReader] = {}
@@ -182,14 +189,33 @@ class AIMHost:
         dealer.setsockopt(zmq.LINGER, 2000)
         dealer.connect(self.controller_endpoint)
         self._dealer = dealer
+        if self._parent is not None:
+            serving = asyncio.current_task()
+            assert serving is not None
+            self._tasks.append(asyncio.create_task(self._watch_parent(self._parent, serving)))
         status = 1
         try:
             status = await self._serve()
         except AIFError as exc:
             log.error("AIM %r: %s", self.name, exc)
+        except asyncio.CancelledError:
+            if self._parent is None or os.getppid() == self._parent:
+                raise
+            log.error(
+                "AIM %r: the controller (process %d) is gone; exiting", self.name, self._parent
+            )
         finally:
             await self._close()
         return status
+
+    async def _watch_parent(self, parent: int, serving: asyncio.Task[int]) -> None:
+        """End this host when the controller that spawned it is gone."""
+        while os.getppid() == parent:
+            await asyncio.sleep(0.5)
+        if self._run_task is not None and not self._run_task.done():
+            self._run_task.cancel()  # run() ends, teardown() still runs
+        else:
+            serving.cancel()
 
     async def _serve(self) -> int:
         await self._api_send(
@@ -206,13 +232,13 @@ class AIMHost:
             await self._api_send(aim_api.Failed(aim=self.name, error=_describe(exc, "setup")))
             return 1
         self._tasks.append(asyncio.create_task(self._heartbeat(setup.heartbeat_interval)))
-        wire = await self._expect(aim_api.Wire)
+        wire = await self._expect(aim_api.Wire, PEER_TIMEOUT)
         if wire is None:
             await self._teardown()
             return 0
         self._wire(wire)
         await self._api_send(aim_api.Wired(aim=self.name))
-        if await self._expect(aim_api.Start) is None:
+        if await self._expect(aim_api.Start, PEER_TIMEOUT) is None:
             await self._teardown()
             return 0
         return await self._run()
@@ -362,16 +388,16 @@ class AIMHost:
         assert self._dealer is not None
         await self._dealer.send(aim_api.pack(message))
 
-    async def _expect(self, kind: type[_M]) -> _M | None:
+    async def _expect(self, kind: type[_M], timeout: float = CONTROLLER_TIMEOUT) -> _M | None:
         """Wait for the next controller message; None when told to terminate."""
         assert self._dealer is not None
         while True:
             try:
-                frame = await asyncio.wait_for(self._dealer.recv(), CONTROLLER_TIMEOUT)
+                frame = await asyncio.wait_for(self._dealer.recv(), timeout)
             except TimeoutError as exc:
                 raise LifecycleError(
                     f"AIM {self.name!r}: no {kind.__name__.lower()} from the controller at "
-                    f"{self.controller_endpoint} within {CONTROLLER_TIMEOUT:.0f} s; "
+                    f"{self.controller_endpoint} within {timeout:.0f} s; "
                     "is the controller running and is the address right?"
                 ) from exc
             try:
@@ -418,11 +444,21 @@ def _describe(exc: BaseException, phase: str) -> str:
     return f"{type(exc).__name__} in {phase}: {exc}{where}"
 
 
-async def serve_host(controller: str, aim: str, workflow: str | None, type_text: str | None) -> int:
+async def serve_host(
+    controller: str,
+    aim: str,
+    workflow: str | None,
+    type_text: str | None,
+    *,
+    watch_parent: bool = False,
+) -> int:
     """Run one host in a fresh ZeroMQ context (child and remote placements)."""
     ctx = zmq.asyncio.Context()
     try:
-        return await AIMHost(ctx, controller, aim, workflow=workflow, type_text=type_text).serve()
+        host = AIMHost(
+            ctx, controller, aim, workflow=workflow, type_text=type_text, watch_parent=watch_parent
+        )
+        return await host.serve()
     finally:
         ctx.term()
 
@@ -436,7 +472,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--type", default=None, help="AIM type this host brings (remote hosts)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"%(levelname)s [{args.aim}] %(message)s")
-    return asyncio.run(serve_host(args.controller, args.aim, args.workflow, args.type))
+    return asyncio.run(
+        serve_host(args.controller, args.aim, args.workflow, args.type, watch_parent=True)
+    )
 
 
 if __name__ == "__main__":

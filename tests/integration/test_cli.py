@@ -127,3 +127,54 @@ def test_ctrl_c_stops_the_run_cleanly_and_keeps_results(tmp_path: Path) -> None:
     assert result["state"] == "stopped"
     assert result["results"]["t"]["ticks"] == result["outputs"]["t.out"] > 0
     assert "stopping the run" in stdout
+
+
+def _children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def test_kill_9_of_the_controller_leaves_no_orphan_aim_process(tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    wf = tmp_path / "orphan.yml"
+    wf.write_text(
+        "name: orphan\naims:\n  t: {type: 'tests.helpers.aims:Ticker', placement: process}\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aif.cli", "run", str(wf), "--state-dir", str(tmp_path / "s")],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "t: running" in line:
+            break
+    children = _children_of(proc.pid)
+    assert children, "the process-placed AIM should be a child of the controller"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    proc.stdout.close()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(Path(f"/proc/{c}").exists() for c in children):
+        time.sleep(0.1)
+    alive = [
+        c
+        for c in children
+        if Path(f"/proc/{c}/stat").exists() and ") Z" not in Path(f"/proc/{c}/stat").read_text()
+    ]
+    assert not alive, f"orphaned AIM processes still running: {alive}"
