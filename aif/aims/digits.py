@@ -23,6 +23,14 @@ from aif.communication.ports import Record
 _SPLIT = "{tensor<float32>[?,64] x; tensor<int64>[?] y}"
 
 
+def _duration(seconds: float) -> str:
+    """``3600`` -> ``1h``: drift times as analog-AI papers write them."""
+    for unit, size in (("y", 31_536_000), ("d", 86_400), ("h", 3_600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
 class DigitsParams(pydantic.BaseModel):
     """Parameters of ``digits-source``."""
 
@@ -100,7 +108,8 @@ class AnalogClassifier(AIM):
             )
         drift = {}
         for t in p.drift_seconds if p.device == "pcm" else []:
-            drift[f"acc@{t:g}s"] = await asyncio.to_thread(self._accuracy, model, splits["test"], t)
+            accuracy = await asyncio.to_thread(self._accuracy, model, splits["test"], t)
+            drift[f"acc@{_duration(t)}"] = accuracy
         await self.result(accuracy=acc, **drift)
 
     @staticmethod
