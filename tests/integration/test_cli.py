@@ -178,3 +178,28 @@ def test_kill_9_of_the_controller_leaves_no_orphan_aim_process(tmp_path: Path) -
         if Path(f"/proc/{c}/stat").exists() and ") Z" not in Path(f"/proc/{c}/stat").read_text()
     ]
     assert not alive, f"orphaned AIM processes still running: {alive}"
+
+
+@pytest.mark.parametrize(
+    "path", sorted(str(p.relative_to(ROOT)) for p in (ROOT / "workflows").glob("*.yaml"))
+)
+def test_every_shipped_workflow_validates(path: str) -> None:
+    done = aif("validate", path)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_main_job_trains_an_analog_classifier_for_real(tmp_path: Path) -> None:
+    out = tmp_path / "result.json"
+    done = aif(
+        "run",
+        "workflows/digits-analog.yaml",
+        "--state-dir",
+        str(tmp_path / "s"),
+        "-q",
+        "--json",
+        str(out),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(out.read_text())["results"]["classifier"]
+    assert result["accuracy"] > 0.85  # a real analog network learned the digits
+    assert {"acc@1s", "acc@1h", "acc@1d", "acc@1y"} <= set(result)
