@@ -8,8 +8,9 @@ hand, possibly on another machine. The AIM code cannot tell which.
 
 The host binds one channel reader per input port plus a control reader whose high
 lane carries the controller's lifecycle signals, connects one writer per outgoing
-connection, sends heartbeats, and turns the readers into the single ordered event
-stream ``AIM.events()`` yields: signals first, then records, then ``Stop``.
+connection, sends heartbeats, and pumps the readers into the single ordered event
+stream ``AIM.events()`` yields (``event_stream``): signals first, then records, then
+``Stop``.
 """
 
 from __future__ import annotations
@@ -30,16 +31,10 @@ import zmq
 import zmq.asyncio
 
 from aif.aims.base import AIM
+from aif.aims.event_stream import EventStream
 from aif.aims.registry import resolve_aim_type
 from aif.communication.channel import ChannelEndpoints, ChannelReader, ChannelWriter
-from aif.communication.ports import (
-    AIMEvent,
-    EndOfStream,
-    Record,
-    Signal,
-    SignalCode,
-    Stop,
-)
+from aif.communication.ports import AIMEvent, Signal, SignalCode
 from aif.controller import aim_api
 from aif.errors import AIFError, ChannelError, LifecycleError
 from aif.storage.base import Storage
@@ -82,13 +77,7 @@ class AIMHost:
         self._readers: dict[str, ChannelReader] = {}
         self._control: ChannelReader | None = None
         self._writers: dict[str, list[ChannelWriter]] = {}
-        self._open_writers: dict[str, int] = {}
-        self._signals: asyncio.Queue[Signal] = asyncio.Queue()
-        self._records: asyncio.Queue[Record | EndOfStream] = asyncio.Queue(maxsize=1)
-        self._held: list[Record | EndOfStream] = []
-        self._resumed = asyncio.Event()
-        self._resumed.set()
-        self._stopping = False
+        self._stream = EventStream()
         self._aim: AIM | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._run_task: asyncio.Task[None] | None = None
@@ -109,7 +98,7 @@ class AIMHost:
 
     @property
     def stopping(self) -> bool:
-        return self._stopping
+        return self._stream.stopping
 
     async def send(self, port: str, value: Any) -> None:
         writers = self._writers_for(port)
@@ -132,51 +121,13 @@ class AIMHost:
                 f"AIM {self.name!r} has no output port {port!r}; its output ports: {known}"
             ) from None
 
-    async def events(self) -> AsyncIterator[AIMEvent]:
-        while True:
-            await self._resumed.wait()
-            if not self._signals.empty():
-                yield self._signals.get_nowait()
-                continue
-            if self._stopping:
-                yield Stop("stopped by the controller")
-                return
-            if self._held:
-                held = self._held.pop(0)
-                if isinstance(held, EndOfStream):
-                    self._close_input(held.port)
-                    continue
-                yield held
-                continue
-            if not self._open_writers:
-                yield Stop("all inputs closed")
-                return
-            sig_wait = asyncio.ensure_future(self._signals.get())
-            rec_wait = asyncio.ensure_future(self._records.get())
-            done, _ = await asyncio.wait({sig_wait, rec_wait}, return_when=asyncio.FIRST_COMPLETED)
-            if sig_wait in done:
-                if rec_wait.done():
-                    # Both arrived: keep the record for the next turn, signal first.
-                    self._pushback(rec_wait.result())
-                else:
-                    rec_wait.cancel()
-                yield sig_wait.result()
-                continue
-            sig_wait.cancel()
-            event = rec_wait.result()
-            if isinstance(event, EndOfStream):
-                self._close_input(event.port)
-                continue
-            yield event
-
-    def _pushback(self, event: Record | EndOfStream) -> None:
-        """Keep a record that arrived together with a signal for the next turn."""
-        self._held.append(event)
+    def events(self) -> AsyncIterator[AIMEvent]:
+        return self._stream.events()
 
     async def checkpoint(self) -> bool:
-        await self._resumed.wait()
+        await self._stream.resumed.wait()
         await asyncio.sleep(0)
-        return not self._stopping
+        return not self._stream.stopping
 
     async def emit(self, topic: str, data: Mapping[str, Any]) -> None:
         await self._api_send(aim_api.EventMessage(aim=self.name, topic=topic, data=dict(data)))  # type: ignore[arg-type]
@@ -292,9 +243,9 @@ class AIMHost:
             ]
         for port in self._aim.outputs:
             self._writers.setdefault(port, [])
-        self._open_writers = {p: n for p, n in wire.writers.items() if n > 0}
-        for port, reader in self._readers.items():
-            self._tasks.append(asyncio.create_task(self._pump(port, reader)))
+        self._stream.open_writers = {p: n for p, n in wire.writers.items() if n > 0}
+        for reader in self._readers.values():
+            self._tasks.append(asyncio.create_task(self._stream.pump(reader)))
         assert self._control is not None
         self._tasks.append(asyncio.create_task(self._watch_control(self._control)))
 
@@ -334,15 +285,6 @@ class AIMHost:
         except Exception:
             log.exception("AIM %r: teardown failed", self.name)
 
-    async def _pump(self, port: str, reader: ChannelReader) -> None:
-        """Move one input's events into the AIM's stream; signals jump the queue."""
-        while True:
-            event = await reader.recv()
-            if isinstance(event, Signal):
-                self._signals.put_nowait(event)
-            else:
-                await self._records.put(event)
-
     async def _watch_control(self, reader: ChannelReader) -> None:
         """Apply the controller's lifecycle signals even while the AIM computes."""
         assert self._aim is not None
@@ -351,31 +293,24 @@ class AIMHost:
             if not isinstance(event, Signal):
                 continue
             code = event.code
-            if code == SignalCode.SUSPEND and self._resumed.is_set():
-                self._resumed.clear()
+            if code == SignalCode.SUSPEND and self._stream.resumed.is_set():
+                self._stream.resumed.clear()
                 await self._aim.on_suspend()
                 await self._api_send(aim_api.StateChange(aim=self.name, state="suspended"))
-            elif code == SignalCode.RESUME and not self._resumed.is_set():
+            elif code == SignalCode.RESUME and not self._stream.resumed.is_set():
                 await self._aim.on_resume()
-                self._resumed.set()
+                self._stream.resumed.set()
                 await self._api_send(aim_api.StateChange(aim=self.name, state="running"))
             elif code == SignalCode.STOP:
-                self._stopping = True
-                self._resumed.set()
-                self._signals.put_nowait(Signal(code=code, port=None))
+                self._stream.stopping = True
+                self._stream.resumed.set()
+                self._stream.signal(Signal(code=code, port=None))
                 await self._api_send(aim_api.StateChange(aim=self.name, state="stopping"))
             elif code == SignalCode.ABORT:
                 if self._run_task is not None:
                     self._run_task.cancel()
             else:
-                self._signals.put_nowait(Signal(code=code, port=None))
-
-    def _close_input(self, port: str) -> None:
-        left = self._open_writers.get(port, 0) - 1
-        if left <= 0:
-            self._open_writers.pop(port, None)
-        else:
-            self._open_writers[port] = left
+                self._stream.signal(Signal(code=code, port=None))
 
     async def _heartbeat(self, interval: float) -> None:
         beat = aim_api.pack(aim_api.Heartbeat(aim=self.name))

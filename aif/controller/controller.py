@@ -6,9 +6,10 @@ dispatcher and the heartbeat monitor) → ``start`` (accept workflows) → ``shu
 collected into one ``CleanupError``). ``async with Controller(...)`` does all four.
 
 The controller is never on the data path: it tells each AIM where its peers' readers
-are, and records flow AIM to AIM. It picks each channel's transport from where the
-two ends live: ``inproc`` inside the controller's process, ``ipc`` on this machine,
-``tcp`` when a remote host is involved.
+are, and records flow AIM to AIM. This module holds the phases, the User API and the
+order of things; ``wiring`` computes transports and the setup and wire messages,
+``supervision`` watches hosts and fails runs, ``host_messages`` says what each AIM
+API message from a host means.
 """
 
 from __future__ import annotations
@@ -29,27 +30,12 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from aif.communication.channel import ChannelEndpoints, ChannelReader, ChannelWriter
 from aif.communication.events import Event, EventPublisher
-from aif.communication.ports import EndOfStream, Record, SignalCode
-from aif.controller import aim_api
-from aif.controller.launcher import (
-    InprocLauncher,
-    Launcher,
-    ProcessLauncher,
-    RemoteLauncher,
-    describe_exit,
-)
+from aif.controller import aim_api, host_messages, supervision, wiring
+from aif.controller.launcher import ProcessLauncher, launcher_for
 from aif.controller.plan import RunPlan, plan_run
 from aif.controller.run import AIMHandle, AIMState, RunState, WorkflowResult, WorkflowRun
-from aif.errors import (
-    AIFError,
-    AIMFailed,
-    CleanupError,
-    ConfigError,
-    LifecycleError,
-    MalformedMessage,
-)
+from aif.errors import AIFError, CleanupError, ConfigError, LifecycleError
 from aif.workflow import ResolvedWorkflow
 
 log = logging.getLogger("aif.controller")
@@ -112,8 +98,8 @@ class Controller:
         """Bind the AIM API and start the dispatcher and the heartbeat monitor."""
         self._require(Phase.CREATED, "setup", "create a new Controller")
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.ctx = zmq.asyncio.Context()
-        self._on_cleanup("zmq context", lambda: self._term_context())
+        ctx = self.ctx = zmq.asyncio.Context()
+        self._on_cleanup("zmq context", lambda: ctx.destroy(linger=0))
         # ipc paths are limited to ~107 bytes, so sockets live in a short temp dir.
         self.ipc_dir = Path(tempfile.mkdtemp(prefix="aif-"))
         self._on_cleanup("ipc dir", lambda: shutil.rmtree(self.ipc_dir, ignore_errors=True))
@@ -134,7 +120,8 @@ class Controller:
         self._on_cleanup("event publisher", publisher.close)
         self.endpoints["events"] = publisher.endpoint
         self._tasks.append(asyncio.create_task(self._dispatch(), name="aim-api"))
-        self._tasks.append(asyncio.create_task(self._monitor(), name="heartbeats"))
+        monitor = supervision.monitor_heartbeats(self.runs, self.heartbeat_interval, self._fail)
+        self._tasks.append(asyncio.create_task(monitor, name="heartbeats"))
         self._on_cleanup("controller tasks", self._cancel_tasks)
         self.phase = Phase.SET_UP
 
@@ -204,13 +191,14 @@ class Controller:
             )
         plan = plan_run(resolved)
         run_id = f"{plan.name}-{uuid.uuid4().hex[:8]}"
+        assert self.ctx is not None
         handles = {
             name: AIMHandle(
                 name=name,
                 type=aim.type,
                 placement=aim.placement,
                 heartbeat_timeout=aim.heartbeat_timeout,
-                launcher=self._launcher(aim, run_id),
+                launcher=launcher_for(aim.placement, self.ctx, self.endpoints, name, run_id),
             )
             for name, aim in plan.aims.items()
         }
@@ -252,270 +240,51 @@ class Controller:
 
     # -- bringing a run up -----------------------------------------------------------
 
-    def _launcher(self, aim: Any, run_id: str) -> Launcher:
-        assert self.ctx is not None
-        if aim.placement == "inproc":
-            return InprocLauncher(self.ctx, self.endpoints["inproc"], aim.name, run_id)
-        if aim.placement == "process":
-            return ProcessLauncher(self.endpoints["ipc"], aim.name, run_id)
-        return RemoteLauncher()
-
     async def _bring_up(self, run: WorkflowRun, plan: RunPlan) -> None:
         self._plans[run.id] = plan
         for handle in run.handles.values():
             await handle.launcher.launch()
             if isinstance(handle.launcher, ProcessLauncher):
                 handle.pid = handle.launcher.pid
-            run.tasks.append(asyncio.create_task(self._watch_exit(run, handle)))
+            run.tasks.append(asyncio.create_task(supervision.watch_exit(run, handle, self._fail)))
         if not await self._until(run, AIMState.READY, "become ready"):
             return
-        collectors = self._open_collectors(run, plan)
+        assert self.ctx is not None
+        collectors = wiring.open_collectors(self.ctx, self.ipc_dir, run, plan)
         for name, handle in run.handles.items():
-            await self._send(handle, self._wire_message(run, plan, name, collectors))
+            await self._send(handle, wiring.wire_message(run, plan, name, collectors))
         if not await self._until(run, AIMState.WIRED, "connect its outputs"):
             for reader in collectors.values():
                 reader.close()
             return
-        assert self.ctx is not None
         for handle in run.handles.values():
-            assert handle.ready is not None
-            ctrl = handle.ready.control
-            handle.control = ChannelWriter(
-                self.ctx,
-                "control",
-                ChannelEndpoints(normal=ctrl.normal, high=ctrl.high),
-                queue_size=16,
-            )
-        feeders = self._open_feeders(run, plan)
+            handle.control = wiring.open_control(self.ctx, handle)
+        feeders = wiring.open_feeders(self.ctx, run, plan)
         run.state = RunState.RUNNING
         for handle in run.handles.values():
             await self._send(handle, aim_api.Start())
         for port, (writer, records) in feeders.items():
-            run.tasks.append(asyncio.create_task(self._feed(run, port, writer, records)))
-        run.tasks.append(asyncio.create_task(self._await_completion(run, collectors)))
+            run.tasks.append(
+                asyncio.create_task(wiring.feed(run, port, writer, records, self._fail))
+            )
+        completion = supervision.await_completion(run, collectors, self._emit)
+        run.tasks.append(asyncio.create_task(completion))
         self._emit("state", "controller", run.id, {"run": "running"})
 
     async def _until(self, run: WorkflowRun, state: AIMState, what: str) -> bool:
         """Wait until every AIM of the run reached ``state``; False when the run failed."""
-        order = list(AIMState)
-        deadline = time.monotonic() + self.ready_timeout
-        for handle in run.handles.values():
-            while order.index(handle.state) < order.index(state) and not run.state.ended:
-                handle.changed.clear()
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    await self._fail(run, handle.name, self._late(handle, what))
-                    break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(handle.changed.wait(), left)
-            if run.state.ended:
-                return False
-        return True
-
-    def _late(self, handle: AIMHandle, what: str) -> str:
-        """Why an AIM is late, and for a remote one that never came, how to start it."""
-        text = (
-            f"did not {what} within {self.ready_timeout:g} s "
-            f"({handle.launcher.description}, state {handle.state.value})"
-        )
-        if isinstance(handle.launcher, RemoteLauncher) and handle.state is AIMState.LAUNCHING:
-            address = self.endpoints.get("tcp")
-            if address is None:
-                text += "; remote AIMs need a controller listening on tcp (Controller(tcp=...))"
-            else:
-                text += (
-                    f"; start it with: aif aim serve {handle.type} --controller {address} "
-                    f"--name {handle.name}"
-                )
-        return text
-
-    def _transport(self, *placements: str) -> str:
-        if "remote" in placements:
-            return "tcp"
-        if all(p in ("inproc", "controller") for p in placements):
-            return "inproc"
-        return "ipc"
-
-    def _open_collectors(self, run: WorkflowRun, plan: RunPlan) -> dict[str, ChannelReader]:
-        """Readers in the controller for the AIW's declared outputs."""
-        assert self.ctx is not None
-        collectors: dict[str, ChannelReader] = {}
-        for ref in plan.outputs:
-            aim = ref.split(".", 1)[0]
-            reader = ChannelReader(
-                self.ctx,
-                ref,
-                self._transport("controller", plan.aims[aim].placement),  # type: ignore[arg-type]
-                ipc_dir=self.ipc_dir,
-            )
-            collectors[ref] = reader
-            run.outputs[ref] = []
-        return collectors
-
-    def _open_feeders(
-        self, run: WorkflowRun, plan: RunPlan
-    ) -> dict[str, tuple[ChannelWriter, list[Any]]]:
-        """Writers from the controller into the AIM ports the AIW's ``inputs`` feed."""
-        assert self.ctx is not None
-        feeders = {}
-        for ref, records in plan.inputs.items():
-            aim, port = ref.split(".", 1)
-            ready = run.handles[aim].ready
-            assert ready is not None
-            ep = ready.inputs[port]
-            writer = ChannelWriter(
-                self.ctx,
-                ref,
-                ChannelEndpoints(normal=ep.normal, high=ep.high),
-                record_type=plan.aims[aim].port_types[port],
-            )
-            feeders[ref] = (writer, records)
-        return feeders
-
-    def _wire_message(
-        self, run: WorkflowRun, plan: RunPlan, name: str, collectors: dict[str, ChannelReader]
-    ) -> aim_api.Wire:
-        outputs: dict[str, list[aim_api.Target]] = {}
-        for conn in plan.connections:
-            if conn.source_aim != name:
-                continue
-            ready = run.handles[conn.target_aim].ready
-            assert ready is not None
-            outputs.setdefault(conn.source_port, []).append(
-                aim_api.Target(
-                    endpoints=ready.inputs[conn.target_port],
-                    target=f"{conn.target_aim}.{conn.target_port}",
-                    queue_size=conn.queue_size,
-                    max_message_size=conn.max_message_size,
-                )
-            )
-        for ref, reader in collectors.items():
-            aim, port = ref.split(".", 1)
-            if aim == name:
-                ep = reader.endpoints
-                outputs.setdefault(port, []).append(
-                    aim_api.Target(
-                        endpoints=aim_api.Endpoints(normal=ep.normal, high=ep.high),
-                        target=f"controller:{ref}",
-                        queue_size=1000,
-                        max_message_size=256 * 2**20,
-                    )
-                )
-        return aim_api.Wire(outputs=outputs, writers=plan.writers_per_input(name))
-
-    async def _feed(
-        self, run: WorkflowRun, ref: str, writer: ChannelWriter, records: list[Any]
-    ) -> None:
-        try:
-            for record in records:
-                await writer.send(record)
-            await writer.send_eos()
-        except AIFError as exc:
-            await self._fail(run, None, f"feeding input {ref}: {exc}")
-        finally:
-            writer.close()
-
-    async def _await_completion(
-        self, run: WorkflowRun, collectors: dict[str, ChannelReader]
-    ) -> None:
-        async def collect(ref: str, reader: ChannelReader) -> None:
-            try:
-                while True:
-                    event = await reader.recv()
-                    if isinstance(event, EndOfStream):
-                        return
-                    if isinstance(event, Record):
-                        run.outputs[ref].append(event.value)
-            finally:
-                reader.close()
-
-        await asyncio.gather(*(collect(r, c) for r, c in collectors.items()))
-        while not run.state.ended and not all(h.state.ended for h in run.handles.values()):
-            run.changed.clear()
-            await run.changed.wait()
-        final = RunState.STOPPED if run.state is RunState.STOPPING else RunState.SUCCEEDED
-        if run.finish(final):
-            self._emit("state", "controller", run.id, {"run": final.value})
+        timeout, tcp = self.ready_timeout, self.endpoints.get("tcp")
+        return await supervision.wait_for_state(run, state, what, timeout, tcp, self._fail)
 
     # -- supervision ------------------------------------------------------------------
 
-    async def _watch_exit(self, run: WorkflowRun, handle: AIMHandle) -> None:
-        """Fail the run when a host ends before its AIM said it was done."""
-        status = await handle.launcher.wait()
-        if handle.state.ended:
-            return
-        # The host's last words (done / failed) may still be in flight on the socket.
-        for _ in range(20):
-            await asyncio.sleep(0.05)
-            if handle.state.ended:
-                return
-        await self._fail(
-            run,
-            handle.name,
-            f"its {handle.launcher.description} ended "
-            f"({describe_exit(status)}) before the AIM finished",
-        )
-
-    async def _monitor(self) -> None:
-        """Fail AIMs whose heartbeats stopped (hung, or on a lost machine)."""
-        while True:
-            await asyncio.sleep(min(0.25, self.heartbeat_interval))
-            now = time.monotonic()
-            for run in list(self.runs.values()):
-                if run.state.ended:
-                    continue
-                for handle in run.handles.values():
-                    if (
-                        handle.state in (AIMState.LAUNCHING, AIMState.REGISTERED)
-                        or handle.state.ended
-                    ):
-                        continue
-                    silent = now - handle.last_heartbeat
-                    if silent > handle.heartbeat_timeout:
-                        await self._fail(
-                            run,
-                            handle.name,
-                            f"no heartbeat for {silent:.1f} s (limit {handle.heartbeat_timeout} s);"
-                            " the AIM is hung or its host was lost",
-                        )
-
     async def _fail(self, run: WorkflowRun, aim: str | None, cause: str) -> None:
         """Fail the run (first cause wins) and make every AIM of it stop."""
-        message = str(AIMFailed(aim, cause)) if aim else f"workflow run {run.id}: {cause}"
-        if aim is not None:
-            handle = run.handles[aim]
-            handle.error = cause
-            handle.set_state(AIMState.FAILED)
-        if not run.finish(RunState.FAILED, message):
-            return
-        log.error("%s", message)
-        self._emit("state", "controller", run.id, {"run": "failed", "error": message})
-        for handle in run.handles.values():
-            handle.changed.set()
-            if handle.state.ended:
-                continue
-            if handle.control is not None:
-                with contextlib.suppress(AIFError, zmq.ZMQError):
-                    await asyncio.wait_for(handle.control.send_signal(SignalCode.ABORT), 1.0)
-            elif handle.identity is not None:
-                with contextlib.suppress(AIFError, zmq.ZMQError):
-                    await self._send(handle, aim_api.Terminate(reason=message))
+        await supervision.fail_run(run, aim, cause, emit=self._emit, send=self._send)
 
     async def _reap(self, run: WorkflowRun) -> None:
         """After a run ended: let hosts exit, force stragglers, close writers."""
-        await asyncio.gather(
-            *(h.launcher.terminate(self.stop_grace) for h in run.handles.values()),
-            return_exceptions=True,
-        )
-        for task in run.tasks:
-            task.cancel()
-        for task in run.tasks:
-            with contextlib.suppress(BaseException):
-                await task
-        for handle in run.handles.values():
-            if handle.control is not None:
-                handle.control.close(linger_ms=0)
-                handle.control = None
+        await supervision.reap_run(run, self.stop_grace)
         for identity, (owner, _) in list(self._by_identity.items()):
             if owner is run:
                 del self._by_identity[identity]
@@ -531,18 +300,11 @@ class Controller:
     async def _dispatch(self) -> None:
         assert self._router is not None
         while True:
-            frames = await self._router.recv_multipart()
-            if len(frames) != 2:
+            received = await host_messages.receive(self._router)
+            if received is None:
                 self.malformed += 1
-                log.warning("AIM API: dropped a message of %d frames (expected 2)", len(frames))
                 continue
-            identity, frame = frames
-            try:
-                message = aim_api.parse_host_message(frame)
-            except MalformedMessage as exc:
-                self.malformed += 1
-                log.warning("AIM API: dropped a malformed message: %s", exc)
-                continue
+            identity, message = received
             try:
                 await self._handle(identity, message)
             except Exception:
@@ -559,86 +321,38 @@ class Controller:
             return
         run, handle = owner
         handle.last_heartbeat = time.monotonic()
-        if isinstance(message, aim_api.Ready):
-            handle.ready = message
-            handle.set_state(AIMState.READY)
-        elif isinstance(message, aim_api.Wired):
-            handle.set_state(AIMState.WIRED)
-        elif isinstance(message, aim_api.StateChange):
-            handle.set_state(AIMState(message.state))
-            self._emit("state", handle.name, run.id, {"state": message.state})
-        elif isinstance(message, aim_api.EventMessage):
-            if message.topic == "result":
-                run.results.setdefault(handle.name, {}).update(message.data)
-            self._emit(message.topic, handle.name, run.id, message.data)
-        elif isinstance(message, aim_api.Done):
-            handle.set_state(AIMState.DONE)
-            self._emit("state", handle.name, run.id, {"state": "done"})
-        elif isinstance(message, aim_api.Failed):
+        if isinstance(message, aim_api.Failed):
             await self._fail(run, handle.name, message.error)
-        elif isinstance(message, aim_api.Bye) and isinstance(handle.launcher, RemoteLauncher):
-            handle.launcher.ended(0 if handle.state is AIMState.DONE else 1)
+        else:
+            host_messages.apply_report(run, handle, message, self._emit)
 
     async def _hello(self, identity: bytes, hello: aim_api.Hello) -> None:
-        match = self._find_handle(hello)
+        match = host_messages.find_waiting_handle(self.runs, hello)
         if match is None:
-            reason = f"no workflow run is waiting for an AIM named {hello.aim!r}" + (
-                f" in run {hello.workflow!r}" if hello.workflow else ""
-            )
+            reason = host_messages.refusal_reason(hello)
             log.warning("AIM API: refused %r: %s", hello.aim, reason)
             assert self._router is not None
+            terminate = aim_api.pack(aim_api.Terminate(reason=reason))
             with contextlib.suppress(zmq.ZMQError):
-                await self._router.send_multipart(
-                    [identity, aim_api.pack(aim_api.Terminate(reason=reason))]
-                )
+                await self._router.send_multipart([identity, terminate])
             return
         run, handle = match
         plan = self._plans[run.id]
-        aim = plan.aims[handle.name]
-        if hello.type is not None and hello.type != aim.type and hello.type != aim.class_path:
-            reason = (
-                f"AIM {handle.name!r} is declared as type {aim.type!r} but the remote "
-                f"host brings {hello.type!r}"
-            )
-            await self._fail(run, handle.name, reason)
+        mismatch = host_messages.type_mismatch(handle.name, plan.aims[handle.name], hello)
+        if mismatch is not None:
+            await self._fail(run, handle.name, mismatch)
             return
-        handle.identity = identity
-        handle.pid = hello.pid
-        handle.last_heartbeat = time.monotonic()
-        handle.set_state(AIMState.REGISTERED)
         self._by_identity[identity] = (run, handle)
-        self._emit("state", handle.name, run.id, {"state": "registered", "pid": hello.pid})
-        transports = {
-            port: self._transport(aim.placement, *plan.writer_placements(handle.name, port))
-            for port in aim.input_ports
-        }
-        await self._send(
-            handle,
-            aim_api.Setup(
-                type=aim.type,
-                params=aim.params,
-                workflow=run.id,
-                state_dir=str(self.state_dir),
-                ipc_dir=str(self.ipc_dir),
-                transports=transports,  # type: ignore[arg-type]
-                control_transport=self._transport("controller", aim.placement),  # type: ignore[arg-type]
-                queue_sizes=plan.queue_sizes(handle.name),
-                max_message_sizes=plan.max_message_sizes(handle.name),
-                heartbeat_interval=self.heartbeat_interval,
-            ),
+        host_messages.register(run, handle, identity, hello, self._emit)
+        setup = wiring.setup_message(
+            plan,
+            handle.name,
+            run.id,
+            state_dir=self.state_dir,
+            ipc_dir=self.ipc_dir,
+            heartbeat_interval=self.heartbeat_interval,
         )
-
-    def _find_handle(self, hello: aim_api.Hello) -> tuple[WorkflowRun, AIMHandle] | None:
-        runs = (
-            [self.runs[hello.workflow]] if hello.workflow in self.runs else list(self.runs.values())
-        )
-        for run in runs:
-            if run.state.ended:
-                continue
-            handle = run.handles.get(hello.aim)
-            if handle is not None and handle.state is AIMState.LAUNCHING:
-                return run, handle
-        return None
+        await self._send(handle, setup)
 
     async def _send(self, handle: AIMHandle, message: Any) -> None:
         assert self._router is not None and handle.identity is not None
@@ -679,7 +393,3 @@ class Controller:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-    def _term_context(self) -> None:
-        assert self.ctx is not None
-        self.ctx.destroy(linger=0)

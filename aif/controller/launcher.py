@@ -140,6 +140,17 @@ class RemoteLauncher:
             await asyncio.wait_for(asyncio.shield(self._ended), grace)
 
 
+def launcher_for(
+    placement: str, ctx: zmq.asyncio.Context, endpoints: dict[str, str], aim: str, workflow: str
+) -> Launcher:
+    """The launcher for an AIM's ``placement``, given the controller's AIM API endpoints."""
+    if placement == "inproc":
+        return InprocLauncher(ctx, endpoints["inproc"], aim, workflow)
+    if placement == "process":
+        return ProcessLauncher(endpoints["ipc"], aim, workflow)
+    return RemoteLauncher()
+
+
 def describe_exit(status: int) -> str:
     """``exit status 3`` or ``killed by SIGKILL``: how a host ended, in words."""
     if status < 0:

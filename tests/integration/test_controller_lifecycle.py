@@ -82,3 +82,34 @@ async def test_aims_use_their_own_and_global_storage(tmp_path: Path) -> None:
     assert result.results["b"]["own"] == ["notes/three"]
     assert (tmp_path / "aims" / "a" / "notes" / "one").read_bytes() == b"one"
     assert (tmp_path / "global" / "shared" / "b-three").read_bytes() == b"x"
+
+
+async def test_garbage_on_the_aim_api_is_counted_and_the_controller_goes_on(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+
+    import msgpack
+    import zmq
+
+    async with Controller(tmp_path) as controller:
+        assert controller.ctx is not None
+        rogue = controller.ctx.socket(zmq.DEALER)
+        rogue.connect(controller.endpoints["ipc"])
+        try:
+            for frames in (
+                [b"\xc1"],  # not msgpack
+                [msgpack.packb({"op": "hello"})],  # fields missing
+                [msgpack.packb({"op": "launch-missiles", "aim": "x"})],  # unknown op
+                [b"a", b"b"],  # wrong frame count
+            ):
+                await rogue.send_multipart(frames)
+            for _ in range(100):
+                if controller.malformed >= 4:
+                    break
+                await asyncio.sleep(0.02)
+            assert controller.malformed == 4
+            result = await controller.run_workflow(resolve(load_workflow_text(RELAY)), timeout=30)
+        finally:
+            rogue.close(linger=0)
+    assert result.ok, result.error

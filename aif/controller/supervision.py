@@ -1,0 +1,180 @@
+"""Supervision of a run's AIM hosts: exits, heartbeats, deadlines and reaping.
+
+These loops only watch; what a failure means (first cause wins, every AIM gets
+ABORT) stays with the controller, which passes its ``fail`` in. Kept apart so the
+controller reads as phases and orchestration, and so each way an AIM can be lost
+(its host ended early, its heartbeats stopped, it never got ready) is written once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import zmq
+
+from aif.communication.channel import ChannelReader
+from aif.communication.ports import SignalCode
+from aif.controller import aim_api
+from aif.controller.host_messages import Emit
+from aif.controller.launcher import RemoteLauncher, describe_exit
+from aif.controller.run import AIMHandle, AIMState, RunState, WorkflowRun
+from aif.controller.wiring import collect
+from aif.errors import AIFError, AIMFailed
+
+log = logging.getLogger("aif.controller")
+
+#: How the controller fails a run: ``fail(run, aim or None, cause)``.
+FailRun = Callable[[WorkflowRun, str | None, str], Awaitable[None]]
+
+
+async def fail_run(
+    run: WorkflowRun,
+    aim: str | None,
+    cause: str,
+    *,
+    emit: Emit,
+    send: Callable[[AIMHandle, Any], Awaitable[None]],
+) -> None:
+    """Fail the run (first cause wins) and make every AIM of it stop."""
+    message = str(AIMFailed(aim, cause)) if aim else f"workflow run {run.id}: {cause}"
+    if aim is not None:
+        handle = run.handles[aim]
+        handle.error = cause
+        handle.set_state(AIMState.FAILED)
+    if not run.finish(RunState.FAILED, message):
+        return
+    log.error("%s", message)
+    emit("state", "controller", run.id, {"run": "failed", "error": message})
+    for handle in run.handles.values():
+        handle.changed.set()
+        if handle.state.ended:
+            continue
+        if handle.control is not None:
+            with contextlib.suppress(AIFError, zmq.ZMQError):
+                await asyncio.wait_for(handle.control.send_signal(SignalCode.ABORT), 1.0)
+        elif handle.identity is not None:
+            with contextlib.suppress(AIFError, zmq.ZMQError):
+                await send(handle, aim_api.Terminate(reason=message))
+
+
+async def await_completion(
+    run: WorkflowRun, collectors: dict[str, ChannelReader], emit: Emit
+) -> None:
+    """Drain the AIW's outputs, wait for every AIM to end, then end the run."""
+    await asyncio.gather(*(collect(r, c, run) for r, c in collectors.items()))
+    while not run.state.ended and not all(h.state.ended for h in run.handles.values()):
+        run.changed.clear()
+        await run.changed.wait()
+    final = RunState.STOPPED if run.state is RunState.STOPPING else RunState.SUCCEEDED
+    if run.finish(final):
+        emit("state", "controller", run.id, {"run": final.value})
+
+
+async def watch_exit(run: WorkflowRun, handle: AIMHandle, fail: FailRun) -> None:
+    """Fail the run when a host ends before its AIM said it was done."""
+    status = await handle.launcher.wait()
+    if handle.state.ended:
+        return
+    # The host's last words (done / failed) may still be in flight on the socket.
+    for _ in range(20):
+        await asyncio.sleep(0.05)
+        if handle.state.ended:
+            return
+    await fail(
+        run,
+        handle.name,
+        f"its {handle.launcher.description} ended "
+        f"({describe_exit(status)}) before the AIM finished",
+    )
+
+
+async def monitor_heartbeats(
+    runs: Mapping[str, WorkflowRun], heartbeat_interval: float, fail: FailRun
+) -> None:
+    """Fail AIMs whose heartbeats stopped (hung, or on a lost machine)."""
+    while True:
+        await asyncio.sleep(min(0.25, heartbeat_interval))
+        now = time.monotonic()
+        for run in list(runs.values()):
+            if run.state.ended:
+                continue
+            for handle in run.handles.values():
+                if handle.state in (AIMState.LAUNCHING, AIMState.REGISTERED) or handle.state.ended:
+                    continue
+                silent = now - handle.last_heartbeat
+                if silent > handle.heartbeat_timeout:
+                    await fail(
+                        run,
+                        handle.name,
+                        f"no heartbeat for {silent:.1f} s (limit {handle.heartbeat_timeout} s);"
+                        " the AIM is hung or its host was lost",
+                    )
+
+
+async def wait_for_state(
+    run: WorkflowRun,
+    state: AIMState,
+    what: str,
+    timeout: float,
+    tcp_endpoint: str | None,
+    fail: FailRun,
+) -> bool:
+    """Wait until every AIM of the run reached ``state``; False when the run failed.
+
+    After ``timeout`` seconds the first AIM still short of it fails the run, with
+    ``tcp_endpoint`` (the controller's, if it listens on tcp) in the hint for a
+    remote AIM that never came.
+    """
+    order = list(AIMState)
+    deadline = time.monotonic() + timeout
+    for handle in run.handles.values():
+        while order.index(handle.state) < order.index(state) and not run.state.ended:
+            handle.changed.clear()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                await fail(run, handle.name, late_reason(handle, what, timeout, tcp_endpoint))
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(handle.changed.wait(), left)
+        if run.state.ended:
+            return False
+    return True
+
+
+def late_reason(handle: AIMHandle, what: str, timeout: float, tcp_endpoint: str | None) -> str:
+    """Why an AIM is late, and for a remote one that never came, how to start it."""
+    text = (
+        f"did not {what} within {timeout:g} s "
+        f"({handle.launcher.description}, state {handle.state.value})"
+    )
+    if isinstance(handle.launcher, RemoteLauncher) and handle.state is AIMState.LAUNCHING:
+        if tcp_endpoint is None:
+            text += "; remote AIMs need a controller listening on tcp (Controller(tcp=...))"
+        else:
+            text += (
+                f"; start it with: aif aim serve {handle.type} --controller {tcp_endpoint} "
+                f"--name {handle.name}"
+            )
+    return text
+
+
+async def reap_run(run: WorkflowRun, grace: float) -> None:
+    """After a run ended: let hosts exit, force stragglers, close control writers."""
+    await asyncio.gather(
+        *(h.launcher.terminate(grace) for h in run.handles.values()),
+        return_exceptions=True,
+    )
+    for task in run.tasks:
+        task.cancel()
+    for task in run.tasks:
+        with contextlib.suppress(BaseException):
+            await task
+    for handle in run.handles.values():
+        if handle.control is not None:
+            handle.control.close(linger_ms=0)
+            handle.control = None
