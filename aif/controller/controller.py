@@ -285,6 +285,7 @@ class Controller:
     async def _reap(self, run: WorkflowRun) -> None:
         """After a run ended: let hosts exit, force stragglers, close writers."""
         await supervision.reap_run(run, self.stop_grace)
+        self._plans.pop(run.id, None)
         for identity, (owner, _) in list(self._by_identity.items()):
             if owner is run:
                 del self._by_identity[identity]

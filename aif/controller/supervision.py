@@ -165,6 +165,9 @@ def late_reason(handle: AIMHandle, what: str, timeout: float, tcp_endpoint: str 
 
 async def reap_run(run: WorkflowRun, grace: float) -> None:
     """After a run ended: let hosts exit, force stragglers, close control writers."""
+    for handle in run.handles.values():
+        if isinstance(handle.launcher, RemoteLauncher) and handle.identity is None:
+            handle.launcher.ended(1)  # never came: nothing to wait for
     await asyncio.gather(
         *(h.launcher.terminate(grace) for h in run.handles.values()),
         return_exceptions=True,
