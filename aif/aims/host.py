@@ -129,8 +129,8 @@ class AIMHost:
         await asyncio.sleep(0)
         return not self._stream.stopping
 
-    async def emit(self, topic: str, data: Mapping[str, Any]) -> None:
-        await self._api_send(aim_api.EventMessage(aim=self.name, topic=topic, data=dict(data)))  # type: ignore[arg-type]
+    async def emit(self, topic: aim_api.EventTopic, data: Mapping[str, Any]) -> None:
+        await self._api_send(aim_api.EventMessage(aim=self.name, topic=topic, data=dict(data)))
 
     # -- the host's own work ---------------------------------------------------------
 

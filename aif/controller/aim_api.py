@@ -33,6 +33,8 @@ from aif.errors import MalformedMessage
 _STRICT = pydantic.ConfigDict(extra="forbid", frozen=True)
 
 Transport = Literal["inproc", "ipc", "tcp"]
+#: Event topics an AIM may publish (the controller adds ``state``).
+EventTopic = Literal["progress", "log", "result"]
 #: Largest AIM API message accepted; these are control messages, never payloads.
 MAX_API_MESSAGE = 16 * 2**20
 
@@ -98,7 +100,7 @@ class EventMessage(pydantic.BaseModel):
     model_config = _STRICT
     op: Literal["event"] = "event"
     aim: str
-    topic: Literal["progress", "log", "result"]
+    topic: EventTopic
     data: dict[str, Any]
 
 

@@ -30,7 +30,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from aif.communication.events import Event, EventPublisher
+from aif.communication.events import Event, EventPublisher, Topic
 from aif.controller import aim_api, host_messages, supervision, wiring
 from aif.controller.launcher import ProcessLauncher, launcher_for
 from aif.controller.plan import RunPlan, plan_run
@@ -361,8 +361,8 @@ class Controller:
 
     # -- helpers ------------------------------------------------------------------------
 
-    def _emit(self, topic: str, source: str, run_id: str | None, data: dict[str, Any]) -> None:
-        event = Event(topic=topic, source=source, workflow=run_id, data=data, time=time.time())  # type: ignore[arg-type]
+    def _emit(self, topic: Topic, source: str, run_id: str | None, data: dict[str, Any]) -> None:
+        event = Event(topic=topic, source=source, workflow=run_id, data=data, time=time.time())
         for listener in list(self._listeners):
             try:
                 listener(event)

@@ -17,6 +17,7 @@ from typing import Any
 
 import zmq.asyncio
 
+from aif.communication.events import Topic
 from aif.controller import aim_api
 from aif.controller.launcher import RemoteLauncher
 from aif.controller.plan import PlannedAIM
@@ -26,7 +27,7 @@ from aif.errors import MalformedMessage
 log = logging.getLogger("aif.controller")
 
 #: How the controller publishes an event: ``emit(topic, source, run_id, data)``.
-Emit = Callable[[str, str, str | None, dict[str, Any]], None]
+Emit = Callable[[Topic, str, str | None, dict[str, Any]], None]
 
 
 async def receive(router: zmq.asyncio.Socket) -> tuple[bytes, aim_api.HostMessage] | None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import zmq.asyncio
 
-from aif.communication.channel import ChannelEndpoints, ChannelReader, ChannelWriter
+from aif.communication.channel import ChannelEndpoints, ChannelReader, ChannelWriter, Transport
 from aif.communication.ports import EndOfStream, Record
 from aif.controller import aim_api
 from aif.controller.plan import RunPlan
@@ -25,7 +25,7 @@ from aif.controller.run import AIMHandle, WorkflowRun
 from aif.errors import AIFError
 
 
-def choose_transport(*placements: str) -> str:
+def choose_transport(*placements: str) -> Transport:
     """The transport of a channel whose ends live at ``placements``."""
     if "remote" in placements:
         return "tcp"
@@ -55,8 +55,8 @@ def setup_message(
         workflow=run_id,
         state_dir=str(state_dir),
         ipc_dir=str(ipc_dir),
-        transports=transports,  # type: ignore[arg-type]
-        control_transport=choose_transport("controller", aim.placement),  # type: ignore[arg-type]
+        transports=transports,
+        control_transport=choose_transport("controller", aim.placement),
         queue_sizes=plan.queue_sizes(name),
         max_message_sizes=plan.max_message_sizes(name),
         heartbeat_interval=heartbeat_interval,
@@ -106,7 +106,7 @@ def open_collectors(
         reader = ChannelReader(
             ctx,
             ref,
-            choose_transport("controller", plan.aims[aim].placement),  # type: ignore[arg-type]
+            choose_transport("controller", plan.aims[aim].placement),
             ipc_dir=ipc_dir,
         )
         collectors[ref] = reader
