@@ -57,13 +57,18 @@ class EventStream:
             if not self.open_writers:
                 yield Stop("all inputs closed")
                 return
+            if not self._records.empty():
+                # A record already waits (the usual case in a stream): take it without
+                # the two futures that waiting on both queues costs.
+                self._held.append(self._records.get_nowait())
+                continue
             sig_wait = asyncio.ensure_future(self._signals.get())
             rec_wait = asyncio.ensure_future(self._records.get())
             done, _ = await asyncio.wait({sig_wait, rec_wait}, return_when=asyncio.FIRST_COMPLETED)
             if sig_wait in done:
                 if rec_wait.done():
                     # Both arrived: keep the record for the next turn, signal first.
-                    self._pushback(rec_wait.result())
+                    self._held.append(rec_wait.result())
                 else:
                     rec_wait.cancel()
                 yield sig_wait.result()
@@ -74,10 +79,6 @@ class EventStream:
                 self._close_input(event.port)
                 continue
             yield event
-
-    def _pushback(self, event: Record | EndOfStream) -> None:
-        """Keep a record that arrived together with a signal for the next turn."""
-        self._held.append(event)
 
     async def pump(self, reader: ChannelReader) -> None:
         """Move one input's events into the AIM's stream; signals jump the queue."""

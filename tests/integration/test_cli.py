@@ -203,3 +203,9 @@ def test_the_main_job_trains_an_analog_classifier_for_real(tmp_path: Path) -> No
     result = json.loads(out.read_text())["results"]["classifier"]
     assert result["accuracy"] > 0.85  # a real analog network learned the digits
     assert {"acc@1s", "acc@1h", "acc@1d", "acc@1y"} <= set(result)
+
+
+def test_aim_serve_refuses_an_unknown_type_before_connecting() -> None:
+    done = aif("aim", "serve", "relya", "--controller", "tcp://127.0.0.1:1", "--name", "r")
+    assert done.returncode == 2
+    assert "unknown AIM type 'relya' (did you mean 'relay'?)" in done.stderr
