@@ -14,6 +14,7 @@ boundary with ``raise ... from exc`` so callers catch one family::
     ├── ChannelError                a channel used wrongly or closed
     │   └── ChannelClosed           the channel was closed while waiting on it
     ├── WorkflowError               an AIW file that does not load or validate
+    ├── ExperimentError             an analog experiment that aihwkit cannot run as written
     ├── RegistryError               an AIM type that cannot be resolved
     ├── LifecycleError              a call made in the wrong lifecycle state
     ├── AIMError                    an AIM misbehaved
@@ -82,6 +83,21 @@ class WorkflowError(AIFError):
         text = message
         if self.problems:
             text += "\n" + "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(text)
+
+
+class ExperimentError(AIFError):
+    """An analog experiment cannot be built or run as written.
+
+    ``problems`` holds ``(path, message)`` pairs, ``path`` a dotted field path such as
+    ``rpu.forward.out_nois`` or ``model.layers.3``, so every fault is reported at once.
+    """
+
+    def __init__(self, message: str, problems: Sequence[tuple[str, str]] = ()) -> None:
+        self.problems = list(problems)
+        text = message
+        if self.problems:
+            text += "\n" + "\n".join(f"  - {path}: {msg}" for path, msg in self.problems)
         super().__init__(text)
 
 

@@ -3,7 +3,8 @@
 AIMs publish progress events with whatever fields suit them; two are understood
 specially: ``step`` and ``total`` drive a bar. Every other field is shown as
 ``key=value`` beside it, so an epoch loop reporting ``step=3, total=10, loss=0.21``
-needs nothing more.
+needs nothing more. In results, a value that is itself a mapping (a simulator's
+``{job: {status, accuracy, acc@1y, ...}}``) gets a table of its own, one row per key.
 """
 
 from __future__ import annotations
@@ -25,7 +26,23 @@ def _fmt(value: Any) -> str:
     if isinstance(value, list | tuple):
         return f"[{len(value)} items]"
     text = str(value)
+    if "/" in text:  # a path: people copy it, so it is never shortened
+        return text
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _rows_table(rows: dict[str, dict[str, Any]]) -> Table:
+    """One row per key (a job), one column per field any row has, in first-seen order."""
+    columns: list[str] = []
+    for data in rows.values():
+        columns.extend(k for k in data if k not in columns)
+    table = Table(title="jobs")
+    table.add_column("job")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("status", "error") else "right")
+    for key, data in rows.items():
+        table.add_row(key, *(_fmt(data[c]) if c in data else "" for c in columns))
+    return table
 
 
 class RunDisplay:
@@ -37,7 +54,7 @@ class RunDisplay:
         self._progress = Progress(
             TextColumn("[bold]{task.fields[aim]:<14}"),
             BarColumn(),
-            TextColumn("{task.completed:>5.0f}/{task.total}"),
+            TextColumn("{task.fields[count]:>9}"),
             TextColumn("{task.description}"),
             TimeElapsedColumn(),
             console=console,
@@ -70,10 +87,13 @@ class RunDisplay:
             )
             total = float(data["total"]) if isinstance(data.get("total"), int | float) else None
             step = float(data["step"]) if isinstance(data.get("step"), int | float) else None
+            count = f"{step:.0f}/{total:.0f}" if step is not None and total is not None else ""
             if task is None:
-                task = self._progress.add_task(fields, total=total, aim=event.source)
+                task = self._progress.add_task(fields, total=total, aim=event.source, count=count)
                 self._tasks[event.source] = task
-            self._progress.update(task, description=fields, total=total, completed=step)
+            self._progress.update(
+                task, description=fields, total=total, completed=step, count=count
+            )
         elif event.topic == "state":
             if "run" in data:
                 msg = f"run {event.workflow}: {data['run']}"
@@ -94,10 +114,16 @@ class RunDisplay:
         table = Table(title=f"{result.workflow} ({result.id})", show_lines=False)
         table.add_column("AIM / output")
         table.add_column("result")
+        rows: dict[str, dict[str, Any]] = {}
         for aim, data in sorted(result.results.items()):
-            table.add_row(aim, " ".join(f"{k}={_fmt(v)}" for k, v in data.items()))
+            flat = {k: v for k, v in data.items() if not isinstance(v, dict)}
+            rows.update({k: v for k, v in data.items() if isinstance(v, dict)})
+            if flat or len(flat) == len(data):
+                table.add_row(aim, " ".join(f"{k}={_fmt(v)}" for k, v in flat.items()))
         for ref, records in result.outputs.items():
             table.add_row(ref, f"{len(records)} record(s)")
+        if rows:
+            self.console.print(_rows_table(rows))
         self.console.print(table)
         colour = "green" if result.ok else "red"
         line = f"[{colour}]{result.state.value}[/{colour}] in {result.seconds:.2f} s"

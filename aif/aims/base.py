@@ -28,6 +28,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -40,19 +41,36 @@ if TYPE_CHECKING:
     from aif.storage.base import Storage
 
 
+@dataclass(frozen=True)
+class Peer:
+    """An AIM an output port sends to, with the capabilities it declared when it registered."""
+
+    aim: str
+    port: str
+    capabilities: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_target(cls, target: str, capabilities: Mapping[str, Any]) -> Peer:
+        """From the AIM API's ``aim.port`` (or ``controller:aim.port`` for a collector)."""
+        aim, _, port = target.rpartition(".")
+        return cls(aim=aim, port=port, capabilities=dict(capabilities))
+
+
 class AIMRuntime(Protocol):
     """What an AIM host provides to the AIM it runs (one verb per need)."""
 
     name: str
     workflow: str
     state_dir: Path
+    base_dir: Path
 
     @property
     def storage(self) -> Storage: ...
     @property
     def global_storage(self) -> Storage: ...
 
-    async def send(self, port: str, value: Any) -> None: ...
+    async def send(self, port: str, value: Any, to: str | None = None) -> None: ...
+    def peers(self, port: str) -> list[Peer]: ...
     async def send_signal(self, port: str, code: int) -> None: ...
     def events(self) -> AsyncIterator[AIMEvent]: ...
     async def checkpoint(self) -> bool: ...
@@ -76,6 +94,9 @@ class AIM:
     implementer: ClassVar[str] = "aif"
     #: MPAI-AIF ``Technology`` of the ports: ``Software`` or ``Hardware``.
     technology: ClassVar[str] = "Software"
+    #: A sink that must keep what its upstream sends while stopping (partial results)
+    #: sets this: after a stop its ``events()`` ends only once every writer closed.
+    drain_on_stop: ClassVar[bool] = False
 
     def __init__(self, runtime: AIMRuntime, params: pydantic.BaseModel | None) -> None:
         self._runtime = runtime
@@ -142,13 +163,26 @@ class AIM:
         return self._runtime.global_storage
 
     @property
+    def base_dir(self) -> Path:
+        """The workflow file's folder: read relative paths in parameters from here."""
+        return self._runtime.base_dir
+
+    @property
     def stopping(self) -> bool:
         """True once the AIM has been told to stop: finish up and return from ``run``."""
         return self._runtime.stopping
 
-    async def send(self, port: str, value: Any) -> None:
-        """Send ``value`` on output ``port`` to every connected input (waits when full)."""
-        await self._runtime.send(port, value)
+    async def send(self, port: str, value: Any, to: str | None = None) -> None:
+        """Send ``value`` on output ``port`` (waits when full).
+
+        It goes to every connected input, or with ``to`` only to that AIM's: routing a
+        job to one of several workers (see ``peers``).
+        """
+        await self._runtime.send(port, value, to)
+
+    def peers(self, port: str) -> list[Peer]:
+        """The AIMs output ``port`` reaches, with their capabilities (known once wired)."""
+        return self._runtime.peers(port)
 
     async def send_signal(self, port: str, code: int) -> None:
         """Send a uint16 high-priority code on output ``port``; it overtakes queued records."""
@@ -177,6 +211,14 @@ class AIM:
         await self._runtime.emit("result", data)
 
     # -- lifecycle hooks (override as needed) -------------------------------------------
+
+    def capabilities(self) -> Mapping[str, Any]:
+        """What this instance can do, declared at registration (msgpack-able values).
+
+        Called in the AIM's own process after ``setup``, so it can report what it
+        found there (a GPU, a chip); AIMs that send to it see it in ``peers``.
+        """
+        return {}
 
     async def setup(self) -> None:
         """Acquire resources before any record flows (open devices, load models)."""

@@ -5,8 +5,10 @@ An AIM host owns one ``EventStream``. Each input reader is pumped into it; signa
 own queue and overtake any record that waits. ``events()`` yields what ``AIM.events()``
 promises: signals first, then records, then one ``Stop`` once the controller asked
 to stop or every writer of every input sent its end-of-stream; nothing while the
-AIM is suspended. Kept apart from the host, which only registers, wires and
-supervises, because this merging is where the ordering rules live.
+AIM is suspended. A draining sink (a reporter) reads on after a stop until its
+writers close, so the last results its upstream sends on the way out are kept.
+Kept apart from the host, which only registers, wires and supervises, because this
+merging is where the ordering rules live.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ class EventStream:
         self.resumed.set()
         #: Set when the controller asked the AIM to stop: the stream ends with ``Stop``.
         self.stopping = False
+        #: A sink that keeps what its upstream sends after a stop (``AIM.drain_on_stop``)
+        #: reads on until every writer has closed, instead of ending at once.
+        self.drain_on_stop = False
         self._signals: asyncio.Queue[Signal] = asyncio.Queue()
         self._records: asyncio.Queue[Record | EndOfStream] = asyncio.Queue(maxsize=1)
         self._held: list[Record | EndOfStream] = []
@@ -44,7 +49,7 @@ class EventStream:
             if not self._signals.empty():
                 yield self._signals.get_nowait()
                 continue
-            if self.stopping:
+            if self.stopping and not self.drain_on_stop:
                 yield Stop("stopped by the controller")
                 return
             if self._held:
@@ -55,7 +60,7 @@ class EventStream:
                 yield held
                 continue
             if not self.open_writers:
-                yield Stop("all inputs closed")
+                yield Stop("stopped by the controller" if self.stopping else "all inputs closed")
                 return
             if not self._records.empty():
                 # A record already waits (the usual case in a stream): take it without

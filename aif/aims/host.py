@@ -30,7 +30,7 @@ import pydantic
 import zmq
 import zmq.asyncio
 
-from aif.aims.base import AIM
+from aif.aims.base import AIM, Peer
 from aif.aims.event_stream import EventStream
 from aif.aims.registry import resolve_aim_type
 from aif.communication.channel import ChannelEndpoints, ChannelReader, ChannelWriter
@@ -73,10 +73,13 @@ class AIMHost:
         #: A child host ends itself when its controller process dies (no orphans).
         self._parent = os.getppid() if watch_parent else None
         self.state_dir = Path(".")
+        self.base_dir = Path(".")
         self._dealer: zmq.asyncio.Socket | None = None
         self._readers: dict[str, ChannelReader] = {}
         self._control: ChannelReader | None = None
         self._writers: dict[str, list[ChannelWriter]] = {}
+        #: The AIM behind each writer, index for index with ``_writers``.
+        self._peers: dict[str, list[Peer]] = {}
         self._stream = EventStream()
         self._aim: AIM | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -100,8 +103,10 @@ class AIMHost:
     def stopping(self) -> bool:
         return self._stream.stopping
 
-    async def send(self, port: str, value: Any) -> None:
+    async def send(self, port: str, value: Any, to: str | None = None) -> None:
         writers = self._writers_for(port)
+        if to is not None:
+            writers = self._writers_to(port, to)
         if len(writers) == 1:
             await writers[0].send(value)
         else:
@@ -110,6 +115,21 @@ class AIMHost:
     async def send_signal(self, port: str, code: int) -> None:
         for writer in self._writers_for(port):
             await writer.send_signal(code)
+
+    def peers(self, port: str) -> list[Peer]:
+        self._writers_for(port)
+        return list(self._peers.get(port, []))
+
+    def _writers_to(self, port: str, aim: str) -> list[ChannelWriter]:
+        peers = self._peers.get(port, [])
+        chosen = [w for w, p in zip(self._writers[port], peers, strict=True) if p.aim == aim]
+        if not chosen:
+            known = ", ".join(sorted({p.aim for p in peers})) or "none"
+            raise ChannelError(
+                f"AIM {self.name!r}: output {port!r} is not connected to AIM {aim!r}; "
+                f"it reaches: {known}"
+            )
+        return chosen
 
     def _writers_for(self, port: str) -> list[ChannelWriter]:
         try:
@@ -199,6 +219,7 @@ class AIMHost:
         params = cls.validate_params(setup.params)
         self.workflow = setup.workflow
         self.state_dir = Path(setup.state_dir)
+        self.base_dir = Path(setup.base_dir)
         self._storage = aim_storage(self.state_dir, self.name)
         self._global = global_storage(self.state_dir)
         ipc_dir = Path(setup.ipc_dir)
@@ -218,11 +239,13 @@ class AIMHost:
             self.ctx, "control", setup.control_transport, ipc_dir=ipc_dir, queue_size=16
         )
         self._aim = cls(self, params)
+        self._stream.drain_on_stop = cls.drain_on_stop
         await self._aim.setup()
         ready = aim_api.Ready(
             aim=self.name,
             inputs={p: _api_endpoints(r.endpoints) for p, r in self._readers.items()},
             control=_api_endpoints(self._control.endpoints),
+            capabilities=dict(self._aim.capabilities()),
         )
         await self._api_send(ready)
 
@@ -241,6 +264,7 @@ class AIMHost:
                 )
                 for t in targets
             ]
+            self._peers[port] = [Peer.from_target(t.target, t.capabilities) for t in targets]
         for port in self._aim.outputs:
             self._writers.setdefault(port, [])
         self._stream.open_writers = {p: n for p, n in wire.writers.items() if n > 0}

@@ -26,6 +26,10 @@ _BUILTINS: dict[str, str] = {
     "checksum": "aif.aims.builtin:Checksum",
     "digits-source": "aif.aims.digits:DigitsSource",
     "analog-classifier": "aif.aims.digits:AnalogClassifier",
+    "experiment-source": "aif.aims.analog.experiments:ExperimentSource",
+    "analog-validator": "aif.aims.analog.validator:AnalogValidator",
+    "analog-simulator": "aif.aims.analog.simulator:AnalogSimulator",
+    "analog-reporter": "aif.aims.reporter:AnalogReporter",
 }
 
 

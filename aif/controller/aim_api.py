@@ -59,13 +59,19 @@ class Hello(pydantic.BaseModel):
 
 
 class Ready(pydantic.BaseModel):
-    """The AIM is set up and its input readers are bound at these endpoints."""
+    """The AIM is set up and its input readers are bound at these endpoints.
+
+    ``capabilities`` is what the AIM declared it can do, measured where it runs (a
+    simulator's devices and RPU config families); the controller hands it to the AIMs
+    that send to this one, so they can route work to an instance that can do it.
+    """
 
     model_config = _STRICT
     op: Literal["ready"] = "ready"
     aim: str
     inputs: dict[str, Endpoints]
     control: Endpoints
+    capabilities: dict[str, Any] = pydantic.Field(default_factory=dict)
 
 
 class Wired(pydantic.BaseModel):
@@ -151,6 +157,8 @@ class Setup(pydantic.BaseModel):
     queue_sizes: dict[str, int]
     max_message_sizes: dict[str, int]
     heartbeat_interval: float
+    #: Folder that relative paths in ``params`` are read from (the workflow file's).
+    base_dir: str = "."
 
 
 class Target(pydantic.BaseModel):
@@ -161,6 +169,8 @@ class Target(pydantic.BaseModel):
     target: str
     queue_size: int
     max_message_size: int
+    #: The receiving AIM's declared capabilities (empty for the controller's collectors).
+    capabilities: dict[str, Any] = pydantic.Field(default_factory=dict)
 
 
 class Wire(pydantic.BaseModel):

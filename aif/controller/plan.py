@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aif.communication.types import RecordType
@@ -54,6 +55,8 @@ class RunPlan:
     connections: list[PlannedConnection]
     inputs: dict[str, list[Any]] = field(default_factory=dict)
     outputs: list[str] = field(default_factory=list)
+    #: Folder relative paths in AIM parameters are read from: the workflow file's folder.
+    base_dir: str = "."
 
     def writers_per_input(self, aim: str) -> dict[str, int]:
         """How many writers feed each input port of ``aim`` (end-of-streams to expect)."""
@@ -129,4 +132,13 @@ def plan_run(resolved: ResolvedWorkflow) -> RunPlan:
         connections=connections,
         inputs={str(ref): list(records) for ref, records in wf.inputs.items()},
         outputs=[str(ref) for ref in wf.outputs],
+        base_dir=_base_dir(wf.source),
     )
+
+
+def _base_dir(source: str) -> str:
+    """The folder of the workflow file, or the working directory for a YAML string."""
+    path = Path(source)
+    if source.startswith("<") or not path.is_file():
+        return str(Path.cwd())
+    return str(path.resolve().parent)

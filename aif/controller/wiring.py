@@ -60,6 +60,7 @@ def setup_message(
         queue_sizes=plan.queue_sizes(name),
         max_message_sizes=plan.max_message_sizes(name),
         heartbeat_interval=heartbeat_interval,
+        base_dir=plan.base_dir,
     )
 
 
@@ -79,6 +80,7 @@ def wire_message(
                 target=f"{conn.target_aim}.{conn.target_port}",
                 queue_size=conn.queue_size,
                 max_message_size=conn.max_message_size,
+                capabilities=ready.capabilities,
             )
         )
     for ref, reader in collectors.items():

@@ -118,3 +118,47 @@ class StorageUser(AIM):
         await self.result(
             own=self.storage.keys("notes/"), shared=self.global_storage.keys("shared/")
         )
+
+
+class CapableSink(AIM):
+    """Declares the capabilities its params give, collects integers, reports what it got."""
+
+    inputs = {"in": "int64"}
+
+    class Params(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(extra="forbid")
+        colour: str = "red"
+        pid_in_capabilities: bool = False
+
+    def capabilities(self) -> dict[str, object]:
+        assert isinstance(self.params, CapableSink.Params)
+        caps: dict[str, object] = {"colour": self.params.colour}
+        if self.params.pid_in_capabilities:
+            caps["pid"] = os.getpid()
+        return caps
+
+    async def run(self) -> None:
+        got = [e.value async for e in self.events() if isinstance(e, Record)]
+        await self.result(got=got)
+
+
+class ColourRouter(AIM):
+    """Sends each number to the peer whose declared colour matches: even red, odd blue."""
+
+    outputs = {"out": "int64"}
+
+    async def run(self) -> None:
+        peers = {p.capabilities.get("colour"): p.aim for p in self.peers("out")}
+        pids = {p.aim: p.capabilities.get("pid", 0) for p in self.peers("out")}
+        await self.result(peers=sorted(p.aim for p in self.peers("out")), pids=pids)
+        for n in range(6):
+            await self.send("out", n, to=peers["red" if n % 2 == 0 else "blue"])
+
+
+class Misrouter(AIM):
+    """Sends to an AIM its port does not reach."""
+
+    outputs = {"out": "int64"}
+
+    async def run(self) -> None:
+        await self.send("out", 1, to="nowhere")

@@ -1,0 +1,242 @@
+"""The samples an analog experiment trains and tests on, from local sources only.
+
+Experiments run on machines that may have no network, and a download in the middle of
+a job would make its timing meaningless, so nothing here fetches anything: ``digits``
+is scikit-learn's bundled 8x8 set, ``idx`` reads MNIST-format files the user already
+has, and ``synthetic`` draws separable classes from a seed. Every set comes out the
+same way, images ``(N, channels, height, width)`` in float32 and int64 labels, so the
+model builder can track shapes without caring where the data came from.
+
+IDX files are parsed here rather than with a third-party reader because a malformed
+file must name itself and say what is wrong (bad magic, a short read, an image count
+that does not match the label count) instead of failing later inside training.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from aif.aims.analog.spec import DatasetSpec
+from aif.errors import ExperimentError
+
+#: The four MNIST-format files an ``idx`` folder holds (each may also end in ``.gz``).
+IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+_IDX_UBYTE = 0x08  # the only element type MNIST-format sets use
+#: Synthetic prototypes are uniform in [0.25, 0.75] with this per-pixel noise around them:
+#: a linear model reaches about 93% on 8x8 images of 10 classes, so the task is learnable
+#: and still leaves room to see analog noise cost accuracy.
+_SYNTHETIC_RANGE = (0.25, 0.75)
+_SYNTHETIC_NOISE = 0.3
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A train and a test split, images ``(N, C, H, W)`` float32, labels int64."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: int
+
+    @property
+    def sample_shape(self) -> tuple[int, int, int]:
+        """``(channels, height, width)`` of one sample."""
+        c, h, w = self.x_train.shape[1:]
+        return int(c), int(h), int(w)
+
+
+def load_dataset(spec: DatasetSpec, base_dir: Path) -> Dataset:
+    """The data set ``spec`` names; relative ``idx`` paths are read from ``base_dir``.
+
+    Raises :class:`ExperimentError` with paths such as ``dataset.path`` when the data
+    cannot be read.
+    """
+    if spec.name == "digits":
+        x, y, scale = _digits()
+        x_train, y_train, x_test, y_test = _split(x, y, spec.test_fraction, spec.seed)
+        classes = 10
+    elif spec.name == "synthetic":
+        x, y = _synthetic(spec.classes, spec.samples, spec.image_size, spec.seed)
+        x_train, y_train, x_test, y_test = _split(x, y, spec.test_fraction, spec.seed)
+        classes, scale = spec.classes, 1.0
+    else:
+        assert spec.path is not None  # DatasetSpec requires a path for idx
+        folder = Path(spec.path)
+        if not folder.is_absolute():
+            folder = base_dir / folder
+        x_train, y_train, x_test, y_test = _idx_set(folder)
+        classes = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
+        scale = 255.0
+    x_train, y_train = x_train[: spec.max_train], y_train[: spec.max_train]
+    x_test, y_test = x_test[: spec.max_test], y_test[: spec.max_test]
+    x_train, x_test = _normalize(x_train, x_test, spec.normalize, scale)
+    return Dataset(
+        x_train=np.ascontiguousarray(x_train, dtype=np.float32),
+        y_train=np.ascontiguousarray(y_train, dtype=np.int64),
+        x_test=np.ascontiguousarray(x_test, dtype=np.float32),
+        y_test=np.ascontiguousarray(y_test, dtype=np.int64),
+        classes=classes,
+    )
+
+
+def _digits() -> tuple[np.ndarray, np.ndarray, float]:
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    x = np.asarray(data.images, dtype=np.float32)[:, None, :, :]
+    return x, np.asarray(data.target, dtype=np.int64), 16.0
+
+
+def _synthetic(classes: int, samples: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian clusters around one random prototype image per class, clipped to [0, 1].
+
+    Prototypes differ in every pixel, so even a linear model separates the classes well
+    above chance; the noise keeps it from being trivial (see ``_SYNTHETIC_NOISE``).
+    """
+    rng = np.random.default_rng(seed)
+    low, high = _SYNTHETIC_RANGE
+    prototypes = low + (high - low) * rng.random((classes, 1, size, size), dtype=np.float32)
+    y = rng.permutation(np.arange(samples) % classes).astype(np.int64)
+    noise = rng.normal(0.0, _SYNTHETIC_NOISE, (samples, 1, size, size)).astype(np.float32)
+    x = np.clip(prototypes[y] + noise, 0.0, 1.0)
+    return x, y
+
+
+def _split(
+    x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    order = np.random.default_rng(seed).permutation(len(y))
+    cut = min(max(int(len(y) * (1 - test_fraction)), 1), len(y) - 1)
+    train, test = order[:cut], order[cut:]
+    return x[train], y[train], x[test], y[test]
+
+
+def _normalize(
+    x_train: np.ndarray, x_test: np.ndarray, how: str, scale: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scaled in place on float32 copies, so a full MNIST never exists three times over."""
+    x_train = x_train.astype(np.float32)
+    x_test = x_test.astype(np.float32)
+    if how == "unit":
+        shift, spread = np.float32(0.0), np.float32(scale)
+    elif how == "standard" and x_train.size:
+        shift, spread = np.float32(x_train.mean()), np.float32(x_train.std())
+        spread = spread if spread > 0 else np.float32(1.0)
+    else:
+        return x_train, x_test
+    for x in (x_train, x_test):
+        x -= shift
+        x /= spread
+    return x_train, x_test
+
+
+# -- IDX files -------------------------------------------------------------------------
+
+
+def _idx_set(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Reads all four files, reporting every faulty one at once."""
+    if not folder.is_dir():
+        raise ExperimentError(
+            "dataset 'idx' cannot be read",
+            [
+                (
+                    "dataset.path",
+                    f"{str(folder)!r} is not a folder; give the folder holding the "
+                    f"IDX files ({', '.join(IDX_FILES.values())})",
+                )
+            ],
+        )
+    arrays: dict[str, np.ndarray] = {}
+    problems: list[tuple[str, str]] = []
+    for key, stem in IDX_FILES.items():
+        try:
+            arrays[key] = _read_idx(_find_idx(folder, stem), dims=3 if "images" in key else 1)
+        except _IdxFault as fault:
+            problems.append(("dataset.path", str(fault)))
+    for split in ("train", "test"):
+        images, labels = arrays.get(f"{split}_images"), arrays.get(f"{split}_labels")
+        if images is not None and labels is not None and len(images) != len(labels):
+            problems.append(
+                (
+                    "dataset.path",
+                    f"{split} split: {len(images)} images but {len(labels)} labels; the two "
+                    "files must come from the same set",
+                )
+            )
+    if "train_images" in arrays and "test_images" in arrays:
+        train_hw, test_hw = arrays["train_images"].shape[1:], arrays["test_images"].shape[1:]
+        if train_hw != test_hw:
+            problems.append(
+                (
+                    "dataset.path",
+                    f"train images are {train_hw[0]}x{train_hw[1]} but test images are "
+                    f"{test_hw[0]}x{test_hw[1]}; both must have the same size",
+                )
+            )
+    if problems:
+        raise ExperimentError(f"dataset 'idx' in {str(folder)!r} cannot be read", problems)
+    return (
+        arrays["train_images"][:, None, :, :],
+        arrays["train_labels"].astype(np.int64),
+        arrays["test_images"][:, None, :, :],
+        arrays["test_labels"].astype(np.int64),
+    )
+
+
+class _IdxFault(Exception):
+    """One IDX file is missing or malformed; the message names it."""
+
+
+def _find_idx(folder: Path, stem: str) -> Path:
+    for name in (stem, f"{stem}.gz"):
+        if (folder / name).is_file():
+            return folder / name
+    present = sorted(p.name for p in folder.iterdir())[:20]
+    raise _IdxFault(
+        f"{stem} (or {stem}.gz) is missing from {str(folder)!r}; the folder holds: "
+        f"{', '.join(present) if present else 'nothing'}"
+    )
+
+
+def _read_idx(path: Path, dims: int) -> np.ndarray:
+    """An IDX file of unsigned bytes with ``dims`` dimensions, checked against its header."""
+    try:
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise _IdxFault(f"{path}: cannot be read ({exc})") from exc
+    kind = "image" if dims == 3 else "label"
+    expected = bytes((0, 0, _IDX_UBYTE, dims))
+    if len(raw) < 4 or raw[:4] != expected:
+        found = raw[:4].hex() if raw else "an empty file"
+        raise _IdxFault(
+            f"{path}: bad magic number {found} (expected {expected.hex()} for an IDX {kind} "
+            "file of unsigned bytes); is it the right file?"
+        )
+    header = 4 + 4 * dims
+    if len(raw) < header:
+        raise _IdxFault(f"{path}: truncated header ({len(raw)} bytes, need {header})")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
+    size = int(np.prod(shape, dtype=np.int64))
+    body = len(raw) - header
+    if body != size:
+        what = "truncated" if body < size else "longer than its header says"
+        raise _IdxFault(
+            f"{path}: {what}: the header gives shape {'x'.join(map(str, shape))} "
+            f"({size} bytes of data) but the file holds {body}"
+        )
+    if shape[0] == 0:
+        raise _IdxFault(f"{path}: holds no {kind}s")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)

@@ -1,0 +1,100 @@
+"""``experiment-source``: reads the experiments a workflow runs and hands them on.
+
+Experiments live in YAML files beside the workflow (``workflows/experiments/``), or
+inline in the workflow's parameters. This AIM only reads them: checking is the
+validator's job, so a file that does not parse still becomes a record (with
+``error`` set) and the user sees it among the rejections instead of a crashed run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import yaml
+
+from aif.aims.analog.records import EXPERIMENT_RECORD
+from aif.aims.base import AIM
+
+
+class ExperimentSourceParams(pydantic.BaseModel):
+    """Parameters of ``experiment-source``."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+    files: list[str] = pydantic.Field(
+        default_factory=list,
+        description="experiment YAML files (one mapping, or a list of mappings each), "
+        "relative to the workflow's folder",
+    )
+    experiments: list[dict[str, Any]] = pydantic.Field(
+        default_factory=list, description="experiments written inline"
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _something(self) -> ExperimentSourceParams:
+        if not self.files and not self.experiments:
+            raise ValueError("give 'files' (experiment YAML paths) or 'experiments' (inline)")
+        return self
+
+
+def read_experiment_file(path: Path) -> list[Any]:
+    """The experiment mappings in one YAML file (raises ``ValueError`` saying why not)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"experiment file {str(path)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read experiment file {str(path)!r}: {exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"experiment file {str(path)!r} is not valid YAML: {exc}") from exc
+    if isinstance(data, dict):
+        return [data]
+    if isinstance(data, list) and data:
+        return data
+    raise ValueError(
+        f"experiment file {str(path)!r} must hold a mapping (name:, model:, ...) or a list of them"
+    )
+
+
+def _name_of(raw: Any, fallback: str) -> str:
+    name = raw.get("name") if isinstance(raw, dict) else None
+    return name if isinstance(name, str) and name else fallback
+
+
+class ExperimentSource(AIM):
+    """Reads experiment files (and inline experiments) and sends each to the validator."""
+
+    outputs = {"experiments": EXPERIMENT_RECORD}
+    Params = ExperimentSourceParams
+
+    async def run(self) -> None:
+        assert isinstance(self.params, ExperimentSourceParams)
+        sent = 0
+        for file in self.params.files:
+            path = Path(file)
+            if not path.is_absolute():
+                path = self.base_dir / path
+            try:
+                entries = read_experiment_file(path)
+            except ValueError as exc:
+                await self._emit(path.stem, file, None, str(exc))
+                sent += 1
+                continue
+            for i, raw in enumerate(entries):
+                source = file if len(entries) == 1 else f"{file}[{i}]"
+                await self._emit(_name_of(raw, path.stem), source, raw, "")
+                sent += 1
+        for i, raw in enumerate(self.params.experiments):
+            await self._emit(_name_of(raw, f"inline-{i}"), f"inline[{i}]", raw, "")
+            sent += 1
+        await self.result(experiments=sent)
+
+    async def _emit(self, name: str, source: str, raw: Any, error: str) -> None:
+        spec = json.dumps(raw, default=str) if raw is not None else ""
+        await self.send(
+            "experiments", {"name": name, "source": source, "spec": spec, "error": error}
+        )

@@ -1,0 +1,34 @@
+"""The records the analog AIMs exchange, as MPAI-AIF type strings: one place for all.
+
+::
+
+    experiment-source ──EXPERIMENT──► validator ──JOB──► simulator ──METRICS, RESULT──► reporter
+                                          └──────────────REJECTION──────────────────────┘
+
+Specs travel as JSON text (the validator re-checks them with pydantic on arrival),
+numbers as float64 so a NaN (no accuracy yet) survives the wire.
+"""
+
+from __future__ import annotations
+
+#: One experiment as the user wrote it; ``error`` says why a file could not be read.
+EXPERIMENT_RECORD = "{string name; string source; string spec; string error}"
+#: An accepted job (one RPU configuration of an experiment), routed to one simulator.
+JOB_RECORD = (
+    "{string job; string experiment; string label; string source; string device; string spec}"
+)
+#: An experiment that cannot run, with every reason as ``path: message``.
+REJECTION_RECORD = "{string experiment; string source; string[] problems}"
+#: One finished epoch of one job (accuracy: test accuracy after it).
+METRICS_RECORD = (
+    "{string job; int32 epoch; int32 epochs; float64 loss; float64 accuracy; "
+    "float64 seconds; float64 lr}"
+)
+#: The outcome of one job, also for stopped and failed ones.
+RESULT_RECORD = (
+    "{string job; string experiment; string label; string family; string device; "
+    "string status; string error; int32 epochs_done; float64 train_seconds; "
+    "float64 accuracy; float64[] drift_times; float64[] drift_mean; float64[] drift_std; "
+    "float64[] drift_mean_compensated; float64[] drift_std_compensated; string checkpoint; "
+    "string simulator}"
+)

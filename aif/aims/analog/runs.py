@@ -1,0 +1,258 @@
+"""One job's synchronous work, kept apart from the AIM so it can run in a worker thread.
+
+``JobRunner.prepare`` loads the data set (cached across the jobs of a sweep), builds
+the aihwkit objects, loads a checkpoint if asked, and returns a ``PreparedJob``
+whose methods the simulator AIM calls between its looks at signals: one epoch in
+slices, evaluate, save a checkpoint, drift inference. ``JobOutcome`` gathers what is
+reported about the job, whatever its end.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aif.aims.analog.spec import Experiment, format_duration
+from aif.errors import ExperimentError, KeyNotFound
+from aif.storage.base import Storage
+
+#: Where checkpoints live in the simulator's AIM storage.
+CHECKPOINT_PREFIX = "checkpoints/"
+
+
+@dataclass
+class JobOutcome:
+    """What the simulator reports about one job."""
+
+    job: str
+    experiment: str
+    label: str
+    device: str
+    family: str = ""
+    status: str = "running"
+    error: str = ""
+    epochs_done: int = 0
+    train_seconds: float = 0.0
+    accuracy: float = math.nan
+    drift_times: list[float] = field(default_factory=list)
+    drift_mean: list[float] = field(default_factory=list)
+    drift_std: list[float] = field(default_factory=list)
+    drift_mean_compensated: list[float] = field(default_factory=list)
+    drift_std_compensated: list[float] = field(default_factory=list)
+    checkpoint: str = ""
+    #: The simulator AIM that ran the job.
+    simulator: str = ""
+
+    def epoch_done(self, accuracy: float, seconds: float) -> None:
+        """Count a finished epoch and its test accuracy."""
+        self.epochs_done += 1
+        self.train_seconds += seconds
+        self.accuracy = accuracy
+
+    def record(self) -> dict[str, Any]:
+        """The ``results`` record (see ``simulator.RESULT_RECORD``)."""
+        return {
+            "job": self.job,
+            "experiment": self.experiment,
+            "label": self.label,
+            "family": self.family,
+            "device": self.device,
+            "status": self.status,
+            "error": self.error,
+            "epochs_done": self.epochs_done,
+            "train_seconds": self.train_seconds,
+            "accuracy": self.accuracy,
+            "drift_times": self.drift_times,
+            "drift_mean": self.drift_mean,
+            "drift_std": self.drift_std,
+            "drift_mean_compensated": self.drift_mean_compensated,
+            "drift_std_compensated": self.drift_std_compensated,
+            "checkpoint": self.checkpoint,
+            "simulator": self.simulator,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """A compact view for the run's result table."""
+        out: dict[str, Any] = {"status": self.status}
+        if math.isfinite(self.accuracy):
+            out["accuracy"] = round(self.accuracy, 4)
+        means = self.drift_mean_compensated or self.drift_mean
+        if means:
+            out["drift"] = "compensated" if self.drift_mean_compensated else "raw"
+        for seconds, mean in zip(self.drift_times, means, strict=False):
+            out[f"acc@{format_duration(seconds)}"] = round(mean, 4)
+        out["seconds"] = round(self.train_seconds, 1)
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+class PreparedJob:
+    """A job whose data and model are built; each method is one step of its work."""
+
+    def __init__(
+        self,
+        experiment: Experiment,
+        outcome: JobOutcome,
+        data: Any,
+        parts: dict[str, Any],
+        storage: Storage,
+    ) -> None:
+        self.experiment = experiment
+        self.outcome = outcome
+        self.data = data
+        self.model = parts["model"]
+        self.optimizer = parts["optimizer"]
+        self.scheduler = parts["scheduler"]
+        self.loss_fn = parts["loss"]
+        self.device = parts["device"]
+        self.drift_capable: bool = parts["drift_capable"]
+        self._storage = storage
+
+    def epoch(self, epoch: int) -> Any:
+        """An ``EpochRunner`` for epoch ``epoch`` (1-based)."""
+        from aif.aims.analog.training import EpochRunner
+
+        return EpochRunner(
+            self.model,
+            self.optimizer,
+            self.loss_fn,
+            self.data.x_train,
+            self.data.y_train,
+            batch_size=self.experiment.dataset.batch_size,
+            seed=self.experiment.training.seed,
+            epoch=epoch,
+            device=self.device,
+        )
+
+    def evaluate(self) -> float:
+        """Test accuracy now."""
+        from aif.aims.analog.training import evaluate
+
+        return evaluate(
+            self.model,
+            self.data.x_test,
+            self.data.y_test,
+            self.experiment.dataset.batch_size,
+            self.device,
+        )
+
+    def end_epoch(self) -> float:
+        """Step the learning-rate schedule; returns the rate the epoch used."""
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return lr
+
+    def save_checkpoint(self, name: str) -> None:
+        """Keep the weights, and the model they fit, under ``name`` in AIM storage."""
+        from aif.aims.analog.checkpoint import save_weights
+
+        self._storage.put(f"{CHECKPOINT_PREFIX}{name}.pt", save_weights(self.model))
+        meta = {
+            "experiment": self.experiment.name,
+            "model": self.experiment.model.model_dump(mode="json"),
+            "dataset": self.experiment.dataset.model_dump(mode="json"),
+            "accuracy": self.outcome.accuracy if math.isfinite(self.outcome.accuracy) else None,
+        }
+        self._storage.put(f"{CHECKPOINT_PREFIX}{name}.json", json.dumps(meta).encode())
+
+    def drift(self, should_stop: Callable[[], bool]) -> bool:
+        """Accuracy after programming and drift; returns True if stopped part way."""
+        from aif.aims.analog.inference import drift_inference
+
+        spec = self.experiment.inference
+        assert spec is not None
+        points = drift_inference(
+            self.model,
+            self.data.x_test,
+            self.data.y_test,
+            list(spec.drift_times),
+            spec.repetitions,
+            spec.compensation,
+            spec.seed,
+            self.experiment.dataset.batch_size,
+            self.device,
+            should_stop=should_stop,
+        )
+        if should_stop():
+            return True
+        out = self.outcome
+        out.drift_times = list(spec.drift_times)
+        for point in points:
+            means = out.drift_mean_compensated if point.compensated else out.drift_mean
+            stds = out.drift_std_compensated if point.compensated else out.drift_std
+            means.append(point.mean)
+            stds.append(point.std)
+        return False
+
+
+class JobRunner:
+    """Builds jobs for one simulator, caching data sets across the jobs of a sweep."""
+
+    def __init__(self, storage: Storage, base_dir: Path) -> None:
+        self._storage = storage
+        self._base_dir = base_dir
+        self._datasets: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def prepare(self, experiment: Experiment, outcome: JobOutcome) -> PreparedJob:
+        """Data, model, optimizer and schedule for ``experiment``, on ``outcome.device``."""
+        import torch
+
+        from aif.aims.analog import build
+        from aif.aims.analog.training import seed_everything
+
+        data = self._dataset(experiment)
+        seed_everything(experiment.training.seed)
+        assert experiment.rpu is not None
+        rpu_config = build.build_rpu_config(experiment.rpu)
+        outcome.family = build.family_of(rpu_config)
+        device = torch.device(outcome.device)
+        model = build.build_model(experiment.model, rpu_config, data.sample_shape)
+        if experiment.load_checkpoint:
+            self._load(model, experiment.load_checkpoint)
+        model = model.to(device)
+        optimizer = build.build_optimizer(experiment.training, model)
+        parts = {
+            "model": model,
+            "optimizer": optimizer,
+            "scheduler": build.build_scheduler(experiment.training, optimizer),
+            "loss": build.loss_function(experiment.training),
+            "device": device,
+            "drift_capable": build.is_inference_family(rpu_config),
+        }
+        return PreparedJob(experiment, outcome, data, parts, self._storage)
+
+    def _dataset(self, experiment: Experiment) -> Any:
+        from aif.aims.analog.datasets import load_dataset
+
+        key = experiment.dataset.model_dump_json()
+        with self._lock:
+            if key not in self._datasets:
+                self._datasets[key] = load_dataset(experiment.dataset, self._base_dir)
+            return self._datasets[key]
+
+    def _load(self, model: Any, name: str) -> None:
+        from aif.aims.analog.checkpoint import load_weights
+
+        try:
+            data = self._storage.get(f"{CHECKPOINT_PREFIX}{name}.pt")
+        except KeyNotFound:
+            saved = sorted(
+                k.removeprefix(CHECKPOINT_PREFIX).removesuffix(".pt")
+                for k in self._storage.keys(CHECKPOINT_PREFIX)
+                if k.endswith(".pt")
+            )
+            raise ExperimentError(
+                f"no checkpoint named {name!r} in this simulator's storage; saved: "
+                f"{', '.join(saved) or 'none'}. Run the training workflow (with "
+                f"'checkpoint: {name}') first, with the same --state-dir and simulator name",
+                [("load_checkpoint", f"{name!r} not found")],
+            ) from None
+        load_weights(model, data)

@@ -1,0 +1,200 @@
+"""``analog-simulator``: runs accepted jobs with aihwkit on the CPU or a GPU.
+
+Each job trains (hardware-aware training on inference configs, or in-memory training
+on pulsed devices) and then tests after drift, reporting one ``metrics`` record per
+epoch and one ``results`` record per job, whatever happened to it: a job that fails
+is reported as failed and the simulator takes the next one, so one bad configuration
+does not cost a whole sweep.
+
+Training runs in slices of about ``slice_seconds`` of whole batches in a worker
+thread; between slices the AIM yields to its runtime, so suspend waits there, resume
+goes on, and stop ends the job cleanly with the epochs it finished (status
+``stopped``). Heavy work never blocks heartbeats.
+
+Trained weights can be kept in this AIM's storage (``checkpoint: name``) as a
+tensors-only file read back with ``torch.load(weights_only=True)``; an inference
+workflow with a simulator of the same name picks them up (``load_checkpoint``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Literal
+
+import pydantic
+
+from aif.aims.analog import capabilities
+from aif.aims.analog.records import JOB_RECORD, METRICS_RECORD, RESULT_RECORD
+from aif.aims.analog.runs import JobOutcome, JobRunner
+from aif.aims.analog.spec import Experiment
+from aif.aims.base import AIM
+from aif.communication.ports import Record
+from aif.errors import ConfigError
+
+
+class SimulatorParams(pydantic.BaseModel):
+    """Parameters of ``analog-simulator``."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+    device: Literal["auto", "cpu", "cuda"] = pydantic.Field(
+        default="auto",
+        description="devices offered: auto = the CPU, and the GPU if torch has one",
+    )
+    families: list[str] | None = pydantic.Field(
+        default=None,
+        description="RPU config families this instance accepts (default: every family "
+        "its tiles support)",
+    )
+    threads: int | None = pydantic.Field(
+        default=None, ge=1, le=1024, description="torch CPU threads (default: torch's choice)"
+    )
+    slice_seconds: float = pydantic.Field(
+        default=0.25,
+        gt=0,
+        le=60,
+        description="longest stretch of training between two looks at signals",
+    )
+
+
+def available_devices(wanted: str) -> dict[str, list[str]]:
+    """Device -> tile kinds this process can drive (raises ``ConfigError`` for a missing GPU)."""
+    import torch
+
+    devices: dict[str, list[str]] = {}
+    if wanted in ("auto", "cpu"):
+        devices["cpu"] = ["torch", "rpucuda"]
+    if wanted in ("auto", "cuda") and torch.cuda.is_available():
+        kinds = ["torch"]
+        try:
+            from aihwkit.simulator.rpu_base import cuda
+
+            if cuda.is_compiled():
+                kinds.append("rpucuda")
+        except ImportError:
+            pass
+        devices["cuda"] = kinds
+    if wanted == "cuda" and "cuda" not in devices:
+        raise ConfigError(
+            "analog-simulator: device 'cuda' was asked for but torch sees no GPU on this "
+            "machine; use device: auto or cpu"
+        )
+    return devices
+
+
+class AnalogSimulator(AIM):
+    """Trains and tests accepted analog jobs with aihwkit, on the CPU or a GPU."""
+
+    inputs = {"jobs": JOB_RECORD}
+    outputs = {"metrics": METRICS_RECORD, "results": RESULT_RECORD}
+    Params = SimulatorParams
+
+    async def setup(self) -> None:
+        from aif.aims.analog.build import config_families
+
+        assert isinstance(self.params, SimulatorParams)
+        known = config_families()
+        families = self.params.families or known
+        unknown = [f for f in families if f not in known]
+        if unknown:
+            raise ConfigError(
+                f"analog-simulator: unknown RPU config families {unknown}; "
+                f"aihwkit has: {', '.join(known)}"
+            )
+        if self.params.threads:
+            import torch
+
+            torch.set_num_threads(self.params.threads)
+        self._devices = available_devices(self.params.device)
+        self._families = families
+        self._runner = JobRunner(self.storage, self.base_dir)
+
+    def capabilities(self) -> dict[str, Any]:
+        return capabilities.declare(self._devices, self._families)
+
+    async def run(self) -> None:
+        done = 0
+        async for event in self.events():
+            if isinstance(event, Record):
+                outcome = await self.run_job(event.value)
+                done += 1
+                self.log.info("%s: %s", outcome.job, outcome.status)
+            if self.stopping:
+                break
+        await self.result(jobs=done)
+
+    async def run_job(self, record: dict[str, Any]) -> JobOutcome:
+        """Run one job to its end (completed, stopped or failed) and report it."""
+        assert isinstance(self.params, SimulatorParams)
+        device = record["device"]
+        if device == "auto":
+            device = "cuda" if "cuda" in self._devices else "cpu"
+        outcome = JobOutcome(
+            job=record["job"],
+            experiment=record["experiment"],
+            label=record["label"],
+            device=device,
+            simulator=self.name,
+        )
+        try:
+            experiment = Experiment.model_validate_json(record["spec"])
+            await self._execute(experiment, outcome)
+        except Exception as exc:  # one failed job must not end the others
+            self.log.exception("job %s failed", outcome.job)
+            outcome.status = "failed"
+            outcome.error = f"{type(exc).__name__}: {exc}"
+        await self.send("results", outcome.record())
+        await self.result(**{outcome.job: outcome.summary()})
+        return outcome
+
+    async def _execute(self, experiment: Experiment, outcome: JobOutcome) -> None:
+        assert isinstance(self.params, SimulatorParams)
+        job = await asyncio.to_thread(self._runner.prepare, experiment, outcome)
+        epochs = experiment.training.epochs
+        for epoch in range(1, epochs + 1):
+            runner = job.epoch(epoch)
+            start = time.perf_counter()
+            while not runner.done:
+                if not await self.checkpoint():
+                    outcome.status = "stopped"
+                    return
+                await asyncio.to_thread(runner.step, self.params.slice_seconds)
+            accuracy = await asyncio.to_thread(job.evaluate)
+            seconds = time.perf_counter() - start
+            lr = job.end_epoch()
+            outcome.epoch_done(accuracy, seconds)
+            await self.send(
+                "metrics",
+                {
+                    "job": outcome.job,
+                    "epoch": epoch,
+                    "epochs": epochs,
+                    "loss": runner.loss,
+                    "accuracy": accuracy,
+                    "seconds": seconds,
+                    "lr": lr,
+                },
+            )
+            await self.progress(
+                step=epoch,
+                total=epochs,
+                job=outcome.job,
+                loss=runner.loss,
+                accuracy=accuracy,
+                seconds=round(seconds, 2),
+            )
+        if epochs == 0:
+            outcome.accuracy = await asyncio.to_thread(job.evaluate)
+        if experiment.checkpoint:
+            await asyncio.to_thread(job.save_checkpoint, experiment.checkpoint)
+            outcome.checkpoint = experiment.checkpoint
+        if experiment.inference is not None and job.drift_capable:
+            if not await self.checkpoint():
+                outcome.status = "stopped"
+                return
+            await self.progress(job=outcome.job, phase="drift inference")
+            stopped = await asyncio.to_thread(job.drift, lambda: self.stopping)
+            if stopped:
+                outcome.status = "stopped"
+                return
+        outcome.status = "completed"

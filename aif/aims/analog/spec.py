@@ -1,0 +1,471 @@
+"""The analog experiment as data: what users write in YAML, checked field by field.
+
+An experiment names a data set, a model (a list of layers, each digital or analog),
+an aihwkit RPU configuration, how to train and how to test after drift. This module
+only checks the *shape* of what was written (types, ranges, unknown fields); names
+that must exist in aihwkit (config families, presets, devices, noise models, their
+fields) are resolved by :mod:`aif.aims.analog.build`, which lists the valid choices
+when one is wrong. A minimal experiment::
+
+    name: hwa-mlp
+    model:
+      convert: all
+      layers:
+        - Flatten
+        - {type: Linear, out_features: 64}
+        - ReLU
+        - {type: Linear, out_features: 10}
+    rpu: {config: InferenceRPUConfig, noise_model: PCMLikeNoiseModel}
+    training: {epochs: 5}
+    inference: {drift_times: [1s, 1h, 1d, 1y]}
+
+Layer sizes that follow from the data (``in_features``, ``in_channels``,
+``num_features``) are inferred; give them only to have them checked.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+import pydantic
+from pydantic import Field
+
+_FORBID = pydantic.ConfigDict(extra="forbid")
+
+#: Seconds per unit of a written duration (``1y`` is 365 days, as drift papers use).
+DURATION_UNITS = {
+    "s": 1.0,
+    "min": 60.0,
+    "h": 3_600.0,
+    "d": 86_400.0,
+    "w": 604_800.0,
+    "y": 31_536_000.0,
+}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)\s*(s|min|h|d|w|y)\s*$")
+
+
+def parse_duration(value: object) -> float:
+    """``"1h"`` -> ``3600.0``; plain numbers are seconds (raises ``ValueError``)."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like '1h'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        match = _DURATION.match(value)
+        if match is None:
+            units = ", ".join(DURATION_UNITS)
+            raise ValueError(f"{value!r} is not a duration; write e.g. 1s, 1h, 1y (units: {units})")
+        seconds = float(match.group(1)) * DURATION_UNITS[match.group(2)]
+    else:
+        raise ValueError("a duration is a number of seconds or a string like '1h'")
+    if seconds <= 0:
+        raise ValueError(f"a drift time must be positive, got {value!r}")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """``3600`` -> ``1h``: drift times as analog-AI papers write them."""
+    for unit in ("y", "d", "h", "min"):
+        size = DURATION_UNITS[unit]
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+Duration = Annotated[float, pydantic.BeforeValidator(parse_duration)]
+
+
+# -- data -----------------------------------------------------------------------------
+
+
+class DatasetSpec(pydantic.BaseModel):
+    """Where the samples come from; nothing is ever downloaded.
+
+    Every set yields images shaped ``(N, channels, height, width)`` in float32 and
+    integer class labels, so an MLP starts with a ``Flatten`` layer.
+    """
+
+    model_config = _FORBID
+    name: Literal["digits", "idx", "synthetic"] = Field(
+        default="digits",
+        description="digits: scikit-learn's bundled 8x8 set; idx: MNIST-format files; "
+        "synthetic: separable random classes",
+    )
+    path: str | None = Field(
+        default=None,
+        description="idx only: folder with train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+        "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (each may end in .gz); relative "
+        "paths are read from the workflow's folder",
+    )
+    test_fraction: float = Field(
+        default=0.25, gt=0, lt=1, description="digits and synthetic: share held out for testing"
+    )
+    max_train: int | None = Field(default=None, ge=1, description="use at most this many")
+    max_test: int | None = Field(default=None, ge=1, description="test on at most this many")
+    normalize: Literal["none", "unit", "standard"] = Field(
+        default="unit",
+        description="unit: scale pixels to [0, 1]; standard: zero mean, unit variance "
+        "(statistics of the training split)",
+    )
+    batch_size: int = Field(default=32, ge=1, le=65_536)
+    # synthetic only
+    classes: int = Field(default=10, ge=2, le=1000, description="synthetic: number of classes")
+    samples: int = Field(default=2000, ge=10, description="synthetic: number of samples")
+    image_size: int = Field(default=8, ge=2, le=256, description="synthetic: side of the image")
+    seed: int = Field(default=0, description="order of the split and of synthetic samples")
+
+    @pydantic.model_validator(mode="after")
+    def _path_for_idx(self) -> DatasetSpec:
+        if self.name == "idx" and not self.path:
+            raise ValueError("dataset 'idx' needs 'path': the folder holding the IDX files")
+        if self.name != "idx" and self.path is not None:
+            raise ValueError(f"'path' is only read for dataset 'idx', not {self.name!r}; remove it")
+        return self
+
+
+# -- model ----------------------------------------------------------------------------
+
+
+class _Layer(pydantic.BaseModel):
+    model_config = _FORBID
+
+
+class _Weighted(_Layer):
+    analog: bool | None = Field(
+        default=None, description="run this layer on an analog tile (default: the model's convert)"
+    )
+    bias: bool = True
+
+
+class Linear(_Weighted):
+    """A fully connected layer."""
+
+    type: Literal["Linear"] = "Linear"
+    out_features: int = Field(ge=1, le=1_000_000)
+    in_features: int | None = Field(default=None, ge=1, description="inferred when left out")
+
+
+class Conv2d(_Weighted):
+    """A 2-d convolution."""
+
+    type: Literal["Conv2d"] = "Conv2d"
+    out_channels: int = Field(ge=1, le=100_000)
+    kernel_size: int = Field(ge=1, le=64)
+    stride: int = Field(default=1, ge=1, le=64)
+    padding: int = Field(default=0, ge=0, le=64)
+    in_channels: int | None = Field(default=None, ge=1, description="inferred when left out")
+
+
+class _Pool(_Layer):
+    kernel_size: int = Field(ge=1, le=64)
+    stride: int | None = Field(default=None, ge=1, le=64, description="default: kernel_size")
+    padding: int = Field(default=0, ge=0, le=32)
+
+
+class MaxPool2d(_Pool):
+    """Max pooling."""
+
+    type: Literal["MaxPool2d"] = "MaxPool2d"
+
+
+class AvgPool2d(_Pool):
+    """Average pooling."""
+
+    type: Literal["AvgPool2d"] = "AvgPool2d"
+
+
+class BatchNorm1d(_Layer):
+    """Batch normalisation of features (digital)."""
+
+    type: Literal["BatchNorm1d"] = "BatchNorm1d"
+    num_features: int | None = Field(default=None, ge=1, description="inferred when left out")
+
+
+class BatchNorm2d(_Layer):
+    """Batch normalisation of channels (digital)."""
+
+    type: Literal["BatchNorm2d"] = "BatchNorm2d"
+    num_features: int | None = Field(default=None, ge=1, description="inferred when left out")
+
+
+class Dropout(_Layer):
+    """Dropout during training."""
+
+    type: Literal["Dropout"] = "Dropout"
+    p: float = Field(default=0.5, ge=0, lt=1)
+
+
+class Flatten(_Layer):
+    """Flattens everything but the batch dimension."""
+
+    type: Literal["Flatten"] = "Flatten"
+
+
+class ReLU(_Layer):
+    """Rectified linear unit."""
+
+    type: Literal["ReLU"] = "ReLU"
+
+
+class Tanh(_Layer):
+    """Hyperbolic tangent."""
+
+    type: Literal["Tanh"] = "Tanh"
+
+
+class Sigmoid(_Layer):
+    """Logistic sigmoid."""
+
+    type: Literal["Sigmoid"] = "Sigmoid"
+
+
+class LogSoftmax(_Layer):
+    """Log of the softmax over classes (pair it with loss ``nll``)."""
+
+    type: Literal["LogSoftmax"] = "LogSoftmax"
+
+
+LayerSpec = Annotated[
+    Linear
+    | Conv2d
+    | MaxPool2d
+    | AvgPool2d
+    | BatchNorm1d
+    | BatchNorm2d
+    | Dropout
+    | Flatten
+    | ReLU
+    | Tanh
+    | Sigmoid
+    | LogSoftmax,
+    Field(discriminator="type"),
+]
+#: Layer type names, as written in YAML.
+LAYER_TYPES = (
+    "Linear",
+    "Conv2d",
+    "MaxPool2d",
+    "AvgPool2d",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "Dropout",
+    "Flatten",
+    "ReLU",
+    "Tanh",
+    "Sigmoid",
+    "LogSoftmax",
+)
+#: Layers that hold weights and may run on analog tiles.
+WEIGHTED_TYPES = ("Linear", "Conv2d")
+
+
+def _layer_short_form(value: object) -> object:
+    """``ReLU`` -> ``{type: ReLU}``; a mapping without ``type`` gets a clear message."""
+    if isinstance(value, str):
+        return {"type": value}
+    if isinstance(value, dict) and "type" not in value:
+        raise ValueError(f"a layer needs 'type', one of: {', '.join(LAYER_TYPES)}")
+    return value
+
+
+class ModelSpec(pydantic.BaseModel):
+    """The network, first layer first."""
+
+    model_config = _FORBID
+    layers: list[Annotated[LayerSpec, pydantic.BeforeValidator(_layer_short_form)]] = Field(
+        min_length=1
+    )
+    convert: Literal["all", "none"] = Field(
+        default="none",
+        description="all: every Linear and Conv2d is analog unless it says 'analog: false'",
+    )
+
+    def is_analog(self, index: int) -> bool:
+        """Whether layer ``index`` runs on an analog tile."""
+        layer = self.layers[index]
+        if not isinstance(layer, Linear | Conv2d):
+            return False
+        if layer.analog is not None:
+            return layer.analog
+        return self.convert == "all"
+
+    @pydantic.model_validator(mode="after")
+    def _has_analog_layer(self) -> ModelSpec:
+        if not any(self.is_analog(i) for i in range(len(self.layers))):
+            raise ValueError(
+                "no layer is analog: set 'convert: all' or 'analog: true' on a Linear or Conv2d"
+            )
+        return self
+
+
+# -- RPU configuration -----------------------------------------------------------------
+
+
+class NoiseModelSpec(pydantic.BaseModel):
+    """An aihwkit inference noise model by class name, with constructor arguments."""
+
+    model_config = _FORBID
+    name: str = Field(description="e.g. PCMLikeNoiseModel, ReRamWan2022NoiseModel")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+def _noise_short_form(value: object) -> object:
+    return {"name": value} if isinstance(value, str) else value
+
+
+class RPUSpec(pydantic.BaseModel):
+    """An aihwkit RPU configuration: a family or preset, then overrides by field name.
+
+    Every section is a mapping of aihwkit field names to values; enum fields take
+    the enum member's name (``noise_management: ABS_MAX``). Names are checked against
+    aihwkit itself when the experiment is validated.
+    """
+
+    model_config = _FORBID
+    config: str = Field(
+        default="InferenceRPUConfig",
+        description="a class of aihwkit.simulator.configs (InferenceRPUConfig, SingleRPUConfig, "
+        "UnitCellRPUConfig, TorchInferenceRPUConfig, FloatingPointRPUConfig, ...) or of "
+        "aihwkit.simulator.presets (ReRamSBPreset, TikiTakaReRamSBPreset, PCMPreset, ...)",
+    )
+    device: str | None = Field(
+        default=None,
+        description="a device class of aihwkit (ConstantStepDevice, ReRamSBPresetDevice, ...) "
+        "that replaces the config's device",
+    )
+    device_params: dict[str, Any] = Field(
+        default_factory=dict, description="overrides on the device's fields (dw_min: 0.01)"
+    )
+    forward: dict[str, Any] = Field(default_factory=dict, description="forward IOParameters")
+    backward: dict[str, Any] = Field(default_factory=dict, description="backward IOParameters")
+    update: dict[str, Any] = Field(default_factory=dict, description="UpdateParameters")
+    mapping: dict[str, Any] = Field(
+        default_factory=dict, description="MappingParameter: max_input_size, max_output_size, ..."
+    )
+    modifier: dict[str, Any] = Field(
+        default_factory=dict, description="weight noise during hardware-aware training"
+    )
+    clip: dict[str, Any] = Field(default_factory=dict, description="weight clipping")
+    noise_model: Annotated[NoiseModelSpec | None, pydantic.BeforeValidator(_noise_short_form)] = (
+        None
+    )
+    drift_compensation: str | None = Field(
+        default=None,
+        description="e.g. GlobalDriftCompensation; 'none' for none; left out: aihwkit's default",
+    )
+
+
+# -- training and inference -------------------------------------------------------------
+
+
+class OptimizerSpec(pydantic.BaseModel):
+    """An aihwkit analog optimizer."""
+
+    model_config = _FORBID
+    name: Literal["AnalogSGD", "AnalogAdam"] = "AnalogSGD"
+    lr: float = Field(default=0.1, gt=0, le=100)
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="further arguments of torch.optim.SGD / Adam (momentum, weight_decay, ...)",
+    )
+
+
+class ScheduleSpec(pydantic.BaseModel):
+    """A learning-rate schedule, stepped once per epoch."""
+
+    model_config = _FORBID
+    name: Literal["constant", "step", "exponential", "cosine"] = "constant"
+    step_size: int = Field(default=10, ge=1, description="step: epochs between decays")
+    gamma: float = Field(default=0.5, gt=0, le=1, description="step, exponential: decay factor")
+
+
+class TrainingSpec(pydantic.BaseModel):
+    """How to train; ``epochs: 0`` skips training (e.g. to test a loaded checkpoint)."""
+
+    model_config = _FORBID
+    epochs: int = Field(default=10, ge=0, le=10_000)
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    loss: Literal["cross_entropy", "nll"] = Field(
+        default="cross_entropy", description="nll expects a LogSoftmax last layer"
+    )
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
+    seed: int = 0
+
+
+class InferenceSpec(pydantic.BaseModel):
+    """Accuracy after programming the weights and letting the conductances drift."""
+
+    model_config = _FORBID
+    drift_times: list[Duration] = Field(
+        default_factory=lambda: [1.0, 3_600.0, 86_400.0, 31_536_000.0],
+        min_length=1,
+        max_length=64,
+        description="seconds, or durations like 1s, 1h, 1d, 1y",
+    )
+    repetitions: int = Field(default=5, ge=1, le=1000, description="programming draws per time")
+    compensation: Literal["with", "without", "both"] = Field(
+        default="both", description="report accuracy with and/or without drift compensation"
+    )
+    seed: int = 0
+
+
+# -- the experiment ---------------------------------------------------------------------
+
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class Experiment(pydantic.BaseModel):
+    """One analog experiment; a ``sweep`` makes one job per named RPU configuration."""
+
+    model_config = _FORBID
+    name: str = Field(pattern=_NAME, description="letters, digits, '.', '_', '-'")
+    description: str = ""
+    dataset: DatasetSpec = Field(default_factory=DatasetSpec)
+    model: ModelSpec
+    rpu: RPUSpec | None = None
+    sweep: dict[Annotated[str, Field(pattern=_NAME)], RPUSpec] | None = Field(
+        default=None, min_length=1, description="label -> RPU configuration, one job each"
+    )
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    inference: InferenceSpec | None = None
+    device: Literal["cpu", "cuda", "auto"] = Field(
+        default="auto", description="where to simulate; auto takes cuda when a simulator has it"
+    )
+    checkpoint: str | None = Field(
+        default=None,
+        pattern=_NAME,
+        description="save the trained weights in the simulator's storage under this name",
+    )
+    load_checkpoint: str | None = Field(
+        default=None, pattern=_NAME, description="start from weights saved under this name"
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _one_configuration_source(self) -> Experiment:
+        if self.rpu is not None and self.sweep is not None:
+            raise ValueError("give 'rpu' or 'sweep', not both")
+        if self.rpu is None and self.sweep is None:
+            self.rpu = RPUSpec()
+        if self.training.epochs == 0 and self.load_checkpoint is None:
+            raise ValueError(
+                "training.epochs is 0 and there is no 'load_checkpoint': nothing would be tested"
+            )
+        return self
+
+    def configurations(self) -> dict[str, RPUSpec]:
+        """Label -> RPU configuration: the sweep, or ``{"": rpu}`` for a single one."""
+        if self.sweep is not None:
+            return dict(self.sweep)
+        assert self.rpu is not None
+        return {"": self.rpu}
+
+    def job(self, label: str) -> Experiment:
+        """The single-configuration experiment one job runs."""
+        configs = self.configurations()
+        return self.model_copy(update={"rpu": configs[label], "sweep": None})
+
+
+def job_name(experiment: str, label: str) -> str:
+    """``hwa-cnn`` or ``sweep[reram]``: how results and logs name one job."""
+    return f"{experiment}[{label}]" if label else experiment

@@ -1,0 +1,328 @@
+"""``analog-reporter``: turns a run's records into files a person reads after it ends.
+
+The simulator and validator speak in records; people want a folder. The reporter
+listens on three inputs and writes, into one folder per run::
+
+    metrics.csv     job, epoch, epochs, loss, accuracy, seconds, lr: one row per epoch,
+                    appended and flushed as each arrives, so a crash loses nothing
+    results.json    run info, a summary (best job), every job's result, every rejection;
+                    rewritten atomically (temporary file + os.replace) on each result or
+                    rejection and once more at the end, so it is never half written
+    training.png    loss and accuracy per epoch, one line per job        (if any epoch)
+    drift.png       accuracy after drift on a log time axis, std bars    (if any drift)
+    configurations.png  accuracy and training time per job               (two jobs or more)
+
+JSON has no NaN: a missing accuracy (a job that never evaluated) is written as
+``null``. ``metrics.csv`` writes it as ``nan``, which both ``float()`` and pandas read.
+The folder is never reused: when it exists, ``-2``, ``-3``... is appended. The plots
+live in :mod:`aif.aims.report_plots`; this module has no matplotlib in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime as dt
+import json
+import math
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydantic
+
+from aif.aims.analog.records import METRICS_RECORD, REJECTION_RECORD, RESULT_RECORD
+from aif.aims.base import AIM
+from aif.communication.ports import Record, Stop
+
+__all__ = [
+    "METRICS_FIELDS",
+    "METRICS_TYPE",
+    "REJECTION_TYPE",
+    "RESULT_TYPE",
+    "AnalogReporter",
+    "Report",
+    "ReporterParams",
+    "choose_folder",
+    "json_safe",
+    "write_json_atomic",
+]
+
+# The records it reads, under the names its tests and callers use.
+METRICS_TYPE = METRICS_RECORD
+RESULT_TYPE = RESULT_RECORD
+REJECTION_TYPE = REJECTION_RECORD
+
+#: Columns of metrics.csv, in order.
+METRICS_FIELDS = ("job", "epoch", "epochs", "loss", "accuracy", "seconds", "lr")
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class ReporterParams(pydantic.BaseModel):
+    """Parameters of ``analog-reporter``."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+    folder: str | None = pydantic.Field(
+        default=None,
+        description="where to write; default results/<workflow run>-<YYYYmmdd-HHMMSS> "
+        "relative to the working directory; '-2', '-3'... is appended if it exists",
+    )
+    plots: bool = pydantic.Field(default=True, description="draw the PNG figures at the end")
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as plain JSON: NaN and infinities become None, numpy becomes Python."""
+    if isinstance(value, np.ndarray):
+        return [json_safe(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    return value
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON so readers see the old file or the new one, never a part.
+
+    Refuses NaN (``allow_nan=False``): pass values through :func:`json_safe` first.
+    """
+    text = json.dumps(data, indent=2, allow_nan=False) + "\n"
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def choose_folder(
+    requested: str | None, workflow: str, now: dt.datetime, base: Path | None = None
+) -> Path:
+    """Create and return a fresh folder for one run's report (absolute).
+
+    ``requested`` (``~`` expanded, relative to ``base`` or the working directory) or
+    ``results/<workflow>-<YYYYmmdd-HHMMSS>``; if that exists, ``-2``, ``-3``... is
+    appended, so an earlier report is never overwritten.
+    """
+    base = Path.cwd() if base is None else base
+    if requested is None:
+        stem = _UNSAFE.sub("_", workflow).strip("._") or "run"
+        requested = f"results/{stem}-{now:%Y%m%d-%H%M%S}"
+    first = (base / Path(requested).expanduser()).absolute()
+    first.parent.mkdir(parents=True, exist_ok=True)
+    candidate, n = first, 1
+    while True:
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            n += 1
+            candidate = first.with_name(f"{first.name}-{n}")
+        else:
+            return candidate
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _version() -> str | None:
+    try:
+        return metadata.version("aif")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+class Report:
+    """What one run produced, and the files in ``folder`` that say it.
+
+    Feed it records with ``add_metrics``, ``add_result`` and ``add_rejection``; each
+    updates its file at once. ``finish`` writes the final ``results.json`` and the
+    plots and returns the summary.
+    """
+
+    def __init__(self, folder: Path, *, workflow: str = "", aim: str = "") -> None:
+        self.folder = folder
+        self.metrics: list[dict[str, Any]] = []
+        #: job name -> its result; a second result for one job replaces the first.
+        self.results: dict[str, dict[str, Any]] = {}
+        self.rejections: list[dict[str, Any]] = []
+        self.plots: list[str] = []
+        self.plot_errors: list[str] = []
+        self.run: dict[str, Any] = {
+            "workflow": workflow,
+            "aim": aim,
+            "folder": str(folder),
+            "aif_version": _version(),
+            "started": _now(),
+            "finished": None,
+            "complete": False,
+            "stop_reason": None,
+        }
+        with self.metrics_path.open("w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerow(METRICS_FIELDS)
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.folder / "metrics.csv"
+
+    @property
+    def results_path(self) -> Path:
+        return self.folder / "results.json"
+
+    def add_metrics(self, value: Mapping[str, Any]) -> dict[str, Any]:
+        """Append one epoch's row to metrics.csv (flushed before returning)."""
+        row = {key: json_safe(value[key]) for key in METRICS_FIELDS}
+        with self.metrics_path.open("a", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerow(_csv_cell(value[key]) for key in METRICS_FIELDS)
+        self.metrics.append(row)
+        return row
+
+    def add_result(self, value: Mapping[str, Any]) -> dict[str, Any]:
+        """Record one job's result and rewrite results.json."""
+        result: dict[str, Any] = json_safe(dict(value))
+        self.results[str(result["job"])] = result
+        self.write_results()
+        return result
+
+    def add_rejection(self, value: Mapping[str, Any]) -> dict[str, Any]:
+        """Record one rejected experiment and rewrite results.json."""
+        rejection: dict[str, Any] = json_safe(dict(value))
+        self.rejections.append(rejection)
+        self.write_results()
+        return rejection
+
+    def summary(self) -> dict[str, Any]:
+        """Counts and the best job: highest accuracy among completed jobs (else any job)."""
+        results = list(self.results.values())
+        counts = {status: 0 for status in ("completed", "stopped", "failed")}
+        for r in results:
+            status = str(r.get("status"))
+            counts[status] = counts.get(status, 0) + 1
+        scored = [r for r in results if isinstance(r.get("accuracy"), int | float)]
+        completed = [r for r in scored if r.get("status") == "completed"]
+        best = max(completed or scored, key=lambda r: r["accuracy"], default=None)
+        with_results = set(self.results)
+        unfinished = sorted({str(m["job"]) for m in self.metrics} - with_results)
+        return {
+            "jobs": len(results),
+            **counts,
+            "rejected": len(self.rejections),
+            "best": None if best is None else best["job"],
+            "best_accuracy": None if best is None else best["accuracy"],
+            "without_result": unfinished,
+        }
+
+    def document(self) -> dict[str, Any]:
+        """What results.json holds."""
+        return {
+            "run": self.run,
+            "summary": self.summary(),
+            "jobs": list(self.results.values()),
+            "rejections": self.rejections,
+            "files": ["metrics.csv", "results.json", *self.plots],
+            "plot_errors": self.plot_errors,
+        }
+
+    def write_results(self) -> None:
+        write_json_atomic(self.results_path, self.document())
+
+    def finish(self, stop_reason: str | None = None, *, plots: bool = True) -> dict[str, Any]:
+        """Draw the plots (unless ``plots`` is False), write the final results.json.
+
+        A plot that fails is reported in ``plot_errors`` instead of losing the results.
+        Blocking: call it in a worker thread from async code.
+        """
+        self.run.update(finished=_now(), complete=True, stop_reason=stop_reason)
+        if plots:
+            self._plot()
+        self.write_results()
+        return self.summary()
+
+    def _plot(self) -> None:
+        from aif.aims import report_plots
+
+        results = list(self.results.values())
+        jobs = [str(m["job"]) for m in self.metrics] + list(self.results)
+        colours = report_plots.colours_for(jobs)
+        for name, draw, data in (
+            ("training.png", report_plots.plot_training, self.metrics),
+            ("drift.png", report_plots.plot_drift, results),
+            ("configurations.png", report_plots.plot_configurations, results),
+        ):
+            try:
+                if draw(data, self.folder / name, colours):
+                    self.plots.append(name)
+            except Exception as exc:  # a figure must never cost the results
+                self.plot_errors.append(f"{name}: {type(exc).__name__}: {exc}")
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return repr(value)  # shortest exact form; NaN -> "nan"
+    return value
+
+
+class AnalogReporter(AIM):
+    """Writes a run's metrics, results and rejections to a folder, with plots.
+
+    Collects until its inputs close, writing as records arrive (``metrics.csv`` per
+    epoch, ``results.json`` per result), then draws ``training.png``, ``drift.png`` and
+    ``configurations.png`` and reports the folder and the best job as its result.
+    """
+
+    inputs = {"metrics": METRICS_TYPE, "results": RESULT_TYPE, "rejections": REJECTION_TYPE}
+    Params = ReporterParams
+    #: A stopped run still reports the jobs its simulators end on the way out.
+    drain_on_stop = True
+    report: Report
+
+    async def setup(self) -> None:
+        assert isinstance(self.params, ReporterParams)
+        folder = choose_folder(self.params.folder, self.workflow, dt.datetime.now())
+        self.report = Report(folder, workflow=self.workflow, aim=self.name)
+        self.report.write_results()
+        self.log.info("writing the report to %s", folder)
+
+    async def run(self) -> None:
+        assert isinstance(self.params, ReporterParams)
+        report = self.report
+        reason: str | None = None
+        async for event in self.events():
+            if isinstance(event, Record):
+                if event.port == "metrics":
+                    report.add_metrics(event.value)
+                elif event.port == "results":
+                    result = report.add_result(event.value)
+                    await self.progress(job=result["job"], status=result["status"])
+                elif event.port == "rejections":
+                    report.add_rejection(event.value)
+            elif isinstance(event, Stop):
+                reason = event.reason
+        summary = await asyncio.to_thread(report.finish, reason, plots=self.params.plots)
+        await self.result(
+            folder=str(report.folder),
+            jobs=summary["jobs"],
+            completed=summary["completed"],
+            rejected=summary["rejected"],
+            best=summary["best"],
+            best_accuracy=summary["best_accuracy"],
+            files=["metrics.csv", "results.json", *report.plots],
+        )
