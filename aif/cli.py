@@ -1,9 +1,10 @@
 """The ``aif`` command: the User Agent of the MPAI-AIF reference model.
 
 Subcommands: ``doctor`` (is this machine ready?), ``validate`` / ``export`` (read an
-AIW without running it), ``run`` (an embedded controller runs an AIW to its end with
-live progress), ``aim serve`` (host one AIM for a controller elsewhere: hot-plug).
-Exit codes: 0 success, 1 the run or a check failed, 2 bad input (file, arguments).
+AIW without running it), ``check`` (analog experiments, as the validator sees them),
+``run`` (an embedded controller runs an AIW to its end with live progress), ``aim
+serve`` (host one AIM for a controller elsewhere: hot-plug). Exit codes: 0 success,
+1 the run or a check failed, 2 bad input (file, arguments).
 """
 
 from __future__ import annotations
@@ -56,6 +57,35 @@ def cmd_validate(args: argparse.Namespace) -> int:
         f"{len(wf.connections)} connections"
     )
     return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Check analog experiment files as the validator AIM would, without running them."""
+    from aif.aims.analog.experiments import read_experiment_file
+    from aif.aims.analog.validator import review_experiment
+
+    failed = 0
+    for file in args.files:
+        path = Path(file)
+        try:
+            entries = read_experiment_file(path)
+        except ValueError as exc:
+            print(f"{file}: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        for raw in entries:
+            # the same JSON round trip experiment-source applies on the way to the validator
+            verdict = review_experiment(json.loads(json.dumps(raw, default=str)), path.parent)
+            if verdict.accepted and verdict.experiment is not None:
+                labels = ", ".join(label or "rpu" for label in verdict.routes)
+                print(f"{file}: OK: experiment {verdict.experiment.name!r} ({labels})")
+                continue
+            failed += 1
+            name = raw.get("name", "?") if isinstance(raw, dict) else "?"
+            print(f"{file}: experiment {name!r} is rejected:", file=sys.stderr)
+            for where, message in verdict.problems:
+                print(f"  - {where}: {message}", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -155,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check a workflow file without running it")
     p.add_argument("file", help="workflow YAML")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("check", help="check analog experiment files without running them")
+    p.add_argument("files", nargs="+", metavar="EXPERIMENT", help="experiment YAML")
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("export", help="print the MPAI-AIF JSON metadata of a workflow")
     p.add_argument("file", help="workflow YAML")

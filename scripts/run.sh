@@ -5,6 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 if [ "$#" -eq 0 ]; then
-    set -- workflows/digits-analog.yaml
+    set -- workflows/hwa-training.yaml
 fi
 exec .venv/bin/aif run "$@"

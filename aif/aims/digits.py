@@ -17,18 +17,11 @@ from typing import Any, Literal
 import numpy as np
 import pydantic
 
+from aif.aims.analog.spec import format_duration
 from aif.aims.base import AIM
 from aif.communication.ports import Record
 
 _SPLIT = "{tensor<float32>[?,64] x; tensor<int64>[?] y}"
-
-
-def _duration(seconds: float) -> str:
-    """``3600`` -> ``1h``: drift times as analog-AI papers write them."""
-    for unit, size in (("y", 31_536_000), ("d", 86_400), ("h", 3_600), ("min", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds / size:g}{unit}"
-    return f"{seconds:g}s"
 
 
 class DigitsParams(pydantic.BaseModel):
@@ -109,7 +102,7 @@ class AnalogClassifier(AIM):
         drift = {}
         for t in p.drift_seconds if p.device == "pcm" else []:
             accuracy = await asyncio.to_thread(self._accuracy, model, splits["test"], t)
-            drift[f"acc@{_duration(t)}"] = accuracy
+            drift[f"acc@{format_duration(t)}"] = accuracy
         await self.result(accuracy=acc, **drift)
 
     @staticmethod

@@ -20,7 +20,7 @@ def aif(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
         cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
         check=False,
     )
 
@@ -205,7 +205,40 @@ def test_the_main_job_trains_an_analog_classifier_for_real(tmp_path: Path) -> No
     assert {"acc@1s", "acc@1h", "acc@1d", "acc@1y"} <= set(result)
 
 
+@pytest.mark.slow
+def test_the_readme_main_job_trains_a_cnn_and_writes_its_report(tmp_path: Path) -> None:
+    """workflows/hwa-training.yaml, as `bash scripts/run.sh` runs it (about 30 s)."""
+    out = tmp_path / "result.json"
+    workflow = ROOT / "workflows" / "hwa-training.yaml"
+    args = ("run", str(workflow), "--state-dir", str(tmp_path / "s"), "-q", "--json", str(out))
+    done = aif(*args, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads(out.read_text())["results"]
+    job = results["simulator"]["hwa-cnn"]
+    assert job["status"] == "completed"
+    assert job["accuracy"] > 0.9  # the README states about 0.98
+    assert {"acc@1s", "acc@1h", "acc@1d", "acc@1y"} <= set(job)
+    folder = Path(results["reporter"]["folder"])
+    assert folder.parent == tmp_path / "results"
+    for name in ("results.json", "metrics.csv", "training.png", "drift.png"):
+        assert (folder / name).stat().st_size > 0, name
+    assert (tmp_path / "s" / "aims" / "simulator" / "checkpoints" / "hwa-cnn.pt").exists()
+
+
 def test_aim_serve_refuses_an_unknown_type_before_connecting() -> None:
     done = aif("aim", "serve", "relya", "--controller", "tcp://127.0.0.1:1", "--name", "r")
     assert done.returncode == 2
     assert "unknown AIM type 'relya' (did you mean 'relay'?)" in done.stderr
+
+
+def test_check_accepts_the_shipped_experiments_and_names_every_mistake(tmp_path: Path) -> None:
+    shipped = sorted(str(p) for p in (ROOT / "workflows" / "experiments").glob("*.yml"))
+    done = aif("check", *shipped)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count(": OK: experiment") == len(shipped)
+    bad = tmp_path / "bad.yml"
+    bad.write_text("name: bad\nmodel: {layers: [Relu]}\ntraining: {epoch: 3}\n")
+    done = aif("check", str(bad))
+    assert done.returncode == 1
+    assert "model.layers.0: unknown layer type 'Relu'; did you mean 'ReLU'?" in done.stderr
+    assert "training.epoch: unknown field 'epoch'; did you mean 'epochs'?" in done.stderr

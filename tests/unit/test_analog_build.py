@@ -96,22 +96,44 @@ def test_unknown_names_list_the_valid_ones_with_a_close_match() -> None:
 def test_every_fault_is_collected_with_the_expected_type() -> None:
     found = problems_of(
         config="InferenceRPUConfig",
-        forward={"out_noise": "1e-3", "is_perfect": 1, "noise_management": "loud"},
-        mapping={"max_input_size": 12.5},
+        forward={"out_noise": "low", "is_perfect": 1, "noise_management": "loud"},
+        mapping={"max_input_size": 12.5, "max_output_size": -5},
         backward={"out_noise": 0.1},
         device="ConstantStepDevice",
         noise_model={"name": "PCMLikeNoiseModel", "params": {"g_max": "high", "prog": 1}},
     )
-    assert "expected a number, got '1e-3'" in found["rpu.forward.out_noise"]
-    assert "write the number with a dot" in found["rpu.forward.out_noise"]
+    assert "expected a number, got 'low'" in found["rpu.forward.out_noise"]
     assert "expected true or false" in found["rpu.forward.is_perfect"]
     assert "ABS_MAX" in found["rpu.forward.noise_management"]
     assert "expected an integer" in found["rpu.mapping.max_input_size"]
-    assert "InferenceRPUConfig fixes 'backward'" in found["rpu.backward"]
+    assert "must be 0 (no limit) or more, got -5" in found["rpu.mapping.max_output_size"]
+    assert "InferenceRPUConfig has no settable 'backward'" in found["rpu.backward"]
     assert "SingleRPUConfig" in found["rpu.backward"]
-    assert "InferenceRPUConfig fixes 'device'" in found["rpu.device"]
+    assert "InferenceRPUConfig has no settable 'device'" in found["rpu.device"]
     assert "expected" in found["rpu.noise_model.params.g_max"]
     assert "did you mean 'prog_coeff'" in found["rpu.noise_model.params.prog"]
+
+
+def test_numbers_yaml_reads_as_text_are_numbers_for_float_fields() -> None:
+    config = rpu(config="InferenceRPUConfig", forward={"out_noise": "1e-3", "w_noise": "2E-2"})
+    assert config.forward.out_noise == 1e-3 and config.forward.w_noise == 0.02
+    found = problems_of(config="InferenceRPUConfig", mapping={"max_input_size": "1e3"})
+    assert "write the number with a dot" in found["rpu.mapping.max_input_size"]
+
+
+def test_torch_families_are_the_ones_with_torch_tiles() -> None:
+    families = build.torch_families()
+    assert "TorchInferenceRPUConfig" in families and "InferenceRPUConfig" not in families
+    assert all(build.tile_kind(rpu(config=name)) == "torch" for name in families)
+
+
+def test_short_forms_of_a_configuration_and_of_no_noise_model() -> None:
+    short = experiment(rpu="ReRamSBPreset", sweep=None)
+    assert short.rpu is not None and short.rpu.config == "ReRamSBPreset"
+    swept = experiment(sweep={"a": "InferenceRPUConfig", "b": {"config": "PCMPreset"}})
+    assert swept.sweep is not None and swept.sweep["a"].config == "InferenceRPUConfig"
+    assert RPUSpec.model_validate({"noise_model": "none"}).noise_model is None
+    assert build.family_of(rpu(noise_model="None")) == "InferenceRPUConfig"
 
 
 def test_sections_a_family_lacks_name_the_families_that_have_them() -> None:
@@ -424,8 +446,8 @@ def test_every_configuration_of_a_sweep_is_checked() -> None:
     paths = [path for path, _ in found]
     assert "sweep.typo.forward.out_nois" in paths
     assert "sweep.torch" in paths  # torch tiles refuse forward.w_noise when built
-    (drift_family,) = [m for p, m in found if p == "inference"]
-    assert drift_family.startswith("sweep.single is a SingleRPUConfig")
+    # in a sweep, a configuration without a noise model just skips drift inference
+    assert not [m for p, m in found if p == "inference"]
     assert any("1h fails with sweep.wan" in m for p, m in found if p == "inference.drift_times.1")
     assert "training.loss" in paths and "dataset.batch_size" in paths
     width = [m for p, m in found if p == "model.layers.2"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -26,16 +25,6 @@ from aif.aims.analog.training import EpochRunner, seed_everything
 from aif.errors import ExperimentError
 
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """One torch/OpenMP thread: on a loaded 2-core machine, idle worker threads spin
-    and make these tiny models several times slower (measured: 56 s vs 16 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

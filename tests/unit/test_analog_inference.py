@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -31,16 +30,6 @@ from aif.errors import ExperimentError
 CPU = torch.device("cpu")
 YEAR = 31_536_000.0
 Data = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """One torch/OpenMP thread: on a loaded 2-core machine, idle worker threads spin
-    and make these tiny models several times slower (measured: 56 s vs 16 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -32,16 +31,6 @@ from aif.aims.analog.training import (
 
 CPU = torch.device("cpu")
 ce = torch.nn.functional.cross_entropy
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """One torch/OpenMP thread: on a loaded 2-core machine, idle worker threads spin
-    and make these tiny models several times slower (measured: 56 s vs 16 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -12,14 +12,19 @@ means no simulator was declared).
 
 A ``# simulators: <set>`` line picks the simulators connected while the file is
 reviewed (see ``_SIMULATORS``); the default is one CPU simulator running every config
-family aihwkit has. Relative data paths are read from tests/experiments/ (a tiny
-gzipped IDX set lives in ``data/tiny-idx``). Everything runs through
-``review_experiment`` in this process, as the validator AIM does. When a message
-improves on purpose, update the file's ``# expect:`` lines.
+family aihwkit has. A ``# known-bug: <what>`` line marks a file whose pinned problems
+are what the validator *should* say but does not yet: it runs as a strict xfail, so
+fixing the bug turns it into a failure until the line is removed. Relative data paths
+are read from tests/experiments/ (a tiny gzipped three-class IDX set lives in
+``data/tiny-idx``). Everything runs through ``review_experiment`` in this process, on
+the YAML after the JSON round trip experiment-source gives it. When a message improves
+on purpose, update the file's ``# expect:`` lines.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +34,7 @@ import yaml
 from _pytest.mark import ParameterSet
 
 from aif.aims.analog.build import config_families
-from aif.aims.analog.capabilities import SimulatorCapabilities
+from aif.aims.analog.capabilities import Device, SimulatorCapabilities, TileKind
 from aif.aims.analog.validator import Verdict, review_experiment
 
 CORPUS = Path(__file__).resolve().parent.parent / "experiments"
@@ -38,37 +43,31 @@ INVALID = sorted(CORPUS.glob("invalid-*.yml"))
 EXPECT, ROUTE, SIMULATORS, KNOWN_BUG = "# expect: ", "# route: ", "# simulators: ", "# known-bug: "
 
 Simulators = dict[str, SimulatorCapabilities]
+BOTH: list[TileKind] = ["torch", "rpucuda"]
 
 
-def _cpu() -> SimulatorCapabilities:
-    return SimulatorCapabilities(devices={"cpu": ["torch", "rpucuda"]}, families=config_families())
-
-
-def _gpu() -> SimulatorCapabilities:
-    both: list[str] = ["torch", "rpucuda"]
-    return SimulatorCapabilities.model_validate(
-        {"devices": {"cpu": both, "cuda": both}, "families": config_families()}
-    )
-
-
-def _gpu_without_cuda_build() -> SimulatorCapabilities:
-    """A GPU machine whose aihwkit was compiled without CUDA: only torch tiles on cuda."""
-    return SimulatorCapabilities.model_validate(
-        {"devices": {"cpu": ["torch", "rpucuda"], "cuda": ["torch"]}, "families": config_families()}
-    )
-
-
-def _torch_only() -> SimulatorCapabilities:
-    return SimulatorCapabilities(devices={"cpu": ["torch"]}, families=["TorchInferenceRPUConfig"])
+def _simulator(
+    devices: dict[Device, list[TileKind]], families: list[str] | None = None
+) -> SimulatorCapabilities:
+    """A simulator's declaration; by default it runs every family this aihwkit has."""
+    return SimulatorCapabilities(devices=devices, families=families or config_families())
 
 
 #: The simulator sets a file may ask for; ``none`` reviews without routing.
 _SIMULATORS: dict[str, Callable[[], Simulators]] = {
-    "cpu-only": lambda: {"simulator": _cpu()},
-    "torch-only": lambda: {"torch-sim": _torch_only()},
-    "two-cpu": lambda: {"sim-a": _cpu(), "sim-b": _cpu()},
-    "cpu-and-gpu": lambda: {"cpu-sim": _cpu(), "gpu-sim": _gpu()},
-    "gpu-without-cuda-build": lambda: {"gpu-box": _gpu_without_cuda_build()},
+    "cpu-only": lambda: {"simulator": _simulator({"cpu": BOTH})},
+    "torch-only": lambda: {
+        "torch-sim": _simulator({"cpu": ["torch"]}, ["TorchInferenceRPUConfig"])
+    },
+    "two-cpu": lambda: {"sim-a": _simulator({"cpu": BOTH}), "sim-b": _simulator({"cpu": BOTH})},
+    "cpu-and-gpu": lambda: {
+        "cpu-sim": _simulator({"cpu": BOTH}),
+        "gpu-sim": _simulator({"cpu": BOTH, "cuda": BOTH}),
+    },
+    # a GPU machine whose aihwkit was compiled without CUDA: only torch tiles on cuda
+    "gpu-without-cuda-build": lambda: {"gpu-box": _simulator({"cpu": BOTH, "cuda": ["torch"]})},
+    # every family declared, but no RPUCuda extension: only torch tiles anywhere
+    "torch-tiles-only": lambda: {"torch-box": _simulator({"cpu": ["torch"]})},
     "none": dict,
 }
 
@@ -83,9 +82,15 @@ class Header:
     known_bug: str = ""
 
 
+#: A line meant as one of the directives above, however misspelt.
+_DIRECTIVE = re.compile(r"^#\s*(expects?|routes?|simulators?|known[-_ ]?bugs?)\s*:", re.IGNORECASE)
+
+
 def _header(path: Path) -> Header:
     header = Header()
     for line in path.read_text(encoding="utf-8").splitlines():
+        exact = line.startswith((EXPECT, ROUTE, SIMULATORS, KNOWN_BUG))
+        assert exact or not _DIRECTIVE.match(line), f"{path.name}: misspelt directive '{line}'"
         if line.startswith(EXPECT):
             where, sep, text = line[len(EXPECT) :].partition(": ")
             assert sep and text, f"{path.name}: '{line}' is not '# expect: <path>: <text>'"
@@ -105,7 +110,8 @@ def _header(path: Path) -> Header:
 
 
 def _review(path: Path, header: Header) -> Verdict:
-    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    """As the pipeline does: experiment-source sends the YAML as JSON to the validator."""
+    raw = json.loads(json.dumps(yaml.safe_load(path.read_text(encoding="utf-8")), default=str))
     candidates = _SIMULATORS[header.simulators]()
     return review_experiment(raw, CORPUS, candidates or None)
 

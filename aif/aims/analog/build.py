@@ -1,290 +1,69 @@
 """From an experiment spec to real aihwkit objects, and the check that they work together.
 
 The validator and the simulator build through this module, so an experiment the
-validator accepts is one the simulator can start: the RPU configuration (names resolved
-by :mod:`aif.aims.analog.aihwkit_names`), the model as an ``AnalogSequential`` of aihwkit
-and torch layers with every size inferred from the data, the analog optimizer and its
-schedule. :func:`check_experiment` is the validator's part that needs aihwkit: for each
-configuration of a sweep it builds everything and runs one forward and backward pass on
-two samples (no optimizer step, so no weight changes), then programs the weights and
-applies each drift time once, which surfaces what aihwkit only refuses when a tile is
-built or used (a torch tile asked for an unsupported noise type, a drift time a noise
-model has no data for).
-
-Which simulator runs a family (aihwkit 1.2.0, read from each config's ``tile_class``):
-
-* ``rpucuda``, the C++ RPUCuda extension: ``FloatingPointRPUConfig``
-  (``FloatingPointTile``), ``InferenceRPUConfig`` (``InferenceTile``) and the training
-  families ``SingleRPUConfig``, ``UnitCellRPUConfig``, ``DigitalRankUpdateRPUConfig``
-  (``AnalogTile``), presets included. On CUDA they need an aihwkit compiled with CUDA
-  (``aihwkit.simulator.rpu_base.cuda.is_compiled()``).
-* ``torch``, plain torch ops (``TorchInferenceTile`` over ``TorchSimulatorTile``), so
-  they run wherever torch does: ``TorchInferenceRPUConfig``,
-  ``QuantizedTorchInferenceRPUConfig``, ``TorchInferenceRPUConfigIRDropT`` and the preset
-  ``FloatingPointPreset`` (a ``TorchInferenceRPUConfig`` despite its name). They refuse
-  some non-idealities (``forward.w_noise``, PCM modifier noise, analog bias) when a tile
-  is built. aihwkit itself still needs its C++ extension to import.
+validator accepts is one the simulator can start: the RPU configuration
+(:mod:`aif.aims.analog.rpu_configs`), the model as an ``AnalogSequential`` of aihwkit
+and torch layers with every size inferred from the data (:mod:`aif.aims.analog.layers`),
+the analog optimizer and its schedule. :func:`check_experiment` is the validator's part
+that needs aihwkit: for each configuration of a sweep it builds everything and runs one
+forward and backward pass on two samples (no optimizer step, so no weight changes), then
+programs the weights and applies each drift time once, which surfaces what aihwkit only
+refuses when a tile is built or used (a torch tile asked for an unsupported noise type, a
+drift time a noise model has no data for). :func:`check_sections` does the same for the
+sections of an experiment that parse on their own when the whole does not, so one
+rejection lists every reason.
 """
 
 from __future__ import annotations
 
-import math
+import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
+import pydantic
 import torch
 
-from aif.aims.analog import aihwkit_names as names
 from aif.aims.analog import spec as s
+from aif.aims.analog.aihwkit_names import describe
 from aif.aims.analog.datasets import load_dataset
+from aif.aims.analog.layers import Shape, build_model, layer_step, shape_text
+from aif.aims.analog.overrides import call_with
+from aif.aims.analog.rpu_configs import (
+    build_rpu_config,
+    config_families,
+    family_of,
+    inference_families,
+    is_inference_family,
+    pulsed_training,
+    rpu_config,
+    tile_kind,
+    torch_families,
+)
 from aif.errors import ExperimentError
 
+__all__ = [
+    "build_model",
+    "build_optimizer",
+    "build_rpu_config",
+    "build_scheduler",
+    "check_experiment",
+    "check_sections",
+    "config_families",
+    "family_of",
+    "is_inference_family",
+    "loss_function",
+    "pulsed_training",
+    "tile_kind",
+    "torch_families",
+]
+
 Problem = tuple[str, str]
-Shape = tuple[int, ...]
 #: Sample shape to check a model against when the data set itself cannot be read.
-_FALLBACK_SHAPES = {"digits": (1, 8, 8), "idx": (1, 28, 28)}
-
-
-# -- RPU configurations and what they run on ----------------------------------------------
-
-
-def build_rpu_config(spec: s.RPUSpec, path: str = "rpu") -> Any:
-    """The aihwkit RPU configuration ``spec`` describes; all faults in one ExperimentError."""
-    rpu, problems = names.rpu_config(spec, path)
-    if problems:
-        raise ExperimentError(f"the RPU configuration at {path!r} does not fit aihwkit", problems)
-    return rpu
-
-
-def family_of(rpu_config: Any) -> str:
-    """The config family: the first class of its MRO defined in ``aihwkit.simulator.configs``.
-
-    A preset reports the family it extends (``ReRamSBPreset`` -> ``SingleRPUConfig``).
-    """
-    return names.family_of_class(type(rpu_config))
-
-
-def tile_kind(rpu_config: Any) -> Literal["torch", "rpucuda"]:
-    """``rpucuda`` when the config's tiles wrap the C++ RPUCuda simulator, else ``torch``.
-
-    Read from ``tile_class`` rather than from a list of names, so presets and later
-    families are classified by what they build (see the module docstring).
-    """
-    from aihwkit.simulator.tiles.rpucuda import RPUCudaSimulatorTileWrapper
-
-    tile_class = getattr(rpu_config, "tile_class", None)
-    if isinstance(tile_class, type) and issubclass(tile_class, RPUCudaSimulatorTileWrapper):
-        return "rpucuda"
-    return "torch"
-
-
-def is_inference_family(rpu_config: Any) -> bool:
-    """Whether the config has an inference noise model (programming, drift, read noise)."""
-    return "noise_model" in names.field_names(type(rpu_config))
-
-
-def pulsed_training(rpu_config: Any) -> bool:
-    """Whether training updates the weights in memory with device pulses.
-
-    True for ``SingleRPUConfig`` with a pulsed device, ``UnitCellRPUConfig`` (transfer
-    compounds, Tiki-Taka, vector cells) and ``DigitalRankUpdateRPUConfig`` (mixed
-    precision: the rank update is digital, its transfer to the array pulsed), unless
-    ``update.pulse_type`` is ``NONE`` (a floating-point update). False for inference
-    families (hardware-aware training: noisy forward, perfect backward, ideal update) and
-    for ``FloatingPointRPUConfig``.
-    """
-    from aihwkit.simulator.configs import (
-        DigitalRankUpdateRPUConfig,
-        PulseType,
-        SingleRPUConfig,
-        UnitCellRPUConfig,
-    )
-    from aihwkit.simulator.configs.devices import PulsedDevice
-
-    if isinstance(rpu_config, SingleRPUConfig):
-        pulsed = isinstance(rpu_config.device, PulsedDevice)
-    else:
-        pulsed = isinstance(rpu_config, UnitCellRPUConfig | DigitalRankUpdateRPUConfig)
-    return pulsed and rpu_config.update.pulse_type != PulseType.NONE
-
-
-def config_families() -> list[str]:
-    """The RPU config families this aihwkit has (presets excluded), sorted."""
-    return sorted(names.family_classes())
-
-
-def _inference_families() -> list[str]:
-    return sorted(
-        n for n, c in names.family_classes().items() if "noise_model" in names.field_names(c)
-    )
-
-
-# -- the model ----------------------------------------------------------------------------
-
-
-def build_model(
-    spec: s.ModelSpec,
-    rpu_config: Any,
-    sample_shape: tuple[int, int, int],
-    path: str = "model",
-    rpu_path: str = "rpu",
-) -> torch.nn.Module:
-    """An ``AnalogSequential`` of the layers in ``spec``, sizes inferred from ``sample_shape``.
-
-    Shape faults are problems at ``<path>.layers.<i>`` saying the actual shape and the
-    fix; a layer aihwkit refuses to build with ``rpu_config`` is a problem at ``rpu_path``.
-    """
-    from aihwkit.nn import AnalogSequential
-
-    problems: list[Problem] = []
-    modules: list[torch.nn.Module] = []
-    refused: dict[str, list[str]] = {}  # aihwkit's reason -> the layers it refused
-    shape: Shape | None = tuple(sample_shape)
-    for i, layer in enumerate(spec.layers):
-        where = f"{path}.layers.{i}"
-        shape, factory = _layer(layer, shape, where, problems)
-        if factory is None:
-            continue
-        try:
-            modules.append(factory(rpu_config if spec.is_analog(i) else None))
-        except Exception as exc:  # aihwkit refuses this configuration for this tile
-            refused.setdefault(names.describe(exc), []).append(where)
-    for reason, layers in refused.items():
-        family = family_of(rpu_config)
-        problems.append(
-            (rpu_path, f"aihwkit cannot build {', '.join(layers)} as {family}: {reason}")
-        )
-    if problems:
-        raise ExperimentError("the model cannot be built as written", problems)
-    model: torch.nn.Module = AnalogSequential(*modules)
-    return model
-
-
-Factory = Callable[[Any], torch.nn.Module]
-
-
-def _layer(
-    layer: Any, shape: Shape | None, where: str, problems: list[Problem]
-) -> tuple[Shape | None, Factory | None]:
-    """The shape after ``layer`` and how to build it (``None``: unknown, not buildable)."""
-    from aihwkit.nn import AnalogConv2d, AnalogLinear
-
-    if isinstance(layer, s.Linear):
-        if shape is not None and len(shape) != 1:
-            problems.append((where, f"Linear gets {_text(shape)}; add Flatten before it"))
-        n = math.prod(shape) if shape is not None else layer.in_features
-        _check_given(layer.in_features, n, f"{where}.in_features", problems)
-        if n is None:
-            return None, None
-        out, bias = layer.out_features, layer.bias
-
-        n_in = n
-
-        def linear(rpu: Any) -> torch.nn.Module:
-            if rpu is None:
-                return torch.nn.Linear(n_in, out, bias=bias)
-            module: torch.nn.Module = AnalogLinear(n_in, out, bias=bias, rpu_config=rpu)
-            return module
-
-        return (out,), linear
-    if isinstance(layer, s.Conv2d):
-        image = _image(shape, layer.type, where, problems)
-        if image is None:
-            return None, None
-        c = image[0]
-        _check_given(layer.in_channels, c, f"{where}.in_channels", problems)
-        k, st, p, out = layer.kernel_size, layer.stride, layer.padding, layer.out_channels
-        size = _window(image, k, st, p, where, problems)
-        bias = layer.bias
-
-        def conv(rpu: Any) -> torch.nn.Module:
-            if rpu is None:
-                return torch.nn.Conv2d(c, out, k, stride=st, padding=p, bias=bias)
-            module: torch.nn.Module = AnalogConv2d(
-                c, out, k, stride=st, padding=p, bias=bias, rpu_config=rpu
-            )
-            return module
-
-        return ((out, *size) if size else None), conv
-    if isinstance(layer, s.MaxPool2d | s.AvgPool2d):
-        image = _image(shape, layer.type, where, problems)
-        k, st, p = layer.kernel_size, layer.stride or layer.kernel_size, layer.padding
-        if p * 2 > k:
-            problems.append(
-                (f"{where}.padding", f"is {p}; it may be at most half of kernel_size {k}")
-            )
-            return None, None
-        size = _window(image, k, st, p, where, problems) if image is not None else None
-        pool = torch.nn.MaxPool2d if isinstance(layer, s.MaxPool2d) else torch.nn.AvgPool2d
-        after = (image[0], *size) if image is not None and size else None
-        return after, lambda _: pool(k, stride=st, padding=p)
-    if isinstance(layer, s.BatchNorm1d | s.BatchNorm2d):
-        two_d = isinstance(layer, s.BatchNorm2d)
-        if shape is not None and len(shape) != (3 if two_d else 1):
-            fix = "use BatchNorm1d after Flatten" if two_d else "use BatchNorm2d on images"
-            problems.append((where, f"{layer.type} gets {_text(shape)}; {fix}"))
-            return shape, None
-        n = shape[0] if shape is not None else layer.num_features
-        _check_given(layer.num_features, n, f"{where}.num_features", problems)
-        if n is None:
-            return None, None
-        norm = torch.nn.BatchNorm2d if two_d else torch.nn.BatchNorm1d
-        return shape, lambda _: norm(n)
-    if isinstance(layer, s.Flatten):
-        return ((math.prod(shape),) if shape is not None else None), lambda _: torch.nn.Flatten()
-    simple: dict[type, Factory] = {
-        s.Dropout: lambda _: torch.nn.Dropout(layer.p),
-        s.ReLU: lambda _: torch.nn.ReLU(),
-        s.Tanh: lambda _: torch.nn.Tanh(),
-        s.Sigmoid: lambda _: torch.nn.Sigmoid(),
-        s.LogSoftmax: lambda _: torch.nn.LogSoftmax(dim=1),
-    }
-    return shape, simple[type(layer)]
-
-
-def _text(shape: Shape) -> str:
-    if len(shape) == 1:
-        return f"{shape[0]} features"
-    return f"a {'x'.join(map(str, shape))} (channels x height x width) image"
-
-
-def _check_given(
-    given: int | None, actual: int | None, where: str, problems: list[Problem]
-) -> None:
-    if given is not None and actual is not None and given != actual:
-        problems.append(
-            (where, f"is {given} but the layer before gives {actual}; set {actual} or leave it out")
-        )
-
-
-def _image(shape: Shape | None, kind: str, where: str, problems: list[Problem]) -> Shape | None:
-    if shape is not None and len(shape) != 3:
-        problems.append(
-            (where, f"{kind} needs an image but gets {_text(shape)}; move Flatten after it")
-        )
-        return None
-    return shape
-
-
-def _window(
-    image: Shape, k: int, stride: int, padding: int, where: str, problems: list[Problem]
-) -> tuple[int, int] | None:
-    """Height and width after a ``k`` x ``k`` window, or a problem if it does not fit."""
-    h, w = image[1] + 2 * padding, image[2] + 2 * padding
-    if k > h or k > w:
-        problems.append(
-            (
-                f"{where}.kernel_size",
-                f"is {k} but its input is {_text(image)}"
-                f"{f' ({h}x{w} padded)' if padding else ''}; use a smaller kernel_size, more "
-                "padding or fewer pooling layers before it",
-            )
-        )
-        return None
-    return (h - k) // stride + 1, (w - k) // stride + 1
+_FALLBACK_SHAPES: dict[str, tuple[int, int, int]] = {"digits": (1, 8, 8), "idx": (1, 28, 28)}
 
 
 # -- training parts -----------------------------------------------------------------------
@@ -298,7 +77,7 @@ def build_optimizer(spec: s.TrainingSpec, model: torch.nn.Module) -> Any:
     cls = AnalogSGD if opt.name == "AnalogSGD" else AnalogAdam
     where = "training.optimizer.params"
     params = {k: v for k, v in opt.params.items() if k != "lr"}
-    kwargs, problems = names.call_with(cls, params, where, skip=("params", "lr"))
+    kwargs, problems = call_with(cls, params, where, skip=("params", "lr"))
     if "lr" in opt.params:
         problems.insert(0, (f"{where}.lr", "set training.optimizer.lr instead"))
     if problems:
@@ -311,6 +90,17 @@ def build_optimizer(spec: s.TrainingSpec, model: torch.nn.Module) -> Any:
         ) from exc
     optimizer.regroup_param_groups(model)
     return optimizer
+
+
+def optimizer_problems(spec: s.TrainingSpec) -> list[Problem]:
+    """The optimizer's faults, found on a one-weight digital model: they need no model."""
+    from aihwkit.nn import AnalogSequential
+
+    try:
+        build_optimizer(spec, AnalogSequential(torch.nn.Linear(1, 1)))
+    except ExperimentError as exc:
+        return exc.problems
+    return []
 
 
 def build_scheduler(spec: s.TrainingSpec, optimizer: Any) -> Any | None:
@@ -335,6 +125,38 @@ def loss_function(spec: s.TrainingSpec) -> Callable[[torch.Tensor, torch.Tensor]
 # -- the check ----------------------------------------------------------------------------
 
 
+@dataclass
+class Parts:
+    """The sections of an experiment to check; ``None`` for one that did not parse."""
+
+    dataset: s.DatasetSpec | None
+    model: s.ModelSpec | None
+    training: s.TrainingSpec | None
+    inference: s.InferenceSpec | None
+    #: path (``rpu`` or ``sweep.<label>``) -> the configurations that parsed
+    configurations: dict[str, s.RPUSpec]
+    sweep: bool
+    #: every configuration parsed (a sweep-wide conclusion needs them all)
+    complete: bool = True
+    #: the sample shape when the dataset section did not parse (``None``: unknown)
+    fallback: tuple[int, int, int] | None = None
+
+    @classmethod
+    def of(cls, experiment: s.Experiment) -> Parts:
+        configs = {
+            (f"sweep.{label}" if label else "rpu"): rpu
+            for label, rpu in experiment.configurations().items()
+        }
+        return cls(
+            experiment.dataset,
+            experiment.model,
+            experiment.training,
+            experiment.inference,
+            configs,
+            experiment.sweep is not None,
+        )
+
+
 def check_experiment(experiment: s.Experiment, base_dir: Path) -> list[Problem]:
     """Every problem aihwkit finds with ``experiment``, for every configuration; no training.
 
@@ -342,21 +164,116 @@ def check_experiment(experiment: s.Experiment, base_dir: Path) -> list[Problem]:
     ``model.layers.3``, ``inference``); a problem common to all configurations is listed
     once.
     """
-    problems: list[Problem] = []
-    data = experiment.dataset
+    return check_parts(Parts.of(experiment), base_dir)
+
+
+def check_sections(raw: Mapping[str, Any], base_dir: Path) -> list[Problem]:
+    """:func:`check_experiment` for an experiment that does not parse as a whole.
+
+    Each section that parses on its own (each ``rpu`` and sweep configuration, ``model``
+    with ``dataset``, ``training``, ``inference``) is checked as far as the others allow,
+    so a mistake in one section does not hide aihwkit's problems with the rest.
+    """
+    dataset = _parse(s.DatasetSpec, raw.get("dataset", {}))
+    configs: dict[str, s.RPUSpec] = {}
+    complete = True
+    rpu, sweep = raw.get("rpu"), raw.get("sweep")
+    if rpu is not None:
+        parsed = _parse(s.RPU_FIELD, rpu)
+        complete = parsed is not None
+        if parsed is not None:
+            configs["rpu"] = parsed
+    if isinstance(sweep, Mapping):
+        for label, value in sweep.items():
+            parsed = _parse(s.RPU_FIELD, value)
+            if parsed is None or not s.valid_name(str(label)):
+                complete = False
+            else:
+                configs[f"sweep.{label}"] = parsed
+    elif sweep is not None:
+        complete = False
+    if rpu is None and sweep is None:
+        configs["rpu"] = s.RPUSpec()
+    parts = Parts(
+        dataset=dataset,
+        model=_parse(s.ModelSpec, raw["model"]) if "model" in raw else None,
+        training=_parse(s.TrainingSpec, raw.get("training", {})),
+        inference=(
+            _parse(s.InferenceSpec, raw["inference"]) if raw.get("inference") is not None else None
+        ),
+        configurations=configs,
+        sweep=sweep is not None,
+        complete=complete,
+        fallback=_fallback_shape(raw.get("dataset")) if dataset is None else None,
+    )
+    return check_parts(parts, base_dir)
+
+
+def _parse(tp: Any, value: Any) -> Any:
+    """``value`` validated as ``tp``, or ``None`` (its faults are the spec check's to report)."""
     try:
-        dataset = load_dataset(data, base_dir)
-        x, y = dataset.x_train[:2], dataset.y_train[:2]
-        shape, classes = dataset.sample_shape, dataset.classes
-        batches = len(dataset.y_train) % data.batch_size
-    except ExperimentError as exc:
-        problems += exc.problems
-        side = data.image_size
-        shape = _FALLBACK_SHAPES.get(data.name, (1, side, side))
-        x, y, classes, batches = np.zeros((2, *shape), np.float32), np.zeros(2, np.int64), None, 0
-    if len(y) < 2:  # max_train: 1; two samples keep BatchNorm's training mode usable
+        return pydantic.TypeAdapter(tp).validate_python(value)
+    except pydantic.ValidationError:
+        return None
+
+
+def _fallback_shape(raw: Any) -> tuple[int, int, int] | None:
+    """The sample shape a dataset section that does not parse would most likely give."""
+    if not isinstance(raw, Mapping):
+        return _FALLBACK_SHAPES["digits"] if raw is None else None
+    name, side = raw.get("name", "digits"), raw.get("image_size", 8)
+    if name == "synthetic":
+        return (1, side, side) if isinstance(side, int) and 2 <= side <= 256 else None
+    return _FALLBACK_SHAPES.get(str(name))
+
+
+def check_parts(parts: Parts, base_dir: Path) -> list[Problem]:
+    """The checks of :func:`check_experiment` on the sections that parsed."""
+    problems: list[Problem] = []
+    shape: tuple[int, int, int] | None = parts.fallback
+    classes: int | None = None
+    batches = 0
+    x, y = None, np.zeros(2, np.int64)
+    if parts.dataset is not None:
+        data = parts.dataset
+        try:
+            dataset = load_dataset(data, base_dir)
+            x, y = dataset.x_train[:2], dataset.y_train[:2]
+            shape, classes = dataset.sample_shape, dataset.classes
+            batches = len(dataset.y_train) % data.batch_size
+        except ExperimentError as exc:
+            problems += exc.problems
+            side = data.image_size
+            shape = _FALLBACK_SHAPES.get(data.name, (1, side, side))
+    if shape is not None and x is None:
+        x = np.zeros((2, *shape), np.float32)
+    if x is not None and len(y) < 2:  # max_train: 1; two samples keep BatchNorm usable
         x, y = np.concatenate([x, x]), np.concatenate([y, y])
-    layers = experiment.model.layers
+    if parts.training is not None:
+        problems += optimizer_problems(parts.training)
+    model = parts.model
+    if model is None:  # no model to build: only the configurations' names and fields
+        for rpu_path, rpu_spec in parts.configurations.items():
+            problems += rpu_config(rpu_spec, rpu_path)[1]
+        return list(dict.fromkeys(problems))
+    problems += _model_problems(parts, batches, shape)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(parts.training.seed if parts.training else 0)
+        for rpu_path, rpu_spec in parts.configurations.items():
+            if shape is None or x is None:
+                problems += rpu_config(rpu_spec, rpu_path)[1]
+            else:
+                problems += _check_one(parts, model, rpu_spec, rpu_path, shape, x, y, classes)
+    if parts.inference is not None and parts.sweep and parts.complete:
+        problems += _sweep_can_drift(parts)
+    return list(dict.fromkeys(problems))
+
+
+def _model_problems(parts: Parts, batches: int, shape: Shape | None) -> list[Problem]:
+    """What is wrong with the layers whatever the configuration (reported even if none builds)."""
+    assert parts.model is not None
+    problems: list[Problem] = []
+    layers = parts.model.layers
     if batches == 1 and any(isinstance(layer, s.BatchNorm1d | s.BatchNorm2d) for layer in layers):
         problems.append(
             (
@@ -365,7 +282,8 @@ def check_experiment(experiment: s.Experiment, base_dir: Path) -> list[Problem]:
                 "change batch_size or max_train",
             )
         )
-    if experiment.training.loss == "nll" and not isinstance(layers[-1], s.LogSoftmax):
+    training = parts.training
+    if training is not None and training.loss == "nll" and not isinstance(layers[-1], s.LogSoftmax):
         problems.append(
             (
                 "training.loss",
@@ -373,38 +291,29 @@ def check_experiment(experiment: s.Experiment, base_dir: Path) -> list[Problem]:
                 "or use cross_entropy",
             )
         )
-    shape_problems: list[Problem] = []  # reported even when no configuration builds
-    layer_shape: Shape | None = shape
     for i, layer in enumerate(layers):
-        layer_shape, _ = _layer(layer, layer_shape, f"model.layers.{i}", shape_problems)
-    problems += shape_problems
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(experiment.training.seed)
-        for label, rpu_spec in experiment.configurations().items():
-            rpu_path = f"sweep.{label}" if label else "rpu"
-            problems += _check_one(experiment, rpu_spec, rpu_path, shape, x, y, classes)
-    if experiment.inference is not None and experiment.sweep is not None:
-        problems += _sweep_can_drift(experiment)
-    return list(dict.fromkeys(problems))
+        shape, _ = layer_step(layer, shape, f"model.layers.{i}", problems)
+    return problems
 
 
-def _sweep_can_drift(experiment: s.Experiment) -> list[Problem]:
+def _sweep_can_drift(parts: Parts) -> list[Problem]:
     """A sweep with 'inference' needs at least one configuration that drifts."""
-    for label, rpu_spec in experiment.configurations().items():
-        rpu, problems = names.rpu_config(rpu_spec, f"sweep.{label}")
+    for rpu_path, rpu_spec in parts.configurations.items():
+        rpu, problems = rpu_config(rpu_spec, rpu_path)
         if rpu is None or problems or is_inference_family(rpu):
             return []
     return [
         (
             "inference",
             "no configuration of the sweep has an inference noise model to drift; give one "
-            f"a family of {', '.join(_inference_families())} or remove 'inference'",
+            f"a family of {', '.join(inference_families())} or remove 'inference'",
         )
     ]
 
 
 def _check_one(
-    experiment: s.Experiment,
+    parts: Parts,
+    model_spec: s.ModelSpec,
     rpu_spec: s.RPUSpec,
     rpu_path: str,
     shape: tuple[int, int, int],
@@ -412,48 +321,64 @@ def _check_one(
     y: np.ndarray,
     classes: int | None,
 ) -> list[Problem]:
-    rpu, problems = names.rpu_config(rpu_spec, rpu_path)
+    rpu, problems = rpu_config(rpu_spec, rpu_path)
     if rpu is None or problems:  # a half-configured tile would only repeat the same faults
         return problems
-    inference = experiment.inference is not None and is_inference_family(rpu)
+    drifts = parts.inference is not None and is_inference_family(rpu)
     # In a sweep, the configurations without a noise model skip drift inference (the
     # table compares them at t=0); only a single configuration that cannot drift is
     # an error, because its 'inference' section would be silently ignored.
-    if experiment.inference is not None and not inference and experiment.sweep is None:
+    if parts.inference is not None and not drifts and not parts.sweep:
         problems.append(
             (
                 "inference",
                 f"{rpu_path} is a {family_of(rpu)}, which has no inference noise model for "
-                f"drift; use one of {', '.join(_inference_families())} or remove 'inference'",
+                f"drift; use one of {', '.join(inference_families())} or remove 'inference'",
             )
         )
     try:
-        model = build_model(experiment.model, rpu, shape, rpu_path=rpu_path)
+        model = build_model(model_spec, rpu, shape, rpu_path=rpu_path)
     except ExperimentError as exc:
         return problems + exc.problems
-    try:
-        optimizer = build_optimizer(experiment.training, model)
-        build_scheduler(experiment.training, optimizer)
-    except ExperimentError as exc:
-        problems += exc.problems
-    last = f"model.layers.{len(experiment.model.layers) - 1}"
+    training = parts.training or s.TrainingSpec()
+    if parts.training is not None:
+        try:
+            optimizer = build_optimizer(training, model)
+            build_scheduler(training, optimizer)
+        except ExperimentError as exc:
+            problems += exc.problems
+    last = f"model.layers.{len(model_spec.layers) - 1}"
     try:
         model.train()
         out = model(torch.from_numpy(x))
         if out.dim() != 2 or (classes is not None and out.shape[1] != classes):
-            got, want = _text(tuple(out.shape[1:])), classes or "one output per class"
+            got, want = shape_text(tuple(out.shape[1:])), classes or "one output per class"
             has = f" but the dataset has {classes} classes" if classes else ""
             fix = f"end with a Linear of out_features: {want}"
             problems.append((last, f"the model ends with {got}{has}; {fix}"))
         else:
-            loss = loss_function(experiment.training)(out, torch.from_numpy(y))
+            loss = loss_function(training)(out, torch.from_numpy(y))
             loss.backward()  # type: ignore[no-untyped-call]
     except Exception as exc:  # aihwkit refuses at run time what it accepted at build time
-        problems.append((rpu_path, f"a forward pass fails: {names.describe(exc)}"))
+        problems.append((rpu_path, f"a forward pass fails: {describe(exc)}"))
         return problems
-    if inference and experiment.inference is not None:
-        problems += _check_drift(model, experiment.inference.drift_times, rpu_path)
+    if drifts and parts.inference is not None:
+        problems += _check_drift(model, parts.inference.drift_times, rpu_path)
     return problems
+
+
+#: A list of numbers in an aihwkit message (``[1.0, 86400.0, 172800.0]``).
+_NUMBER_LIST = re.compile(r"`?\[(\s*\d+(?:\.\d*)?(?:\s*,\s*\d+(?:\.\d*)?)*\s*)\]`?")
+
+
+def _as_durations(message: str) -> str:
+    """aihwkit names drift times in seconds; write them as durations (1s, 1d, 2d)."""
+
+    def durations(match: re.Match[str]) -> str:
+        times = [float(t) for t in match.group(1).split(",")]
+        return ", ".join(s.format_duration(t) for t in times)
+
+    return _NUMBER_LIST.sub(durations, message)
 
 
 def _check_drift(model: Any, times: list[float], rpu_path: str) -> list[Problem]:
@@ -467,7 +392,7 @@ def _check_drift(model: Any, times: list[float], rpu_path: str) -> list[Problem]
         try:
             model.program_analog_weights()
         except Exception as exc:
-            return [(rpu_path, f"programming the weights fails: {names.describe(exc)}")]
+            return [(rpu_path, f"programming the weights fails: {describe(exc)}")]
         for i, t in enumerate(times):
             try:
                 model.drift_analog_weights(t)
@@ -475,7 +400,8 @@ def _check_drift(model: Any, times: list[float], rpu_path: str) -> list[Problem]
                 problems.append(
                     (
                         f"inference.drift_times.{i}",
-                        f"{s.format_duration(t)} fails with {rpu_path}: {names.describe(exc)}",
+                        f"{s.format_duration(t)} fails with {rpu_path}: "
+                        f"{_as_durations(describe(exc))}",
                     )
                 )
     return problems

@@ -67,11 +67,14 @@ def choose_simulator(
     family: str,
     kind: TileKind,
     device: str,
+    torch_families: Sequence[str] = (),
 ) -> tuple[str, Device] | str:
     """``(aim, device)`` of the least loaded simulator able to run the job, else why not.
 
     ``device`` is what the experiment asked for: ``cpu``, ``cuda`` or ``auto``
     (a GPU when some simulator has one for this kind of tile, else the CPU).
+    ``torch_families`` (families with pure-torch tiles) let the refusal say what
+    would run on a GPU whose aihwkit was built without CUDA.
     """
     options: list[tuple[int, int, str, Device]] = []
     for aim, caps in candidates.items():
@@ -84,15 +87,59 @@ def choose_simulator(
         return aim, dev
     what = f"{family} ({'pure torch' if kind == 'torch' else 'aihwkit RPUCuda'} tiles)"
     where = {"cpu": "on cpu", "cuda": "on cuda", "auto": ""}.get(device, "")
-    known = "; ".join(f"{aim}: {caps.describe()}" for aim, caps in candidates.items())
-    hint = (
-        " Set 'device: cpu' or 'auto', or connect a simulator on a machine with a GPU."
-        if device == "cuda"
-        else " Connect an analog-simulator whose 'families' include it, or pick a family "
-        "a connected simulator runs."
+    reasons = "; ".join(
+        _why_not(aim, caps, family, kind, device, torch_families)
+        for aim, caps in candidates.items()
     )
     problem = f"no connected simulator can run {what} {where}".rstrip()
-    return f"{problem} (connected: {known}).{hint}"
+    return f"{problem} ({reasons}).{_what_would(candidates, family, kind, device)}"
+
+
+_KINDS = {"torch": "pure torch", "rpucuda": "aihwkit RPUCuda (C++ extension)"}
+
+
+def _why_not(
+    aim: str,
+    caps: SimulatorCapabilities,
+    family: str,
+    kind: TileKind,
+    device: str,
+    torch_families: Sequence[str],
+) -> str:
+    """What one simulator lacks to run ``family`` tiles of ``kind`` on ``device``."""
+    if family not in caps.families:
+        return f"{aim} does not run {family}; it runs {', '.join(caps.families) or 'nothing'}"
+    if device == "cuda" and "cuda" not in caps.devices:
+        return f"{aim} has no GPU"
+    if device == "cuda" and kind == "rpucuda" and "torch" in caps.devices["cuda"]:
+        families = ", ".join(f for f in torch_families if f in caps.families) or "torch tiles"
+        return (
+            f"{aim} has a GPU but its aihwkit was built without CUDA, so only torch-tile "
+            f"families ({families}) run on cuda there"
+        )
+    places = [device] if device in ("cpu", "cuda") else list(caps.devices)
+    on = " or ".join(places)
+    return f"{aim} lists {family} but has no {_KINDS[kind]} tiles on {on}"
+
+
+def _what_would(
+    candidates: Mapping[str, SimulatorCapabilities], family: str, kind: TileKind, device: str
+) -> str:
+    """The way out: another device, another family, or another simulator."""
+    if device == "cuda":
+        elsewhere = any(caps.devices_for(family, kind, "cpu") for caps in candidates.values())
+        cpu = " Set 'device: cpu' or 'auto'" if elsewhere else " Use another family"
+        gpu = any("cuda" in caps.devices for caps in candidates.values())
+        if gpu and kind == "rpucuda":
+            return (
+                f"{cpu}, use a torch-tile family on cuda, or connect a simulator whose aihwkit "
+                "was built with CUDA."
+            )
+        return f"{cpu}, or connect a simulator on a machine with a GPU."
+    return (
+        f" Connect an analog-simulator that runs {family} with {_KINDS[kind]} tiles, or pick "
+        "a family a connected simulator runs."
+    )
 
 
 def declare(devices: Mapping[str, Sequence[str]], families: Sequence[str]) -> dict[str, Any]:

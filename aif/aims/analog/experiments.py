@@ -60,6 +60,21 @@ def read_experiment_file(path: Path) -> list[Any]:
     )
 
 
+def anchor_paths(raw: Any, folder: Path) -> None:
+    """Make a relative ``dataset.path`` relative to the experiment file, where users expect it.
+
+    The validator and the simulator read paths from the workflow's folder; an
+    experiment file may live elsewhere (``experiments/``), so its own relative paths
+    are resolved here, against its folder, before they travel on.
+    """
+    dataset = raw.get("dataset") if isinstance(raw, dict) else None
+    if not isinstance(dataset, dict):
+        return
+    path = dataset.get("path")
+    if isinstance(path, str) and path and not Path(path).is_absolute():
+        dataset["path"] = str((folder / path).resolve())
+
+
 def _name_of(raw: Any, fallback: str) -> str:
     name = raw.get("name") if isinstance(raw, dict) else None
     return name if isinstance(name, str) and name else fallback
@@ -86,6 +101,7 @@ class ExperimentSource(AIM):
                 continue
             for i, raw in enumerate(entries):
                 source = file if len(entries) == 1 else f"{file}[{i}]"
+                anchor_paths(raw, path.parent)
                 await self._emit(_name_of(raw, path.stem), source, raw, "")
                 sent += 1
         for i, raw in enumerate(self.params.experiments):

@@ -42,7 +42,7 @@ DURATION_UNITS = {
     "w": 604_800.0,
     "y": 31_536_000.0,
 }
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)\s*(s|min|h|d|w|y)\s*$")
+_DURATION = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)\s*(s|min|h|d|w|y)\s*$")
 
 
 def parse_duration(value: object) -> float:
@@ -74,6 +74,11 @@ def format_duration(seconds: float) -> str:
 
 
 Duration = Annotated[float, pydantic.BeforeValidator(parse_duration)]
+
+
+def _one_or_more(value: object) -> object:
+    """``drift_times: 1d`` is the one-element list ``[1d]``."""
+    return [value] if isinstance(value, str | int | float) else value
 
 
 # -- data -----------------------------------------------------------------------------
@@ -116,11 +121,28 @@ class DatasetSpec(pydantic.BaseModel):
     seed: int = Field(default=0, description="order of the split and of synthetic samples")
 
     @pydantic.model_validator(mode="after")
-    def _path_for_idx(self) -> DatasetSpec:
+    def _fields_of_the_set(self) -> DatasetSpec:
+        faults = []
         if self.name == "idx" and not self.path:
-            raise ValueError("dataset 'idx' needs 'path': the folder holding the IDX files")
+            faults.append("dataset 'idx' needs 'path': the folder holding the IDX files")
         if self.name != "idx" and self.path is not None:
-            raise ValueError(f"'path' is only read for dataset 'idx', not {self.name!r}; remove it")
+            faults.append(f"'path' is only read for dataset 'idx', not {self.name!r}; remove it")
+        # Only values the user wrote: a job's spec is this model dumped and parsed again,
+        # with every default written out, so a default value is never a fault.
+        synthetic = [
+            f
+            for f in ("classes", "samples", "image_size")
+            if f in self.model_fields_set
+            and getattr(self, f) != DatasetSpec.model_fields[f].default
+        ]
+        if self.name != "synthetic" and synthetic:
+            written = ", ".join(repr(f) for f in synthetic)
+            faults.append(
+                f"{written} {'is' if len(synthetic) == 1 else 'are'} only read for dataset "
+                f"'synthetic', not {self.name!r}; remove {'it' if len(synthetic) == 1 else 'them'}"
+            )
+        if faults:
+            raise ValueError("; ".join(faults))
         return self
 
 
@@ -142,7 +164,9 @@ class Linear(_Weighted):
     """A fully connected layer."""
 
     type: Literal["Linear"] = "Linear"
-    out_features: int = Field(ge=1, le=1_000_000)
+    out_features: int = Field(
+        ge=1, le=1_000_000, description="the width of its output, e.g. out_features: 10"
+    )
     in_features: int | None = Field(default=None, ge=1, description="inferred when left out")
 
 
@@ -150,15 +174,17 @@ class Conv2d(_Weighted):
     """A 2-d convolution."""
 
     type: Literal["Conv2d"] = "Conv2d"
-    out_channels: int = Field(ge=1, le=100_000)
-    kernel_size: int = Field(ge=1, le=64)
+    out_channels: int = Field(
+        ge=1, le=100_000, description="the channels of its output, e.g. out_channels: 8"
+    )
+    kernel_size: int = Field(ge=1, le=64, description="the side of the kernel, e.g. kernel_size: 3")
     stride: int = Field(default=1, ge=1, le=64)
     padding: int = Field(default=0, ge=0, le=64)
     in_channels: int | None = Field(default=None, ge=1, description="inferred when left out")
 
 
 class _Pool(_Layer):
-    kernel_size: int = Field(ge=1, le=64)
+    kernel_size: int = Field(ge=1, le=64, description="the side of the window, e.g. kernel_size: 2")
     stride: int | None = Field(default=None, ge=1, le=64, description="default: kernel_size")
     padding: int = Field(default=0, ge=0, le=32)
 
@@ -274,7 +300,8 @@ class ModelSpec(pydantic.BaseModel):
 
     model_config = _FORBID
     layers: list[Annotated[LayerSpec, pydantic.BeforeValidator(_layer_short_form)]] = Field(
-        min_length=1
+        min_length=1,
+        description="the layers, first first, e.g. [Flatten, {type: Linear, out_features: 10}]",
     )
     convert: Literal["all", "none"] = Field(
         default="none",
@@ -311,7 +338,10 @@ class NoiseModelSpec(pydantic.BaseModel):
 
 
 def _noise_short_form(value: object) -> object:
-    return {"name": value} if isinstance(value, str) else value
+    """``PCMLikeNoiseModel`` -> ``{name: PCMLikeNoiseModel}``; ``none`` is no noise model."""
+    if isinstance(value, str):
+        return None if value.strip().lower() == "none" else {"name": value}
+    return value
 
 
 class RPUSpec(pydantic.BaseModel):
@@ -356,6 +386,15 @@ class RPUSpec(pydantic.BaseModel):
     )
 
 
+def _rpu_short_form(value: object) -> object:
+    """``rpu: InferenceRPUConfig`` -> ``{config: InferenceRPUConfig}``."""
+    return {"config": value} if isinstance(value, str) else value
+
+
+#: An RPU configuration as a field: a mapping, or only the config name.
+RPU_FIELD = Annotated[RPUSpec, pydantic.BeforeValidator(_rpu_short_form)]
+
+
 # -- training and inference -------------------------------------------------------------
 
 
@@ -397,11 +436,11 @@ class InferenceSpec(pydantic.BaseModel):
     """Accuracy after programming the weights and letting the conductances drift."""
 
     model_config = _FORBID
-    drift_times: list[Duration] = Field(
+    drift_times: Annotated[list[Duration], pydantic.BeforeValidator(_one_or_more)] = Field(
         default_factory=lambda: [1.0, 3_600.0, 86_400.0, 31_536_000.0],
         min_length=1,
         max_length=64,
-        description="seconds, or durations like 1s, 1h, 1d, 1y",
+        description="seconds, or durations like 1s, 1h, 1d, 1y; one alone needs no brackets",
     )
     repetitions: int = Field(default=5, ge=1, le=1000, description="programming draws per time")
     compensation: Literal["with", "without", "both"] = Field(
@@ -413,18 +452,27 @@ class InferenceSpec(pydantic.BaseModel):
 # -- the experiment ---------------------------------------------------------------------
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+#: The rule of ``_NAME`` in words, for messages.
+NAME_RULE = (
+    "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 64 characters"
+)
+
+
+def valid_name(text: str) -> bool:
+    """Whether ``text`` may name an experiment, a sweep label or a checkpoint."""
+    return re.match(_NAME, text) is not None
 
 
 class Experiment(pydantic.BaseModel):
     """One analog experiment; a ``sweep`` makes one job per named RPU configuration."""
 
     model_config = _FORBID
-    name: str = Field(pattern=_NAME, description="letters, digits, '.', '_', '-'")
+    name: str = Field(pattern=_NAME, description=f"the experiment's name: {NAME_RULE}")
     description: str = ""
     dataset: DatasetSpec = Field(default_factory=DatasetSpec)
-    model: ModelSpec
-    rpu: RPUSpec | None = None
-    sweep: dict[Annotated[str, Field(pattern=_NAME)], RPUSpec] | None = Field(
+    model: ModelSpec = Field(description="the network: model: {convert: all, layers: [...]}")
+    rpu: RPU_FIELD | None = None
+    sweep: dict[Annotated[str, Field(pattern=_NAME)], RPU_FIELD] | None = Field(
         default=None, min_length=1, description="label -> RPU configuration, one job each"
     )
     training: TrainingSpec = Field(default_factory=TrainingSpec)

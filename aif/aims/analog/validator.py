@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import functools
+import inspect
 import json
 from collections import Counter
 from collections.abc import Mapping
@@ -27,10 +29,11 @@ from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
 import pydantic
+from pydantic_core import ErrorDetails
 
 from aif.aims.analog.capabilities import SimulatorCapabilities, choose_simulator, simulators
 from aif.aims.analog.records import EXPERIMENT_RECORD, JOB_RECORD, REJECTION_RECORD
-from aif.aims.analog.spec import LAYER_TYPES, Experiment, job_name
+from aif.aims.analog.spec import _NAME, LAYER_TYPES, NAME_RULE, Experiment, OptimizerSpec, job_name
 from aif.aims.base import AIM
 from aif.communication.ports import Record
 from aif.errors import ExperimentError
@@ -50,25 +53,69 @@ def spec_problems(raw: Any) -> tuple[Experiment | None, list[Problem]]:
     except pydantic.ValidationError as exc:
         problems = []
         for err in exc.errors():
-            loc = [str(p) for p in err["loc"] if not _is_union_tag(p)]
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = _unknown_field(err["loc"])
-            elif err["type"] == "union_tag_invalid":
-                msg = _unknown_layer(err.get("ctx", {}).get("tag"))
-            problems.append((".".join(loc) or "<experiment>", msg))
-        return None, problems
+            loc = tuple(p for p in err["loc"] if not _is_union_tag(p) and p != "[key]")
+            problems.append((".".join(map(str, loc)) or "<experiment>", _message(err, loc)))
+        return None, list(dict.fromkeys(problems))
 
 
-def _unknown_field(loc: tuple[int | str, ...]) -> str:
+#: pydantic's range errors, whose message gains the value given.
+_RANGES = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
+
+
+def _message(err: ErrorDetails, loc: tuple[int | str, ...]) -> str:
+    """pydantic's message for ``err``, made to name the fix where pydantic does not."""
+    kind, ctx = err["type"], err.get("ctx", {})
+    if kind == "extra_forbidden":
+        return _unknown_field(err["loc"], err["input"])
+    if kind == "union_tag_invalid":
+        return _unknown_layer(ctx.get("tag"))
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") == _NAME:
+        return f"{NAME_RULE}; got {err['input']!r}"
+    msg = err["msg"].removeprefix("Value error, ")
+    if kind in _RANGES or kind in ("too_short", "too_long"):
+        return f"{msg}, got {_shown(err['input'])}"
+    if kind == "missing":
+        return f"required: {_description(err['loc']) or 'give a value'}"
+    return msg
+
+
+def _shown(value: object) -> str:
+    text = repr(value) if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _description(loc: tuple[int | str, ...]) -> str | None:
+    """The description of the field at ``loc``, as the spec documents it."""
+    owner = _model_at(Experiment, loc[:-1])
+    field = owner.model_fields.get(str(loc[-1])) if owner is not None and loc else None
+    return field.description if field is not None else None
+
+
+def _unknown_field(loc: tuple[int | str, ...], value: object = None) -> str:
     """``unknown field 'epoch'; did you mean 'epochs'? (valid: ...)``."""
     owner = _model_at(Experiment, loc[:-1])
     if owner is None:
         return "unknown field; remove it or check its spelling"
     valid = list(owner.model_fields)
-    hint = difflib.get_close_matches(str(loc[-1]), valid, n=1)
-    guess = f"; did you mean {hint[0]!r}?" if hint else ""
-    return f"unknown field {loc[-1]!r}{guess} (valid: {', '.join(valid)})"
+    name = str(loc[-1])
+    if owner is OptimizerSpec and name in _optimizer_arguments():
+        shown = _shown(value) if value is not None else "..."
+        hint = f"; torch arguments go under 'params' (params: {{{name}: {shown}}})"
+    else:
+        close = difflib.get_close_matches(name, valid, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown field {name!r}{hint} (valid: {', '.join(valid)})"
+
+
+@functools.cache
+def _optimizer_arguments() -> frozenset[str]:
+    """What torch's SGD and Adam take besides the parameters and the learning rate."""
+    import torch
+
+    names = set()
+    for optimizer in (torch.optim.SGD, torch.optim.Adam):
+        names |= set(inspect.signature(optimizer).parameters)
+    return frozenset(names - {"params", "lr"})
 
 
 def _unknown_layer(tag: object) -> str:
@@ -84,28 +131,42 @@ def _model_at(tp: Any, loc: tuple[int | str, ...]) -> type[pydantic.BaseModel] |
         tp = _step(tp, part)
         if tp is None:
             return None
-    while get_origin(tp) is Annotated:
-        tp = get_args(tp)[0]
+    tp = _unwrap(tp)
     return tp if isinstance(tp, type) and issubclass(tp, pydantic.BaseModel) else None
 
 
+def _unwrap(tp: Any) -> Any:
+    """``Annotated[X | None, ...]`` -> ``X``: the type an optional section holds."""
+    while True:
+        if get_origin(tp) is Annotated:
+            tp = get_args(tp)[0]
+        elif get_origin(tp) in (Union, UnionType):
+            members = [a for a in get_args(tp) if a is not type(None)]
+            if len(members) != 1:
+                return tp
+            tp = members[0]
+        else:
+            return tp
+
+
 def _step(tp: Any, part: int | str) -> Any:
-    while get_origin(tp) is Annotated:
-        tp = get_args(tp)[0]
+    tp = _unwrap(tp)
     if isinstance(tp, type) and issubclass(tp, pydantic.BaseModel):
         field = tp.model_fields.get(str(part))
-        return field.annotation if field is not None else None
+        if field is None:
+            return None
+        # FieldInfo.annotation drops Annotated metadata but keeps the type itself
+        return field.annotation
     origin = get_origin(tp)
     if origin is list and isinstance(part, int):
         return get_args(tp)[0]
     if origin is dict:
         return get_args(tp)[1]
-    if origin in (Union, UnionType):
-        members = [a for a in get_args(tp) if a is not type(None)]
-        for member in members:  # a discriminated union names its member: Linear
+    if origin in (Union, UnionType):  # a discriminated union names its member: Linear
+        for member in get_args(tp):
+            member = _unwrap(member)
             if isinstance(member, type) and member.__name__ == part:
                 return member
-        return _step(members[0], part) if len(members) == 1 else None
     return None
 
 
@@ -141,7 +202,14 @@ def review_experiment(
     """
     experiment, problems = spec_problems(raw)
     if experiment is None:
-        return Verdict(None, problems)
+        if isinstance(raw, dict):  # still check what aihwkit says about the sound sections
+            from aif.aims.analog.build import check_sections
+
+            try:
+                problems += check_sections(raw, base_dir)
+            except ExperimentError as exc:
+                problems += exc.problems or [("<experiment>", str(exc))]
+        return Verdict(None, list(dict.fromkeys(problems)))
     from aif.aims.analog.build import check_experiment
 
     try:
@@ -159,7 +227,7 @@ def _route(
     candidates: Mapping[str, SimulatorCapabilities],
     load: Mapping[str, int],
 ) -> None:
-    from aif.aims.analog.build import build_rpu_config, family_of, tile_kind
+    from aif.aims.analog.build import build_rpu_config, family_of, tile_kind, torch_families
 
     for label, rpu in experiment.configurations().items():
         path = f"sweep.{label}" if label else "rpu"
@@ -176,6 +244,7 @@ def _route(
             family=family_of(config),
             kind=tile_kind(config),
             device=experiment.device,
+            torch_families=torch_families(),
         )
         if isinstance(choice, str):
             where = "device" if experiment.device == "cuda" else f"{path}.config"
