@@ -27,7 +27,11 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 def _console() -> Any:
     from rich.console import Console
 
-    return Console(stderr=False, highlight=False)
+    console = Console(stderr=False, highlight=False)
+    if not console.is_terminal:
+        # piped or logged: rich would assume 80 columns and squeeze the jobs table
+        console = Console(stderr=False, highlight=False, width=140)
+    return console
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

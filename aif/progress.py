@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -21,14 +22,15 @@ from aif.controller.run import WorkflowResult
 
 
 def _fmt(value: Any) -> str:
+    """A value for a table cell, escaped: ``job[pcm]`` is a name, not rich markup."""
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, list | tuple):
-        return f"[{len(value)} items]"
+        return escape(f"[{len(value)} items]")
     text = str(value)
-    if "/" in text:  # a path: people copy it, so it is never shortened
-        return text
-    return text if len(text) <= 40 else text[:37] + "..."
+    if "/" not in text and len(text) > 40:  # a path is never shortened: people copy it
+        text = text[:37] + "..."
+    return escape(text)
 
 
 def _rows_table(rows: dict[str, dict[str, Any]]) -> Table:
@@ -37,11 +39,11 @@ def _rows_table(rows: dict[str, dict[str, Any]]) -> Table:
     for data in rows.values():
         columns.extend(k for k in data if k not in columns)
     table = Table(title="jobs")
-    table.add_column("job")
+    table.add_column("job", no_wrap=True)
     for column in columns:
         table.add_column(column, justify="left" if column in ("status", "error") else "right")
     for key, data in rows.items():
-        table.add_row(key, *(_fmt(data[c]) if c in data else "" for c in columns))
+        table.add_row(escape(key), *(_fmt(data[c]) if c in data else "" for c in columns))
     return table
 
 

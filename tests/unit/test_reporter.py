@@ -158,7 +158,7 @@ def test_duration_ticks_label_the_log_axis_like_papers() -> None:
     assert duration_ticks([25.0]) == ([25.0], ["25s"])
     many = [2.0**i for i in range(30)]
     ticks, labels = duration_ticks(many)
-    assert labels == ["1s", "1min", "1h", "1d", "7d", "1y"]
+    assert labels == ["1s", "1min", "1h", "1d", "1w", "1y"]
     assert ticks[0] == 1.0
 
 

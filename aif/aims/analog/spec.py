@@ -119,7 +119,7 @@ def parse_duration(value: object) -> float:
 
 def format_duration(seconds: float) -> str:
     """``3600`` -> ``1h``: drift times as analog-AI papers write them."""
-    for unit in ("y", "d", "h", "min"):
+    for unit in ("y", "w", "d", "h", "min"):
         size = DURATION_UNITS[unit]
         if seconds >= size and seconds % size == 0:
             return f"{seconds / size:g}{unit}"
