@@ -3,7 +3,8 @@
 This module is the public API; everything else may change without notice.
 """
 
-from aif.aims.base import AIM
+from aif.aims.analog.spec import Experiment
+from aif.aims.base import AIM, Peer
 from aif.communication.ports import EndOfStream, Record, Signal, SignalCode, Stop
 from aif.controller.controller import Controller
 from aif.controller.run import RunState, WorkflowResult, WorkflowRun
@@ -16,6 +17,7 @@ from aif.errors import (
     CleanupError,
     ConfigError,
     ControllerError,
+    ExperimentError,
     KeyNotFound,
     LifecycleError,
     MalformedMessage,
@@ -42,10 +44,13 @@ __all__ = [
     "Controller",
     "ControllerError",
     "EndOfStream",
+    "Experiment",
+    "ExperimentError",
     "KeyNotFound",
     "LifecycleError",
     "MalformedMessage",
     "MessageTooLarge",
+    "Peer",
     "PortTypeError",
     "Record",
     "RegistryError",

@@ -14,10 +14,13 @@ EXPECTED = [
     "Controller",
     "ControllerError",
     "EndOfStream",
+    "Experiment",
+    "ExperimentError",
     "KeyNotFound",
     "LifecycleError",
     "MalformedMessage",
     "MessageTooLarge",
+    "Peer",
     "PortTypeError",
     "Record",
     "RegistryError",
@@ -50,3 +53,34 @@ def test_every_error_derives_from_aiferror() -> None:
         obj = getattr(aif, name)
         if isinstance(obj, type) and issubclass(obj, Exception):
             assert issubclass(obj, aif.AIFError), name
+
+
+def test_the_experiment_reference_names_every_field() -> None:
+    """docs/experiments.md must not fall behind the experiment model."""
+    from pathlib import Path
+
+    from aif.aims.analog import spec
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "experiments.md").read_text()
+    models = [
+        spec.Experiment,
+        spec.DatasetSpec,
+        spec.RPUSpec,
+        spec.TrainingSpec,
+        spec.OptimizerSpec,
+        spec.ScheduleSpec,
+        spec.InferenceSpec,
+        spec.Linear,
+        spec.Conv2d,
+        spec.MaxPool2d,
+        spec.Dropout,
+        spec.BatchNorm2d,
+    ]
+    missing = [
+        f"{model.__name__}.{name}"
+        for model in models
+        for name in model.model_fields
+        if name != "type" and f"`{name}`" not in doc
+    ]
+    assert not missing, f"docs/experiments.md does not describe: {missing}"
+    assert all(f"`{layer}`" in doc for layer in spec.LAYER_TYPES)

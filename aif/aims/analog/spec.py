@@ -154,7 +154,7 @@ class DatasetSpec(pydantic.BaseModel):
         default=None,
         description="idx only: folder with train-images-idx3-ubyte, train-labels-idx1-ubyte, "
         "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (each may end in .gz); relative "
-        "paths are read from the workflow's folder",
+        "to the experiment file (inline experiments: to the workflow's folder)",
     )
     test_fraction: float = Field(
         default=0.25, gt=0, lt=1, description="digits and synthetic: share held out for testing"
