@@ -38,6 +38,7 @@ import pydantic
 
 from aif.aims.analog.records import METRICS_RECORD, REJECTION_RECORD, RESULT_RECORD
 from aif.aims.base import AIM
+from aif.aims.preload import Preload
 from aif.communication.ports import Record, Stop
 
 __all__ = [
@@ -300,6 +301,8 @@ class AnalogReporter(AIM):
         self.report = Report(folder, workflow=self.workflow, aim=self.name)
         self.report.write_results()
         self.log.info("writing the report to %s", folder)
+        #: matplotlib loads while the jobs run, not after the last one.
+        self._preload = Preload(["aif.aims.report_plots"] if self.params.plots else [])
 
     async def run(self) -> None:
         assert isinstance(self.params, ReporterParams)
@@ -316,6 +319,7 @@ class AnalogReporter(AIM):
                     report.add_rejection(event.value)
             elif isinstance(event, Stop):
                 reason = event.reason
+        await self._preload.ready()
         summary = await asyncio.to_thread(report.finish, reason, plots=self.params.plots)
         await self.result(
             folder=str(report.folder),

@@ -53,9 +53,13 @@ _NOT_LITTLE: Final = frozenset({">"} if sys.byteorder == "little" else {">", "="
 
 
 def torch_tensor_type() -> type | None:
-    """``torch.Tensor`` when torch is already imported, else None (a value can't be one)."""
-    torch = sys.modules.get("torch")
-    return None if torch is None else cast(type, torch.Tensor)
+    """``torch.Tensor`` when torch is imported, else None (a value can't be one).
+
+    An AIM may be importing torch in a worker thread while another encodes: until
+    ``torch.Tensor`` exists, no value can be a tensor either.
+    """
+    tensor = getattr(sys.modules.get("torch"), "Tensor", None)
+    return cast(type, tensor) if tensor is not None else None
 
 
 def unsupported(value: Any) -> str | None:

@@ -207,7 +207,7 @@ def test_the_main_job_trains_an_analog_classifier_for_real(tmp_path: Path) -> No
 
 @pytest.mark.slow
 def test_the_readme_main_job_trains_a_cnn_and_writes_its_report(tmp_path: Path) -> None:
-    """workflows/hwa-training.yaml, as `bash scripts/run.sh` runs it (about 30 s)."""
+    """workflows/hwa-training.yaml, as `bash scripts/run.sh` runs it (about 15 s)."""
     out = tmp_path / "result.json"
     workflow = ROOT / "workflows" / "hwa-training.yaml"
     args = ("run", str(workflow), "--state-dir", str(tmp_path / "s"), "-q", "--json", str(out))

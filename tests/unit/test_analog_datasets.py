@@ -165,3 +165,12 @@ def test_idx_trailing_bytes_are_an_error(tmp_path: Path) -> None:
     labels = folder / (IDX_FILES["test_labels"] + ".gz")
     labels.write_bytes(gzip.compress(_idx(np.zeros(5)) + b"\x00\x00"))
     assert "longer than its header says" in _fault(folder)
+
+
+def test_the_digits_facts_the_validator_uses_match_the_real_set() -> None:
+    from aif.aims.analog.datasets import DIGITS_CLASSES, DIGITS_SAMPLES, DIGITS_SHAPE
+    from aif.aims.analog.spec import DatasetSpec
+
+    data = load_dataset(DatasetSpec(name="digits", normalize="none"), Path("."))
+    assert len(data.y_train) + len(data.y_test) == DIGITS_SAMPLES
+    assert data.sample_shape == DIGITS_SHAPE and data.classes == DIGITS_CLASSES

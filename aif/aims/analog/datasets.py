@@ -31,6 +31,10 @@ IDX_FILES = {
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
+#: scikit-learn's digits, known without loading it (a test pins them to the real set).
+DIGITS_SAMPLES = 1797
+DIGITS_SHAPE = (1, 8, 8)
+DIGITS_CLASSES = 10
 _IDX_UBYTE = 0x08  # the only element type MNIST-format sets use
 #: Synthetic prototypes are uniform in [0.25, 0.75] with this per-pixel noise around them:
 #: a linear model reaches about 93% on 8x8 images of 10 classes, so the task is learnable
@@ -113,11 +117,17 @@ def _synthetic(classes: int, samples: int, size: int, seed: int) -> tuple[np.nda
     return x, y
 
 
+def split_sizes(samples: int, test_fraction: float) -> tuple[int, int]:
+    """``(train, test)`` sample counts of a split: each keeps at least one sample."""
+    train = min(max(int(samples * (1 - test_fraction)), 1), samples - 1)
+    return train, samples - train
+
+
 def _split(
     x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     order = np.random.default_rng(seed).permutation(len(y))
-    cut = min(max(int(len(y) * (1 - test_fraction)), 1), len(y) - 1)
+    cut = split_sizes(len(y), test_fraction)[0]
     train, test = order[:cut], order[cut:]
     return x[train], y[train], x[test], y[test]
 

@@ -29,8 +29,20 @@ from aif.aims.analog.records import JOB_RECORD, METRICS_RECORD, RESULT_RECORD
 from aif.aims.analog.runs import JobOutcome, JobRunner
 from aif.aims.analog.spec import Experiment
 from aif.aims.base import AIM
+from aif.aims.preload import Preload
 from aif.communication.ports import Record
 from aif.errors import ConfigError
+
+#: Imported in the background at setup: scikit-learn's data sets, torch's first
+#: optimizer's ``torch._dynamo`` (about 2 s), and this package's training modules.
+_JOB_MODULES = (
+    "sklearn.datasets",
+    "torch._dynamo",
+    "aif.aims.analog.datasets",
+    "aif.aims.analog.training",
+    "aif.aims.analog.inference",
+    "aif.aims.analog.checkpoint",
+)
 
 
 class SimulatorParams(pydantic.BaseModel):
@@ -108,6 +120,8 @@ class AnalogSimulator(AIM):
         self._devices = available_devices(self.params.device)
         self._families = families
         self._runner = JobRunner(self.storage, self.base_dir)
+        #: What the first job needs beyond aihwkit, loaded while the workflow starts.
+        self._preload = Preload(_JOB_MODULES)
 
     def capabilities(self) -> dict[str, Any]:
         return capabilities.declare(self._devices, self._families)
@@ -137,6 +151,7 @@ class AnalogSimulator(AIM):
             simulator=self.name,
         )
         try:
+            await self._preload.ready()
             experiment = Experiment.model_validate_json(record["spec"])
             await self._execute(experiment, outcome)
         except Exception as exc:  # one failed job must not end the others

@@ -35,10 +35,14 @@ from aif.aims.analog.capabilities import SimulatorCapabilities, choose_simulator
 from aif.aims.analog.records import EXPERIMENT_RECORD, JOB_RECORD, REJECTION_RECORD
 from aif.aims.analog.spec import _NAME, LAYER_TYPES, NAME_RULE, Experiment, OptimizerSpec, job_name
 from aif.aims.base import AIM
+from aif.aims.preload import Preload
 from aif.communication.ports import Record
 from aif.errors import ExperimentError
 
 Problem = tuple[str, str]
+#: What a review needs: the aihwkit builders, scikit-learn's data sets, and the
+#: ``torch._dynamo`` import that torch's first optimizer triggers.
+_HEAVY_MODULES = ("aif.aims.analog.build", "sklearn.datasets", "torch._dynamo")
 
 
 def spec_problems(raw: Any) -> tuple[Experiment | None, list[Problem]]:
@@ -267,6 +271,8 @@ class AnalogValidator(AIM):
     async def setup(self) -> None:
         #: Jobs sent to each simulator so far: the load the routing balances.
         self._load: Counter[str] = Counter()
+        #: aihwkit, torch and the digits set load while the other AIMs start.
+        self._preload = Preload(_HEAVY_MODULES)
 
     async def run(self) -> None:
         accepted = rejected = jobs = 0
@@ -292,6 +298,7 @@ class AnalogValidator(AIM):
         except ValueError as exc:
             await self._reject(name, source, [("<experiment>", f"not JSON: {exc}")])
             return 0
+        await self._preload.ready()
         candidates = simulators(self.peers("jobs"))
         verdict = await asyncio.to_thread(
             review_experiment, raw, self.base_dir, candidates, dict(self._load)
