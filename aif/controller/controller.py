@@ -373,6 +373,8 @@ class Controller:
                 self._publisher.publish_nowait(event)
             except AIFError as exc:  # data that cannot cross: keep the run going, say so
                 log.warning("event from %s not published: %s", source, exc)
+            except Exception:  # a publishing bug must never drop the message being handled
+                log.exception("event from %s not published", source)
 
     def _require(self, phase: Phase, action: str, hint: str) -> None:
         if self.phase is not phase:
