@@ -80,15 +80,19 @@ def jobs(folder: Path) -> dict[str, dict[str, Any]]:
 async def test_training_saves_a_checkpoint_that_an_inference_workflow_drifts(
     tmp_path: Path,
 ) -> None:
+    # a noise-free forward pass, so the accuracy before drift is exactly repeatable: the
+    # C++ tiles' read noise is clock-seeded in aihwkit 1.2.0 (programming and drift
+    # noise, which drift inference draws, are seeded and stay on)
+    exact_pcm = {**PCM, "forward": {"is_perfect": True}}
     train = experiment(
         "train",
-        rpu=PCM,
+        rpu=exact_pcm,
         training={"epochs": 4, "seed": 1, "optimizer": {"lr": 0.5}},
         checkpoint="small",
     )
     infer = experiment(
         "infer",
-        rpu=PCM,
+        rpu=exact_pcm,
         training={"epochs": 0},
         load_checkpoint="small",
         inference={"drift_times": ["1s", "1d", "1y"], "repetitions": 2},
@@ -106,7 +110,7 @@ async def test_training_saves_a_checkpoint_that_an_inference_workflow_drifts(
     assert inferred["status"] == "completed", inferred["error"]
     assert inferred["epochs_done"] == 0
     # the loaded weights are the trained ones: same test accuracy before drift
-    assert inferred["accuracy"] == pytest.approx(trained["accuracy"], abs=0.05)
+    assert inferred["accuracy"] == pytest.approx(trained["accuracy"], abs=0.006)
     assert inferred["drift_times"] == [1.0, 86_400.0, 31_536_000.0]
     assert len(inferred["drift_mean"]) == len(inferred["drift_mean_compensated"]) == 3
     assert all(0.3 < acc <= 1.0 for acc in inferred["drift_mean_compensated"])
