@@ -27,7 +27,6 @@ import asyncio
 import gc
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -43,6 +42,7 @@ import zmq.asyncio
 
 from aif.communication.channel import ChannelReader, ChannelWriter, Transport
 from aif.communication.ports import Record, Signal
+from benchmarks.machine import describe
 
 MiB = 2**20
 SIZES: list[tuple[str, int]] = [
@@ -370,23 +370,12 @@ async def raw_signal_behind_backlog(
 
 
 def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "pyzmq": zmq.__version__,
-        "libzmq": zmq.zmq_version(),
-        "msgpack": ".".join(map(str, msgpack.version)),
-        "numpy": np.__version__,
-    }
+    return describe(
+        pyzmq=zmq.__version__,
+        libzmq=zmq.zmq_version(),
+        msgpack=".".join(map(str, msgpack.version)),
+        numpy=np.__version__,
+    )
 
 
 def met(name: str, value: float) -> bool:

@@ -40,7 +40,6 @@ import asyncio
 import copy
 import json
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -52,6 +51,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from benchmarks.machine import describe
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW = ROOT / "workflows" / "hwa-training.yaml"
@@ -349,29 +350,18 @@ def machine() -> dict[str, Any]:
     import numpy
     import torch
 
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     try:
         from importlib.metadata import version
 
         aihwkit = version("aihwkit")
     except Exception:
         aihwkit = "unknown"
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "aihwkit": aihwkit,
-        "numpy": numpy.__version__,
-    }
+    return describe(
+        torch=torch.__version__,
+        torch_threads=torch.get_num_threads(),
+        aihwkit=aihwkit,
+        numpy=numpy.__version__,
+    )
 
 
 def rounded(value: Any) -> Any:

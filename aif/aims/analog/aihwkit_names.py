@@ -26,15 +26,9 @@ Problem = tuple[str, str]
 @functools.cache
 def config_classes() -> dict[str, type]:
     """Config families and presets: RPU config classes the two config modules export."""
-    from aihwkit.simulator import configs, presets
     from aihwkit.simulator.parameters.base import RPUConfigBase
 
-    return {
-        name: obj
-        for module in (configs, presets)
-        for name, obj in vars(module).items()
-        if isinstance(obj, type) and issubclass(obj, RPUConfigBase) and not name.startswith("_")
-    }
+    return _exported((RPUConfigBase,))
 
 
 @functools.cache
@@ -50,11 +44,18 @@ def family_classes() -> dict[str, type]:
 @functools.cache
 def device_classes() -> dict[str, type]:
     """Devices and compound cells (unit cells, transfer and mixed-precision compounds)."""
-    from aihwkit.simulator import configs, presets
     from aihwkit.simulator.configs.compounds import DigitalRankUpdateCell, UnitCell
     from aihwkit.simulator.configs.devices import FloatingPointDevice, IdealDevice, PulsedDevice
 
-    bases = (PulsedDevice, UnitCell, DigitalRankUpdateCell, FloatingPointDevice, IdealDevice)
+    return _exported(
+        (PulsedDevice, UnitCell, DigitalRankUpdateCell, FloatingPointDevice, IdealDevice)
+    )
+
+
+def _exported(bases: tuple[type, ...]) -> dict[str, type]:
+    """Public classes of ``aihwkit.simulator.configs`` and ``presets`` derived from ``bases``."""
+    from aihwkit.simulator import configs, presets
+
     return {
         name: obj
         for module in (configs, presets)

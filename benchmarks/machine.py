@@ -1,0 +1,21 @@
+"""What every benchmark reports about the machine it ran on: ratios travel, seconds do not."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+
+def describe(**versions: Any) -> dict[str, Any]:
+    """Core count, CPU model, Python, and the ``versions`` each benchmark cares about."""
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), **versions}
