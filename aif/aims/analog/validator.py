@@ -40,9 +40,10 @@ from aif.communication.ports import Record
 from aif.errors import ExperimentError
 
 Problem = tuple[str, str]
-#: What a review needs: the aihwkit builders, scikit-learn's data sets, and the
-#: ``torch._dynamo`` import that torch's first optimizer triggers.
-_HEAVY_MODULES = ("aif.aims.analog.build", "sklearn.datasets", "torch._dynamo")
+#: What a review needs: the aihwkit builders (torch, aihwkit). Not scikit-learn nor
+#: ``torch._dynamo``: the check knows digits' shape and builds no optimizer, so importing
+#: them here would only take CPU from the simulator's process while it starts.
+_HEAVY_MODULES = ("aif.aims.analog.build",)
 
 
 def spec_problems(raw: Any) -> tuple[Experiment | None, list[Problem]]:
