@@ -65,7 +65,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Check analog experiment files as the validator AIM would, without running them."""
-    from aif.aims.analog.experiments import read_experiment_file
+    from aif.aims.analog.experiments import experiment_json, read_experiment_file
     from aif.aims.analog.validator import review_experiment
 
     failed = 0
@@ -79,7 +79,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             continue
         for raw in entries:
             # the same JSON round trip experiment-source applies on the way to the validator
-            verdict = review_experiment(json.loads(json.dumps(raw, default=str)), path.parent)
+            verdict = review_experiment(json.loads(experiment_json(raw)), path.parent)
             if verdict.accepted and verdict.experiment is not None:
                 labels = ", ".join(label or "rpu" for label in verdict.routes)
                 print(f"{file}: OK: experiment {verdict.experiment.name!r} ({labels})")

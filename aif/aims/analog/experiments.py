@@ -60,6 +60,11 @@ def read_experiment_file(path: Path) -> list[Any]:
     )
 
 
+def experiment_json(raw: Any) -> str:
+    """The raw mapping as it travels to the validator: JSON, YAML's dates as text."""
+    return json.dumps(raw, default=str)
+
+
 def anchor_paths(raw: Any, folder: Path) -> None:
     """Make a relative ``dataset.path`` relative to the experiment file, where users expect it.
 
@@ -110,7 +115,7 @@ class ExperimentSource(AIM):
         await self.result(experiments=sent)
 
     async def _emit(self, name: str, source: str, raw: Any, error: str) -> None:
-        spec = json.dumps(raw, default=str) if raw is not None else ""
+        spec = experiment_json(raw) if raw is not None else ""
         await self.send(
             "experiments", {"name": name, "source": source, "spec": spec, "error": error}
         )
