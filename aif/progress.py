@@ -120,7 +120,7 @@ class RunDisplay:
         for aim, data in sorted(result.results.items()):
             flat = {k: v for k, v in data.items() if not isinstance(v, dict)}
             rows.update({k: v for k, v in data.items() if isinstance(v, dict)})
-            if flat or len(flat) == len(data):
+            if flat or not data:
                 table.add_row(aim, " ".join(f"{k}={_fmt(v)}" for k, v in flat.items()))
         for ref, records in result.outputs.items():
             table.add_row(ref, f"{len(records)} record(s)")
