@@ -43,9 +43,6 @@ from aif.communication.ports import Record, Stop
 
 __all__ = [
     "METRICS_FIELDS",
-    "METRICS_TYPE",
-    "REJECTION_TYPE",
-    "RESULT_TYPE",
     "AnalogReporter",
     "Report",
     "ReporterParams",
@@ -53,11 +50,6 @@ __all__ = [
     "json_safe",
     "write_json_atomic",
 ]
-
-# The records it reads, under the names its tests and callers use.
-METRICS_TYPE = METRICS_RECORD
-RESULT_TYPE = RESULT_RECORD
-REJECTION_TYPE = REJECTION_RECORD
 
 #: Columns of metrics.csv, in order.
 METRICS_FIELDS = ("job", "epoch", "epochs", "loss", "accuracy", "seconds", "lr")
@@ -289,7 +281,11 @@ class AnalogReporter(AIM):
     ``configurations.png`` and reports the folder and the best job as its result.
     """
 
-    inputs = {"metrics": METRICS_TYPE, "results": RESULT_TYPE, "rejections": REJECTION_TYPE}
+    inputs = {
+        "metrics": METRICS_RECORD,
+        "results": RESULT_RECORD,
+        "rejections": REJECTION_RECORD,
+    }
     Params = ReporterParams
     #: A stopped run still reports the jobs its simulators end on the way out.
     drain_on_stop = True

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from aif import AIM, Controller, RunState
-from aif.aims.reporter import METRICS_TYPE, REJECTION_TYPE, RESULT_TYPE
+from aif.aims.analog.records import METRICS_RECORD, REJECTION_RECORD, RESULT_RECORD
 from aif.workflow import load_workflow_text, resolve
 
 pytestmark = pytest.mark.integration
@@ -53,7 +53,7 @@ def _result(job: str, label: str, status: str, accuracy: float, **drift: Any) ->
 class SweepSource(AIM):
     """Emits what a validator and a simulator would for a two-job sweep and a rejection."""
 
-    outputs = {"metrics": METRICS_TYPE, "results": RESULT_TYPE, "rejections": REJECTION_TYPE}
+    outputs = {"metrics": METRICS_RECORD, "results": RESULT_RECORD, "rejections": REJECTION_RECORD}
 
     async def run(self) -> None:
         await self.send(
@@ -88,7 +88,7 @@ class SweepSource(AIM):
 class EndlessTraining(AIM):
     """Reports epochs of one job until it is told to stop, never sending a result."""
 
-    outputs = {"metrics": METRICS_TYPE, "results": RESULT_TYPE, "rejections": REJECTION_TYPE}
+    outputs = {"metrics": METRICS_RECORD, "results": RESULT_RECORD, "rejections": REJECTION_RECORD}
 
     async def run(self) -> None:
         epoch = 0

@@ -14,11 +14,9 @@ import pydantic
 import pytest
 
 from aif.aims import report_plots
+from aif.aims.analog.records import METRICS_RECORD, REJECTION_RECORD, RESULT_RECORD
 from aif.aims.report_plots import duration_ticks
 from aif.aims.reporter import (
-    METRICS_TYPE,
-    REJECTION_TYPE,
-    RESULT_TYPE,
     AnalogReporter,
     Report,
     ReporterParams,
@@ -81,14 +79,14 @@ def strict_json(path: Path) -> Any:
 
 
 def test_port_types_are_the_contract_types() -> None:
-    assert parse_type(METRICS_TYPE) == parse_type(
+    assert parse_type(METRICS_RECORD) == parse_type(
         "{string job; int32 epoch; int32 epochs; float64 loss; float64 accuracy; "
         "float64 seconds; float64 lr}"
     )
-    assert parse_type(REJECTION_TYPE) == parse_type(
+    assert parse_type(REJECTION_RECORD) == parse_type(
         "{string experiment; string source; string[] problems}"
     )
-    fields = [f.strip().split(" ")[1] for f in RESULT_TYPE.strip("{}").split(";")]
+    fields = [f.strip().split(" ")[1] for f in RESULT_RECORD.strip("{}").split(";")]
     assert fields == list(result("x"))
     specs = AnalogReporter.port_specs()
     assert sorted(specs) == ["metrics", "rejections", "results"]
