@@ -92,27 +92,21 @@ class JobOutcome:
         return out
 
 
+@dataclass
 class PreparedJob:
     """A job whose data and model are built; each method is one step of its work."""
 
-    def __init__(
-        self,
-        experiment: Experiment,
-        outcome: JobOutcome,
-        data: Any,
-        parts: dict[str, Any],
-        storage: Storage,
-    ) -> None:
-        self.experiment = experiment
-        self.outcome = outcome
-        self.data = data
-        self.model = parts["model"]
-        self.optimizer = parts["optimizer"]
-        self.scheduler = parts["scheduler"]
-        self.loss_fn = parts["loss"]
-        self.device = parts["device"]
-        self.drift_capable: bool = parts["drift_capable"]
-        self._storage = storage
+    experiment: Experiment
+    outcome: JobOutcome
+    data: Any
+    model: Any
+    optimizer: Any
+    scheduler: Any
+    loss_fn: Callable[..., Any]
+    device: Any
+    #: The configuration has a noise model: drift inference applies.
+    drift_capable: bool
+    storage: Storage
 
     def epoch(self, epoch: int) -> Any:
         """An ``EpochRunner`` for epoch ``epoch`` (1-based)."""
@@ -153,14 +147,14 @@ class PreparedJob:
         """Keep the weights, and the model they fit, under ``name`` in AIM storage."""
         from aif.aims.analog.checkpoint import save_weights
 
-        self._storage.put(f"{CHECKPOINT_PREFIX}{name}.pt", save_weights(self.model))
+        self.storage.put(f"{CHECKPOINT_PREFIX}{name}.pt", save_weights(self.model))
         meta = {
             "experiment": self.experiment.name,
             "model": self.experiment.model.model_dump(mode="json"),
             "dataset": self.experiment.dataset.model_dump(mode="json"),
             "accuracy": self.outcome.accuracy if math.isfinite(self.outcome.accuracy) else None,
         }
-        self._storage.put(f"{CHECKPOINT_PREFIX}{name}.json", json.dumps(meta).encode())
+        self.storage.put(f"{CHECKPOINT_PREFIX}{name}.json", json.dumps(meta).encode())
 
     def drift(self, should_stop: Callable[[], bool]) -> bool:
         """Accuracy after programming and drift; returns True if stopped part way."""
@@ -219,15 +213,18 @@ class JobRunner:
             self._load(model, experiment.load_checkpoint)
         model = model.to(device)
         optimizer = build.build_optimizer(experiment.training, model)
-        parts = {
-            "model": model,
-            "optimizer": optimizer,
-            "scheduler": build.build_scheduler(experiment.training, optimizer),
-            "loss": build.loss_function(experiment.training),
-            "device": device,
-            "drift_capable": build.is_inference_family(rpu_config),
-        }
-        return PreparedJob(experiment, outcome, data, parts, self._storage)
+        return PreparedJob(
+            experiment=experiment,
+            outcome=outcome,
+            data=data,
+            model=model,
+            optimizer=optimizer,
+            scheduler=build.build_scheduler(experiment.training, optimizer),
+            loss_fn=build.loss_function(experiment.training),
+            device=device,
+            drift_capable=build.is_inference_family(rpu_config),
+            storage=self._storage,
+        )
 
     def _dataset(self, experiment: Experiment) -> Any:
         from aif.aims.analog.datasets import load_dataset
