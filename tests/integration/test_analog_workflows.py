@@ -208,3 +208,35 @@ async def wait_for(predicate: Any, timeout: float = 60.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.02)
+
+
+async def test_a_missing_experiment_file_is_a_rejection_and_a_bad_family_fails_clearly(
+    tmp_path: Path,
+) -> None:
+    text = yaml.safe_dump(
+        {
+            "name": "bad-inputs",
+            "aims": {
+                "experiments": {
+                    "type": "experiment-source",
+                    "params": {"files": ["nowhere.yml"]},
+                },
+                "validator": {"type": "analog-validator"},
+            },
+            "connections": ["experiments.experiments -> validator.experiments"],
+            "outputs": ["validator.rejections"],
+        }
+    )
+    async with Controller(tmp_path / "state") as controller:
+        result = await controller.run_workflow(resolve(load_workflow_text(text, "b.yml")), 60)
+    assert result.state is RunState.SUCCEEDED, result.error
+    (rejection,) = result.outputs["validator.rejections"]
+    assert (
+        "nowhere.yml" in rejection["problems"][0] and "does not exist" in rejection["problems"][0]
+    )
+
+    wf = workflow([experiment("x")], tmp_path / "r2", {"simulator": {"families": ["Bogus"]}})
+    async with Controller(tmp_path / "state") as controller:
+        failed = await controller.run_workflow(wf, timeout=60)
+    assert failed.state is RunState.FAILED
+    assert "unknown RPU config families ['Bogus']" in (failed.error or "")
