@@ -10,7 +10,8 @@ boundary with ``raise ... from exc`` so callers catch one family::
     │   └── TypeSyntaxError         a type string that does not parse (points at the column)
     ├── WireError                   a message that cannot cross a channel
     │   ├── MalformedMessage        frames that do not decode
-    │   └── MessageTooLarge         a message over the channel's size limit
+    │   ├── MessageTooLarge         a message over the channel's size limit
+    │   └── ProtocolError           bytes that break the IMC chip wire protocol
     ├── ChannelError                a channel used wrongly or closed
     │   └── ChannelClosed           the channel was closed while waiting on it
     ├── WorkflowError               an AIW file that does not load or validate
@@ -19,6 +20,9 @@ boundary with ``raise ... from exc`` so callers catch one family::
     ├── LifecycleError              a call made in the wrong lifecycle state
     ├── AIMError                    an AIM misbehaved
     │   └── AIMFailed               an AIM crashed, exited or stopped heart-beating
+    ├── HardwareError               a hardware device behind a hardware AIM failed
+    │   ├── ChipError               the chip answered with an error reply (``status``)
+    │   └── ChipConnectionError     the chip cannot be reached, went away or stopped answering
     ├── ControllerError             the controller could not do what was asked
     │   └── CleanupError            several resources failed to tear down
     └── StorageError                a storage key or object problem
@@ -62,6 +66,10 @@ class MalformedMessage(WireError):
 
 class MessageTooLarge(WireError):
     """A message is larger than the channel's maximum message size."""
+
+
+class ProtocolError(WireError):
+    """Bytes that do not follow the IMC chip wire protocol (``docs/imc-protocol.md``)."""
 
 
 class ChannelError(AIFError):
@@ -120,6 +128,22 @@ class AIMFailed(AIMError):
         self.aim = aim
         self.cause = cause
         super().__init__(f"AIM {aim!r} failed: {cause}")
+
+
+class HardwareError(AIFError):
+    """A device behind a hardware AIM failed; the message names the device and its address."""
+
+
+class ChipError(HardwareError):
+    """The chip replied with an error; ``status`` is the protocol's status code."""
+
+    def __init__(self, message: str, status: int) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class ChipConnectionError(HardwareError):
+    """The chip cannot be reached, closed the connection, or did not answer in time."""
 
 
 class ControllerError(AIFError):
