@@ -15,6 +15,7 @@ Whether AIM types exist and ports fit is :func:`aif.workflow.resolve.resolve`'s 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import yaml
 from aif.errors import WorkflowError
 from aif.workflow.messages import format_validation_errors, kind_of
 from aif.workflow.model import Loc, SourceMap, Workflow
+from aif.workflow.overrides import apply_overrides
 
 #: Upper bound on YAML nodes after alias expansion (guards against "billion laughs").
 MAX_NODES = 1_000_000
@@ -34,8 +36,11 @@ _STANDARD_TAGS = {
 }
 
 
-def load_workflow(path: Path | str) -> Workflow:
-    """Load and check the shape of the AIW in ``path`` (raises ``WorkflowError``)."""
+def load_workflow(path: Path | str, overrides: Sequence[str] = ()) -> Workflow:
+    """Load and check the shape of the AIW in ``path`` (raises ``WorkflowError``).
+
+    ``overrides`` are ``KEY=VALUE`` changes applied before the check (``--set``).
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -47,12 +52,16 @@ def load_workflow(path: Path | str) -> Workflow:
         ) from exc
     except OSError as exc:
         raise WorkflowError(f"cannot read workflow file {str(path)!r}: {exc.strerror}") from exc
-    return load_workflow_text(text, source=str(path))
+    return load_workflow_text(text, source=str(path), overrides=overrides)
 
 
-def load_workflow_text(text: str, source: str = "<string>") -> Workflow:
+def load_workflow_text(
+    text: str, source: str = "<string>", overrides: Sequence[str] = ()
+) -> Workflow:
     """Load an AIW from YAML text; ``source`` names it in messages (raises ``WorkflowError``)."""
     data, source_map = parse_yaml(text, source)
+    if overrides:
+        data = apply_overrides(data, overrides)
     if not isinstance(data, dict):
         kind = "an empty document" if data is None else f"a {kind_of(data)}"
         raise WorkflowError(
