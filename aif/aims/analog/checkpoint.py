@@ -54,6 +54,29 @@ def weights_dict(model: Any) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous().clone() for k, v in out.items()}
 
 
+def digital_weights(model: Any) -> dict[str, torch.Tensor]:
+    """The weights a digital model of the same layers holds, by its state-dict key.
+
+    What a deployment target (the IMC chip driver) needs: each analog layer's logical
+    weights shaped as its digital twin's parameter (an analog ``Conv2d`` keeps them as
+    ``out x in*kh*kw``), digital modules as they are, input ranges left out.
+    """
+    analog = _analog_layers(model)
+    out = {k: v for k, v in weights_dict(model).items() if not k.endswith(_OPTIONAL)}
+    for name, layer in analog.items():
+        key = _key(name, "weight")
+        out[key] = out[key].reshape(_digital_weight_shape(layer, out[key]))
+    return out
+
+
+def _digital_weight_shape(layer: Any, weight: torch.Tensor) -> tuple[int, ...]:
+    kernel = getattr(layer, "kernel_size", None)
+    if kernel is None:
+        return tuple(weight.shape)
+    groups = int(getattr(layer, "groups", 1))
+    return (int(layer.out_channels), int(layer.in_channels) // groups, *(int(k) for k in kernel))
+
+
 def save_weights(model: Any) -> bytes:
     """The model's weights as ``torch.save`` bytes of a ``dict[str, Tensor]``."""
     buffer = io.BytesIO()

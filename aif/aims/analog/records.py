@@ -3,6 +3,7 @@
 ::
 
     experiment-source ──EXPERIMENT──► validator ──JOB──► simulator ──METRICS, RESULT──► reporter
+                                          │                  └──MODEL──► imc_chip ──RESULT──┘
                                           └──────────────REJECTION──────────────────────┘
 
 Specs travel as JSON text (the validator re-checks them with pydantic on arrival),
@@ -31,4 +32,11 @@ RESULT_RECORD = (
     "float64 accuracy; float64[] drift_times; float64[] drift_mean; float64[] drift_std; "
     "float64[] drift_mean_compensated; float64[] drift_std_compensated; string checkpoint; "
     "string simulator}"
+)
+#: A trained model for deployment: the job's spec (JSON, one configuration) and its
+#: weights as a digital model of the same layers would hold them (``names[i]`` is the
+#: state-dict key of ``tensors[i]``; analog layers give their effective weights).
+MODEL_RECORD = (
+    "{string job; string experiment; string label; string source; string spec; "
+    "string[] names; (tensor<float32>)[] tensors}"
 )

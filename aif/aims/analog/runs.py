@@ -156,6 +156,15 @@ class PreparedJob:
         }
         self.storage.put(f"{CHECKPOINT_PREFIX}{name}.json", json.dumps(meta).encode())
 
+    def digital_weights(self) -> tuple[list[str], list[Any]]:
+        """Names and float32 CPU arrays of the trained weights, as a digital twin holds them."""
+        import torch
+
+        from aif.aims.analog.checkpoint import digital_weights
+
+        weights = digital_weights(self.model)
+        return list(weights), [t.to(torch.float32).numpy() for t in weights.values()]
+
     def drift(self, should_stop: Callable[[], bool]) -> bool:
         """Accuracy after programming and drift; returns True if stopped part way."""
         from aif.aims.analog.inference import drift_inference

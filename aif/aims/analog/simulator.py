@@ -11,6 +11,10 @@ thread; between slices the AIM yields to its runtime, so suspend waits there, re
 goes on, and stop ends the job cleanly with the epochs it finished (status
 ``stopped``). Heavy work never blocks heartbeats.
 
+A connected ``models`` output gets each trained model (its job's spec and weights as
+a digital twin holds them) for deployment, e.g. on an IMC chip, before this
+simulator's own drift inference starts, so chip and simulator work side by side.
+
 Trained weights can be kept in this AIM's storage (``checkpoint: name``) as a
 tensors-only file read back with ``torch.load(weights_only=True)``; an inference
 workflow with a simulator of the same name picks them up (``load_checkpoint``).
@@ -25,7 +29,7 @@ from typing import Any, Literal
 import pydantic
 
 from aif.aims.analog import capabilities
-from aif.aims.analog.records import JOB_RECORD, METRICS_RECORD, RESULT_RECORD
+from aif.aims.analog.records import JOB_RECORD, METRICS_RECORD, MODEL_RECORD, RESULT_RECORD
 from aif.aims.analog.runs import JobOutcome, JobRunner
 from aif.aims.analog.spec import Experiment
 from aif.aims.base import AIM
@@ -98,7 +102,7 @@ class AnalogSimulator(AIM):
     """Trains and tests accepted analog jobs with aihwkit, on the CPU or a GPU."""
 
     inputs = {"jobs": JOB_RECORD}
-    outputs = {"metrics": METRICS_RECORD, "results": RESULT_RECORD}
+    outputs = {"metrics": METRICS_RECORD, "results": RESULT_RECORD, "models": MODEL_RECORD}
     Params = SimulatorParams
 
     async def setup(self) -> None:
@@ -153,7 +157,7 @@ class AnalogSimulator(AIM):
         try:
             await self._preload.ready()
             experiment = Experiment.model_validate_json(record["spec"])
-            await self._execute(experiment, outcome)
+            await self._execute(experiment, outcome, record)
         except Exception as exc:  # one failed job must not end the others
             self.log.exception("job %s failed", outcome.job)
             outcome.status = "failed"
@@ -162,7 +166,9 @@ class AnalogSimulator(AIM):
         await self.result(**{outcome.job: outcome.summary()})
         return outcome
 
-    async def _execute(self, experiment: Experiment, outcome: JobOutcome) -> None:
+    async def _execute(
+        self, experiment: Experiment, outcome: JobOutcome, record: dict[str, Any]
+    ) -> None:
         assert isinstance(self.params, SimulatorParams)
         job = await asyncio.to_thread(self._runner.prepare, experiment, outcome)
         epochs = experiment.training.epochs
@@ -203,6 +209,22 @@ class AnalogSimulator(AIM):
         if experiment.checkpoint:
             await asyncio.to_thread(job.save_checkpoint, experiment.checkpoint)
             outcome.checkpoint = experiment.checkpoint
+        if self.peers("models"):
+            # Deployment targets (an IMC chip) get the trained weights before this
+            # simulator's own drift inference, so both predict side by side.
+            names, tensors = await asyncio.to_thread(job.digital_weights)
+            await self.send(
+                "models",
+                {
+                    "job": outcome.job,
+                    "experiment": outcome.experiment,
+                    "label": outcome.label,
+                    "source": record["source"],
+                    "spec": record["spec"],
+                    "names": names,
+                    "tensors": tensors,
+                },
+            )
         if experiment.inference is not None and job.drift_capable:
             if not await self.checkpoint():
                 outcome.status = "stopped"
