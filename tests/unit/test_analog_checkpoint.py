@@ -20,7 +20,7 @@ from aihwkit.simulator.configs import (
 from aihwkit.simulator.configs.devices import ConstantStepDevice
 from sklearn.datasets import load_digits
 
-from aif.aims.analog.checkpoint import load_weights, save_weights, weights_dict
+from aif.aims.analog.checkpoint import digital_weights, load_weights, save_weights, weights_dict
 from aif.aims.analog.training import EpochRunner, seed_everything
 from aif.errors import ExperimentError
 
@@ -271,3 +271,29 @@ def test_aihwkit_state_dicts_are_refused_without_unpickling_them() -> None:
     torch.save(model.state_dict(), buffer)
     with pytest.raises(ExperimentError, match="does not load"):
         load_weights(cnn(pcm_inference()), buffer.getvalue())
+
+
+def test_digital_weights_make_a_digital_twin_that_computes_the_same() -> None:
+    """What a deployment target gets: the analog model's weights in digital shapes."""
+    torch.manual_seed(0)
+    fp = FloatingPointRPUConfig()
+    analog = AnalogSequential(
+        AnalogConv2d(1, 4, 3, padding=1, rpu_config=fp),
+        torch.nn.ReLU(),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.Flatten(),
+        AnalogLinear(256, 10, rpu_config=fp),
+    ).eval()
+    twin = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.Flatten(),
+        torch.nn.Linear(256, 10),
+    ).eval()
+    weights = digital_weights(analog)
+    assert weights["0.weight"].shape == (4, 1, 3, 3)
+    twin.load_state_dict(weights, strict=True)
+    x = torch.rand(5, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(twin(x), analog(x), atol=1e-5, rtol=1e-5)
