@@ -21,6 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 
+from aif.aims.analog.records import trained_job
 from aif.aims.analog.spec import DURATION_UNITS, format_duration
 
 __all__ = [
@@ -50,10 +51,17 @@ def _number(value: Any) -> float:
 
 
 def colours_for(jobs: Iterable[str]) -> dict[str, str]:
-    """One colour per job, in first-seen order, so a job looks the same in every figure."""
+    """One colour per job, in first-seen order, so a job looks the same in every figure.
+
+    A deployed job (``hwa-cnn@chip``) takes its trained job's colour, so the chip's
+    curve sits beside the simulator's prediction in the same colour.
+    """
     colours: dict[str, str] = {}
+    trained: dict[str, str] = {}
     for job in jobs:
-        colours.setdefault(job, f"C{len(colours) % 10}")
+        base = trained_job(job)
+        colour = trained.setdefault(base, f"C{len(trained) % 10}")
+        colours.setdefault(job, colour)
     return colours
 
 
@@ -117,7 +125,8 @@ def plot_drift(
 ) -> bool:
     """Accuracy against time after programming (log axis), error bars one std.
 
-    One colour per job; solid without drift compensation, dashed with it. Only
+    One colour per trained job, squares for its deployments (``job@chip``); solid
+    without drift compensation, dashed with it. Only
     positive times can sit on a log axis (the spec allows no others).
     """
     figure = Figure(figsize=(8, 5), layout="constrained")
@@ -147,7 +156,7 @@ def plot_drift(
                 [means[i] for i in keep],
                 yerr=[0.0 if math.isnan(stds[i]) else stds[i] for i in keep],
                 linestyle=style,
-                marker="o",
+                marker="s" if trained_job(str(result.get("job"))) != result.get("job") else "o",
                 markersize=4,
                 capsize=3,
                 color=colour,

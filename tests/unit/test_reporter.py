@@ -284,3 +284,12 @@ def test_plots_off_and_drift_edge_cases(tmp_path: Path) -> None:
     only_missing = [report.results["b"]]
     assert not report_plots.plot_drift(only_missing, tmp_path / "none.png")
     assert not (tmp_path / "none.png").exists()
+
+
+def test_a_deployed_job_shares_its_trained_jobs_colour() -> None:
+    from aif.aims.report_plots import colours_for
+
+    colours = colours_for(["hwa", "ideal", "hwa@chip", "ideal@chip", "other"])
+    assert colours["hwa@chip"] == colours["hwa"] == "C0"
+    assert colours["ideal@chip"] == colours["ideal"] == "C1"
+    assert colours["other"] == "C2"

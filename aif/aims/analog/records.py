@@ -40,3 +40,13 @@ MODEL_RECORD = (
     "{string job; string experiment; string label; string source; string spec; "
     "string[] names; (tensor<float32>)[] tensors}"
 )
+
+
+def deployed_job(job: str, target: str) -> str:
+    """The job name of ``job``'s model measured on ``target``: ``hwa-cnn@chip``."""
+    return f"{job}@{target}"
+
+
+def trained_job(job: str) -> str:
+    """The job a (possibly deployed) job name comes from: ``hwa-cnn@chip`` → ``hwa-cnn``."""
+    return job.split("@", 1)[0]
