@@ -34,7 +34,11 @@ def _fmt(value: Any) -> str:
 
 
 def _rows_table(rows: dict[str, dict[str, Any]]) -> Table:
-    """One row per key (a job), one column per field any row has, in first-seen order."""
+    """One row per key (a job), by name, one column per field any row has, first seen first.
+
+    By name, so a deployed job (``cnn@chip``) follows the job it was trained in.
+    """
+    rows = dict(sorted(rows.items()))
     columns: list[str] = []
     for data in rows.values():
         columns.extend(k for k in data if k not in columns)
