@@ -48,7 +48,8 @@ import numpy as np
 import torch
 
 from aif.aims.analog.imc_chip.client import ChipClient
-from aif.aims.analog.imc_chip.tiles import Chip, ChipConfig
+from aif.aims.analog.imc_chip.config import ChipConfig
+from aif.aims.analog.imc_chip.tiles import Chip
 from benchmarks.machine import describe
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,8 +20,9 @@ import torch
 
 from aif.aims.analog.imc_chip import messages as m
 from aif.aims.analog.imc_chip import protocol as p
+from aif.aims.analog.imc_chip.config import ChipConfig
 from aif.aims.analog.imc_chip.emulator import parse_listen
-from aif.aims.analog.imc_chip.tiles import Chip, ChipConfig
+from aif.aims.analog.imc_chip.tiles import Chip
 from aif.errors import ChipError, ConfigError
 
 pytestmark = pytest.mark.integration

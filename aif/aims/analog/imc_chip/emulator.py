@@ -32,8 +32,9 @@ import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import assert_never
+from typing import TYPE_CHECKING, assert_never
 
+from aif.aims.analog.imc_chip.config import DEFAULT_MAX_BATCH, ChipConfig
 from aif.aims.analog.imc_chip.messages import (
     ErrorReply,
     InfoRequest,
@@ -50,8 +51,10 @@ from aif.aims.analog.imc_chip.messages import (
     WaitRequest,
 )
 from aif.aims.analog.imc_chip.protocol import ProtocolViolation, encode, read_request
-from aif.aims.analog.imc_chip.tiles import DEFAULT_MAX_BATCH, Chip, ChipConfig
 from aif.errors import ChipError, ConfigError
+
+if TYPE_CHECKING:  # the physics imports torch and aihwkit: only when a chip is made
+    from aif.aims.analog.imc_chip.tiles import Chip
 
 __all__ = [
     "EmulatorServer",
@@ -261,6 +264,8 @@ def run(args: argparse.Namespace) -> int:
             level=logging.INFO, stream=sys.stderr, format="%(asctime)s emulator %(message)s"
         )
     try:
+        from aif.aims.analog.imc_chip.tiles import Chip
+
         chip = Chip(chip_config(args))
     except ConfigError as exc:
         print(f"aif chip emulate: {exc}", file=sys.stderr)

@@ -41,7 +41,6 @@ import math
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
@@ -49,6 +48,7 @@ import numpy.typing as npt
 import torch
 from aihwkit.inference.noise.pcm import PCMLikeNoiseModel
 
+from aif.aims.analog.imc_chip.config import ChipConfig
 from aif.aims.analog.imc_chip.messages import (
     ALL_TILES,
     PROTOCOL_VERSION,
@@ -58,70 +58,15 @@ from aif.aims.analog.imc_chip.messages import (
     ReadReply,
     Status,
 )
-from aif.errors import ChipError, ConfigError
+from aif.errors import ChipError
 
-__all__ = ["DEFAULT_MAX_BATCH", "Chip", "ChipConfig"]
+__all__ = ["Chip"]
 
 #: Largest MVM batch the emulator accepts (16 MiB of float32 inputs at 256 columns).
-DEFAULT_MAX_BATCH: Final = 16384
 #: Values this far past a range edge (float32 rounding of a host's scaling) are clipped.
 _SLACK: Final = 1e-6
 
 Floats = npt.NDArray[np.float32]
-
-
-@dataclass(frozen=True, slots=True)
-class ChipConfig:
-    """The chip's geometry and physics; ``seed=None`` draws a fresh seed."""
-
-    tiles: int = 64
-    rows: int = 256
-    cols: int = 256
-    dac_bits: int = 8
-    adc_bits: int = 8
-    out_bound: float = 12.0
-    g_max: float = 25.0
-    read_noise: float = 0.02
-    noise: bool = True
-    seed: int | None = None
-    max_batch: int = DEFAULT_MAX_BATCH
-
-    def __post_init__(self) -> None:
-        problems = []
-        for name, top in (("tiles", ALL_TILES - 1), ("rows", 0xFFFF), ("cols", 0xFFFF)):
-            value = getattr(self, name)
-            if not 1 <= value <= top:
-                problems.append(f"{name} = {value} must be within 1..{top}")
-        for name in ("dac_bits", "adc_bits"):
-            value = getattr(self, name)
-            if value != 0 and not 2 <= value <= 24:
-                problems.append(f"{name} = {value} must be 0 (no rounding) or within 2..24")
-        for name in ("out_bound", "g_max"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                problems.append(f"{name} = {value} must be a finite number > 0")
-        if not (math.isfinite(self.read_noise) and self.read_noise >= 0):
-            problems.append(f"read_noise = {self.read_noise} must be a finite number >= 0")
-        if self.max_batch < 1:
-            problems.append(f"max_batch = {self.max_batch} must be >= 1")
-        if self.seed is not None and self.seed < 0:
-            problems.append(f"seed = {self.seed} must be >= 0")
-        if problems:
-            raise ConfigError("chip configuration: " + "; ".join(problems))
-
-    @property
-    def dac_step(self) -> float:
-        """Input quantisation step (0: none)."""
-        return _step(1.0, self.dac_bits)
-
-    @property
-    def adc_step(self) -> float:
-        """Output quantisation step in weight units (0: none)."""
-        return _step(self.out_bound, self.adc_bits)
-
-
-def _step(bound: float, bits: int) -> float:
-    return 2.0 * bound / (2**bits - 2) if bits else 0.0
 
 
 @contextmanager
