@@ -6,6 +6,14 @@ controller's process (sharing its ZeroMQ context, so channels can be ``inproc://
 ``remote``: ``aif aim serve package.module:Class --controller tcp://...`` started by
 hand, possibly on another machine. The AIM code cannot tell which.
 
+A remote host brings its own class (the controller only checks that it is the one
+the workflow declares), binds its tcp readers on the interface that faces the
+controller, and leaves cleanly, saying why in its ``bye``: when its AIM is done,
+when it is interrupted (SIGINT, SIGTERM), when the controller refuses it or does not
+answer within ``connect_timeout``, and when the connection to the controller drops
+after registration (the controller died or its machine went away), so that it never
+waits for a controller that is gone.
+
 The host binds one channel reader per input port plus a control reader whose high
 lane carries the controller's lifecycle signals, connects one writer per outgoing
 connection, sends heartbeats, and pumps the readers into the single ordered event
@@ -20,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import sys
 import traceback
 from collections.abc import AsyncIterator, Mapping
@@ -30,13 +39,15 @@ import pydantic
 import zmq
 import zmq.asyncio
 
+from aif.aims import lifelines
 from aif.aims.base import AIM, Peer
 from aif.aims.event_stream import EventStream
 from aif.aims.registry import resolve_aim_type
+from aif.communication.addresses import dialable, facing_interface
 from aif.communication.channel import ChannelEndpoints, ChannelReader, ChannelWriter
 from aif.communication.ports import AIMEvent, Signal, SignalCode
 from aif.controller import aim_api
-from aif.errors import AIFError, ChannelError, LifecycleError
+from aif.errors import AIFError, ChannelError, ConfigError, LifecycleError
 from aif.storage.base import Storage
 from aif.storage.local import aim_storage, global_storage
 
@@ -64,14 +75,38 @@ class AIMHost:
         workflow: str | None = None,
         type_text: str | None = None,
         watch_parent: bool = False,
+        connect_timeout: float = CONTROLLER_TIMEOUT,
+        handle_signals: bool = False,
+        state_dir: Path | None = None,
     ) -> None:
         self.ctx = ctx
         self.controller_endpoint = controller
         self.name = aim
         self.workflow = workflow or ""
+        #: The AIM type a remote host brings; None: the controller's ``setup`` names it.
         self.type_text = type_text
+        self.connect_timeout = connect_timeout
+        self._handle_signals = handle_signals
+        #: Over tcp the controller may be on another machine: watch the connection.
+        self._over_tcp = controller.startswith("tcp://")
         #: A child host ends itself when its controller process dies (no orphans).
         self._parent = os.getppid() if watch_parent else None
+        self._cls: type[AIM] | None = None
+        self._serving: asyncio.Task[Any] | None = None
+        #: Set once the host must go (signal, lost controller): why, and the exit status.
+        self._leaving: tuple[str, int] | None = None
+        #: Milestones: setup received, AIM.setup() done, run ended (done or failed
+        #: sent: nothing left to abort), AIM.teardown() called.
+        self._registered = False
+        self._set_up = False
+        self._finished = False
+        self._torn_down = False
+        #: What the host says in its bye when nothing cut it short.
+        self._outcome = "exit"
+        self._monitor: zmq.asyncio.Socket | None = None
+        #: Where a remote host keeps storage on its own machine (default: the controller's
+        #: state directory path, which is right when both share a machine or a file system).
+        self._own_state_dir = state_dir
         self.state_dir = Path(".")
         self.base_dir = Path(".")
         self._dealer: zmq.asyncio.Socket | None = None
@@ -156,73 +191,115 @@ class AIMHost:
 
     async def serve(self) -> int:
         """Register, set up, run and tear down the AIM. Returns the exit status."""
-        dealer = self.ctx.socket(zmq.DEALER)
-        dealer.setsockopt(zmq.LINGER, 2000)
-        dealer.connect(self.controller_endpoint)
-        self._dealer = dealer
-        if self._parent is not None:
-            serving = asyncio.current_task()
-            assert serving is not None
-            self._tasks.append(asyncio.create_task(self._watch_parent(self._parent, serving)))
+        self._serving = asyncio.current_task()
         status = 1
-        try:
-            status = await self._serve()
-        except AIFError as exc:
-            log.error("AIM %r: %s", self.name, exc)
-        except asyncio.CancelledError:
-            if self._parent is None or os.getppid() == self._parent:
-                raise
-            log.error(
-                "AIM %r: the controller (process %d) is gone; exiting", self.name, self._parent
-            )
-        finally:
-            await self._close()
+        with contextlib.ExitStack() as stack:
+            if self._handle_signals:
+                stack.enter_context(lifelines.leave_on_signals(self._leave))
+            try:
+                self._connect()
+                if self._parent is not None:
+                    watch = lifelines.watch_parent(self._parent, self._leave)
+                    self._tasks.append(asyncio.create_task(watch))
+                status = await self._serve()
+            except AIFError as exc:
+                log.error("%s", exc)
+            except asyncio.CancelledError:
+                if self._leaving is None:
+                    raise
+                await self._teardown()  # left while waiting to be wired or started
+            finally:
+                if self._leaving is not None:
+                    log.error("AIM %r: %s; exiting", self.name, self._leaving[0])
+                    status = self._leaving[1]
+                await self._close()
         return status
 
-    async def _watch_parent(self, parent: int, serving: asyncio.Task[int]) -> None:
-        """End this host when the controller that spawned it is gone."""
-        while os.getppid() == parent:
-            await asyncio.sleep(0.5)
+    def _connect(self) -> None:
+        """Open the AIM API socket; over tcp, watch it for a controller that goes away."""
+        dealer = self.ctx.socket(zmq.DEALER)
+        self._dealer = dealer
+        dealer.setsockopt(zmq.LINGER, 2000)
+        if self._over_tcp:
+            self._monitor = lifelines.monitor_connection(dealer)
+            watch = lifelines.watch_controller(
+                self._monitor,
+                self.controller_endpoint,
+                lambda: self._registered,
+                lambda: self._finished,
+                self._leave,
+            )
+            self._tasks.append(asyncio.create_task(watch))
+        try:
+            dealer.connect(self.controller_endpoint)
+        except zmq.ZMQError as exc:
+            raise ConfigError(
+                f"AIM {self.name!r}: cannot connect to the controller at "
+                f"{self.controller_endpoint!r} ({exc}); give its address as tcp://HOST:PORT"
+            ) from exc
+        self._say("connecting to the controller at %s", self.controller_endpoint)
+
+    def _leave(self, reason: str, status: int) -> None:
+        """Go now: abort a running AIM (its teardown still runs), else stop serving."""
+        first = self._leaving is None
+        if first:
+            self._leaving = (reason, status)
         if self._run_task is not None and not self._run_task.done():
-            self._run_task.cancel()  # run() ends, teardown() still runs
-        else:
-            serving.cancel()
+            self._run_task.cancel()
+        elif self._serving is not None and (not first or not self._finished):
+            self._serving.cancel()  # a second signal also cuts a slow teardown short
 
     async def _serve(self) -> int:
+        brought = None
+        if self.type_text is not None:
+            self._cls = resolve_aim_type(self.type_text)
+            brought = self._cls.class_path()
         await self._api_send(
             aim_api.Hello(
-                aim=self.name, workflow=self.workflow or None, pid=os.getpid(), type=self.type_text
+                aim=self.name,
+                workflow=self.workflow or None,
+                pid=os.getpid(),
+                type=brought,
+                host=socket.gethostname() if brought is not None else None,
             )
         )
-        setup = await self._expect(aim_api.Setup)
+        setup = await self._expect(aim_api.Setup, self.connect_timeout)
         if setup is None:
-            return 0
+            self._outcome = "refused"
+            return 1
+        self._registered = True
+        self._say("registered with run %s; setting up", setup.workflow)
         try:
             await self._setup(setup)
         except Exception as exc:
             await self._api_send(aim_api.Failed(aim=self.name, error=_describe(exc, "setup")))
+            self._outcome = "setup failed"
             return 1
         self._tasks.append(asyncio.create_task(self._heartbeat(setup.heartbeat_interval)))
+        self._say("ready; waiting for the other AIMs of the run")
         wire = await self._expect(aim_api.Wire, PEER_TIMEOUT)
         if wire is None:
             await self._teardown()
-            return 0
+            return 1
         self._wire(wire)
         await self._api_send(aim_api.Wired(aim=self.name))
         if await self._expect(aim_api.Start, PEER_TIMEOUT) is None:
             await self._teardown()
-            return 0
+            return 1
+        self._say("running")
         return await self._run()
 
     async def _setup(self, setup: aim_api.Setup) -> None:
-        cls = resolve_aim_type(setup.type)
+        cls = self._cls or resolve_aim_type(setup.type)
         params = cls.validate_params(setup.params)
         self.workflow = setup.workflow
-        self.state_dir = Path(setup.state_dir)
+        self.state_dir = self._own_state_dir or Path(setup.state_dir)
         self.base_dir = Path(setup.base_dir)
         self._storage = aim_storage(self.state_dir, self.name)
         self._global = global_storage(self.state_dir)
         ipc_dir = Path(setup.ipc_dir)
+        # A remote host's readers must be reachable from the controller's machine.
+        bind_host = facing_interface(self.controller_endpoint) if self._over_tcp else setup.tcp_host
         specs = cls.port_specs()
         for port, spec in specs.items():
             if spec.direction != "input":
@@ -234,13 +311,20 @@ class AIMHost:
                 ipc_dir=ipc_dir,
                 queue_size=setup.queue_sizes.get(port, 1000),
                 max_message_size=setup.max_message_sizes.get(port, 256 * 2**20),
+                tcp_host=bind_host,
             )
         self._control = ChannelReader(
-            self.ctx, "control", setup.control_transport, ipc_dir=ipc_dir, queue_size=16
+            self.ctx,
+            "control",
+            setup.control_transport,
+            ipc_dir=ipc_dir,
+            queue_size=16,
+            tcp_host=bind_host,
         )
         self._aim = cls(self, params)
         self._stream.drain_on_stop = cls.drain_on_stop
         await self._aim.setup()
+        self._set_up = True
         ready = aim_api.Ready(
             aim=self.name,
             inputs={p: _api_endpoints(r.endpoints) for p, r in self._readers.items()},
@@ -257,7 +341,10 @@ class AIMHost:
                 ChannelWriter(
                     self.ctx,
                     port,
-                    ChannelEndpoints(normal=t.endpoints.normal, high=t.endpoints.high),
+                    ChannelEndpoints(
+                        normal=dialable(t.endpoints.normal, self.controller_endpoint),
+                        high=dialable(t.endpoints.high, self.controller_endpoint),
+                    ),
                     record_type=specs[port].type,
                     queue_size=t.queue_size,
                     max_message_size=t.max_message_size,
@@ -281,7 +368,8 @@ class AIMHost:
         try:
             await self._run_task
         except asyncio.CancelledError:
-            await self._api_send(aim_api.Failed(aim=self.name, error="aborted by the controller"))
+            why = self._leaving[0] if self._leaving else "aborted by the controller"
+            await self._api_send(aim_api.Failed(aim=self.name, error=why))
             status = 1
         except Exception as exc:
             await self._api_send(aim_api.Failed(aim=self.name, error=_describe(exc, "run")))
@@ -298,12 +386,17 @@ class AIMHost:
                 status = 1
             else:
                 await self._api_send(aim_api.Done(aim=self.name))
+        self._finished = True
+        self._outcome = "done" if status == 0 else "failed"
+        self._say("%s; tearing down", self._outcome)
         await self._teardown()
         return status
 
     async def _teardown(self) -> None:
-        if self._aim is None:
+        """``AIM.teardown`` once, if its ``setup`` completed (a failed setup cleans up itself)."""
+        if self._aim is None or not self._set_up or self._torn_down:
             return
+        self._torn_down = True
         try:
             await self._aim.teardown()
         except Exception:
@@ -354,10 +447,11 @@ class AIMHost:
             try:
                 frame = await asyncio.wait_for(self._dealer.recv(), timeout)
             except TimeoutError as exc:
+                what = "answer" if kind is aim_api.Setup else kind.__name__.lower()
                 raise LifecycleError(
-                    f"AIM {self.name!r}: no {kind.__name__.lower()} from the controller at "
-                    f"{self.controller_endpoint} within {timeout:.0f} s; "
-                    "is the controller running and is the address right?"
+                    f"AIM {self.name!r}: no {what} from the controller at "
+                    f"{self.controller_endpoint} within {timeout:g} s; is the controller "
+                    "running and listening there (aif run --listen), and is the address right?"
                 ) from exc
             try:
                 message = aim_api.parse_controller_message(frame)
@@ -365,7 +459,10 @@ class AIMHost:
                 log.warning("AIM %r: ignoring a malformed controller message: %s", self.name, exc)
                 continue
             if isinstance(message, aim_api.Terminate):
-                log.info("AIM %r: terminated by the controller: %s", self.name, message.reason)
+                refused = kind is aim_api.Setup
+                level = logging.ERROR if refused and self.type_text else logging.INFO
+                verb = "refused" if refused else "terminated"
+                log.log(level, "AIM %r: %s by the controller: %s", self.name, verb, message.reason)
                 return None
             if isinstance(message, kind):
                 return message
@@ -386,10 +483,21 @@ class AIMHost:
             reader.close()
         if self._control is not None:
             self._control.close()
+        if self._monitor is not None and self._dealer is not None:
+            self._dealer.disable_monitor()
+            self._monitor.close(linger=0)
         if self._dealer is not None:
-            with contextlib.suppress(zmq.ZMQError):
-                await self._dealer.send(aim_api.pack(aim_api.Bye(aim=self.name, reason="exit")))
+            reason = self._leaving[0] if self._leaving else self._outcome
+            bye = aim_api.pack(aim_api.Bye(aim=self.name, reason=reason))
+            with contextlib.suppress(zmq.ZMQError, TimeoutError):
+                await asyncio.wait_for(self._dealer.send(bye), 1.0)
             self._dealer.close(linger=1000)
+            if self._registered:
+                self._say("deregistered (%s)", reason)
+
+    def _say(self, text: str, *args: object) -> None:
+        """A lifecycle line for the person who started a remote host (quiet in children)."""
+        log.log(logging.INFO if self.type_text else logging.DEBUG, text, *args)
 
 
 def _api_endpoints(endpoints: ChannelEndpoints) -> aim_api.Endpoints:
@@ -410,16 +518,27 @@ async def serve_host(
     type_text: str | None,
     *,
     watch_parent: bool = False,
+    connect_timeout: float = CONTROLLER_TIMEOUT,
+    handle_signals: bool = False,
+    state_dir: Path | None = None,
 ) -> int:
     """Run one host in a fresh ZeroMQ context (child and remote placements)."""
     ctx = zmq.asyncio.Context()
     try:
         host = AIMHost(
-            ctx, controller, aim, workflow=workflow, type_text=type_text, watch_parent=watch_parent
+            ctx,
+            controller,
+            aim,
+            workflow=workflow,
+            type_text=type_text,
+            watch_parent=watch_parent,
+            connect_timeout=connect_timeout,
+            handle_signals=handle_signals,
+            state_dir=state_dir,
         )
         return await host.serve()
     finally:
-        ctx.term()
+        ctx.destroy(linger=0)
 
 
 def main(argv: list[str] | None = None) -> int:

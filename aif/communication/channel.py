@@ -118,7 +118,9 @@ class ChannelReader:
         ipc_dir: Path | None = None,
         queue_size: int = DEFAULT_QUEUE_SIZE,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        tcp_host: str = "127.0.0.1",
     ) -> None:
+        """``tcp_host``: the interface a ``tcp`` reader binds (a remote writer must reach it)."""
         if queue_size < 1:
             raise ChannelError(f"port {port!r}: queue_size must be at least 1, got {queue_size}")
         self.port = port
@@ -139,8 +141,8 @@ class ChannelReader:
             high = self._socket(ctx, HIGH_LANE_QUEUE)
             normal = self._socket(ctx, queue_size)
             self.endpoints = ChannelEndpoints(
-                normal=bind(normal, new_address(transport, f"{base}-n", ipc_dir)),
-                high=bind(high, new_address(transport, f"{base}-h", ipc_dir)),
+                normal=bind(normal, new_address(transport, f"{base}-n", ipc_dir, tcp_host)),
+                high=bind(high, new_address(transport, f"{base}-h", ipc_dir, tcp_host)),
             )
         except BaseException:
             self.close()

@@ -6,7 +6,7 @@ message has an ``op``; each op is a pydantic model here, so a malformed message 
 refused with the field that is wrong and never reaches the controller's logic::
 
     host                         controller
-     │ hello{aim, workflow, pid, type?} ─►│   (a remote host also names its type)
+     │ hello{aim, workflow, pid, …} ─────►│   (a remote host adds type and host)
      │◄─ setup{type, params, transports…} │
      │ ready{inputs, control} ───────────►│   (readers bound, AIM.setup() done)
      │◄─ wire{outputs, writers}           │   (once every AIM of the AIW is ready)
@@ -48,7 +48,12 @@ class Endpoints(pydantic.BaseModel):
 
 
 class Hello(pydantic.BaseModel):
-    """A host introduces itself; ``type`` is set by remote hosts that bring their class."""
+    """A host introduces itself.
+
+    A remote host sets ``type`` to the class it brings (``package.module:Class``, or the
+    workflow's type name for a host not written in Python) and ``host`` to its machine's
+    name, so the controller can check the one and name the other in its messages.
+    """
 
     model_config = _STRICT
     op: Literal["hello"] = "hello"
@@ -56,6 +61,7 @@ class Hello(pydantic.BaseModel):
     workflow: str | None = None
     pid: int
     type: str | None = None
+    host: str | None = None
 
 
 class Ready(pydantic.BaseModel):
@@ -159,6 +165,9 @@ class Setup(pydantic.BaseModel):
     heartbeat_interval: float
     #: Folder that relative paths in ``params`` are read from (the workflow file's).
     base_dir: str = "."
+    #: Interface ``tcp`` readers bind: the one the controller listens on, so that a
+    #: remote writer on another machine can reach them. A remote host picks its own.
+    tcp_host: str = "127.0.0.1"
 
 
 class Target(pydantic.BaseModel):

@@ -30,6 +30,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
+from aif.communication.addresses import tcp_host
 from aif.communication.events import Event, EventPublisher, Topic
 from aif.controller import aim_api, host_messages, supervision, wiring
 from aif.controller.launcher import ProcessLauncher, launcher_for
@@ -78,7 +79,11 @@ class Controller:
         self.heartbeat_interval = heartbeat_interval
         self.ready_timeout = ready_timeout
         self.stop_grace = stop_grace
+        if tcp is not None:
+            tcp_host(tcp)  # a malformed address fails here, naming the right form
         self._tcp = tcp
+        #: Interface the controller's own tcp readers bind: the one it listens on.
+        self.tcp_host = "127.0.0.1"
         self.ctx: zmq.asyncio.Context | None = None
         self.endpoints: dict[str, str] = {}
         self.ipc_dir = Path()
@@ -113,8 +118,16 @@ class Controller:
         router.bind(self.endpoints["inproc"])
         router.bind(self.endpoints["ipc"])
         if self._tcp is not None:
-            router.bind(self._tcp)
+            try:
+                router.bind(self._tcp)
+            except zmq.ZMQError as exc:
+                await self.cleanup()
+                raise ConfigError(
+                    f"the controller cannot listen on {self._tcp!r}: {exc}; "
+                    "give tcp://HOST:PORT with an address of this machine (PORT * picks one)"
+                ) from exc
             self.endpoints["tcp"] = router.getsockopt_string(zmq.LAST_ENDPOINT)
+            self.tcp_host = tcp_host(self.endpoints["tcp"])
         publisher = EventPublisher(self.ctx, f"ipc://{self.ipc_dir}/events")
         self._publisher = publisher
         self._on_cleanup("event publisher", publisher.close)
@@ -250,7 +263,7 @@ class Controller:
         if not await self._until(run, AIMState.READY, "become ready"):
             return
         assert self.ctx is not None
-        collectors = wiring.open_collectors(self.ctx, self.ipc_dir, run, plan)
+        collectors = wiring.open_collectors(self.ctx, self.ipc_dir, run, plan, self.tcp_host)
         for name, handle in run.handles.items():
             await self._send(handle, wiring.wire_message(run, plan, name, collectors))
         if not await self._until(run, AIMState.WIRED, "connect its outputs"):
@@ -330,18 +343,14 @@ class Controller:
     async def _hello(self, identity: bytes, hello: aim_api.Hello) -> None:
         match = host_messages.find_waiting_handle(self.runs, hello)
         if match is None:
-            reason = host_messages.refusal_reason(hello)
-            log.warning("AIM API: refused %r: %s", hello.aim, reason)
-            assert self._router is not None
-            terminate = aim_api.pack(aim_api.Terminate(reason=reason))
-            with contextlib.suppress(zmq.ZMQError):
-                await self._router.send_multipart([identity, terminate])
+            await self._refuse(identity, hello, host_messages.refusal_reason(hello))
             return
         run, handle = match
         plan = self._plans[run.id]
         mismatch = host_messages.type_mismatch(handle.name, plan.aims[handle.name], hello)
         if mismatch is not None:
-            await self._fail(run, handle.name, mismatch)
+            # A wrong host does not end the run: the right one may still come (hot-plug).
+            await self._refuse(identity, hello, mismatch)
             return
         self._by_identity[identity] = (run, handle)
         host_messages.register(run, handle, identity, hello, self._emit)
@@ -352,8 +361,17 @@ class Controller:
             state_dir=self.state_dir,
             ipc_dir=self.ipc_dir,
             heartbeat_interval=self.heartbeat_interval,
+            tcp_host=self.tcp_host,
         )
         await self._send(handle, setup)
+
+    async def _refuse(self, identity: bytes, hello: aim_api.Hello, reason: str) -> None:
+        """Tell a host no AIM of any run is waiting for it, and why; it then exits."""
+        log.warning("AIM API: refused %r: %s", hello.aim, reason)
+        assert self._router is not None
+        terminate = aim_api.pack(aim_api.Terminate(reason=reason))
+        with contextlib.suppress(zmq.ZMQError):
+            await self._router.send_multipart([identity, terminate])
 
     async def _send(self, handle: AIMHandle, message: Any) -> None:
         assert self._router is not None and handle.identity is not None

@@ -67,10 +67,10 @@ def refusal_reason(hello: aim_api.Hello) -> str:
 
 def type_mismatch(name: str, aim: PlannedAIM, hello: aim_api.Hello) -> str | None:
     """Why a remote host's AIM type does not fit the declared one; None when it does."""
-    if hello.type is not None and hello.type != aim.type and hello.type != aim.class_path:
+    if hello.type is not None and hello.type not in (aim.type, aim.class_path):
         return (
-            f"AIM {name!r} is declared as type {aim.type!r} but the remote "
-            f"host brings {hello.type!r}"
+            f"AIM {name!r} is declared as type {aim.type!r} ({aim.class_path}) but the remote "
+            f"host brings {hello.type!r}; serve the declared type"
         )
     return None
 
@@ -82,8 +82,13 @@ def register(
     handle.identity = identity
     handle.pid = hello.pid
     handle.last_heartbeat = time.monotonic()
+    if isinstance(handle.launcher, RemoteLauncher):
+        handle.launcher.registered(hello.host, hello.pid)
     handle.set_state(AIMState.REGISTERED)
-    emit("state", handle.name, run.id, {"state": "registered", "pid": hello.pid})
+    data: dict[str, Any] = {"state": "registered", "pid": hello.pid}
+    if hello.host is not None:
+        data["host"] = hello.host
+    emit("state", handle.name, run.id, data)
 
 
 def apply_report(
@@ -106,4 +111,4 @@ def apply_report(
         handle.set_state(AIMState.DONE)
         emit("state", handle.name, run.id, {"state": "done"})
     elif isinstance(message, aim_api.Bye) and isinstance(handle.launcher, RemoteLauncher):
-        handle.launcher.ended(0 if handle.state is AIMState.DONE else 1)
+        handle.launcher.ended(0 if handle.state is AIMState.DONE else 1, message.reason)

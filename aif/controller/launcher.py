@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shlex
 import signal
 import sys
 from typing import Protocol
@@ -118,18 +119,30 @@ class ProcessLauncher:
 
 
 class RemoteLauncher:
-    """A host someone started by hand (``aif aim serve``); the controller only waits for it."""
+    """A host someone started by hand (``aif aim serve``); the controller only waits for it.
+
+    It cannot be started, signalled or killed from here: it ends when it says ``bye``
+    (its reason kept in ``reason``) or when the controller stops hearing from it.
+    """
 
     def __init__(self) -> None:
         self._ended: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.description = "remote host"
+        #: Why the host left, in its own words (its ``bye``), or why it was given up.
+        self.reason = ""
 
     async def launch(self) -> None:
         return None
 
-    def ended(self, status: int) -> None:
+    def registered(self, machine: str | None, pid: int) -> None:
+        """Name the host in later messages once it said hello."""
+        where = f" on {machine}" if machine else ""
+        self.description = f"remote host{where} (pid {pid})"
+
+    def ended(self, status: int, reason: str = "") -> None:
         """Called when the remote host says goodbye or its heartbeats stop."""
         if not self._ended.done():
+            self.reason = reason
             self._ended.set_result(status)
 
     async def wait(self) -> int:
@@ -138,6 +151,12 @@ class RemoteLauncher:
     async def terminate(self, grace: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._ended), grace)
+
+
+def serve_command(aim_type: str, controller: str, name: str) -> str:
+    """The command that starts the host of a ``placement: remote`` AIM, ready to paste."""
+    words = ["aif", "aim", "serve", aim_type, "--controller", controller, "--name", name]
+    return shlex.join(words)
 
 
 def launcher_for(

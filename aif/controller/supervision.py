@@ -21,7 +21,7 @@ from aif.communication.channel import ChannelReader
 from aif.communication.ports import SignalCode
 from aif.controller import aim_api
 from aif.controller.host_messages import Emit
-from aif.controller.launcher import RemoteLauncher, describe_exit
+from aif.controller.launcher import RemoteLauncher, describe_exit, serve_command
 from aif.controller.run import AIMHandle, AIMState, RunState, WorkflowRun
 from aif.controller.wiring import collect
 from aif.errors import AIFError, AIMFailed
@@ -85,12 +85,11 @@ async def watch_exit(run: WorkflowRun, handle: AIMHandle, fail: FailRun) -> None
         await asyncio.sleep(0.05)
         if handle.state.ended:
             return
-    await fail(
-        run,
-        handle.name,
-        f"its {handle.launcher.description} ended "
-        f"({describe_exit(status)}) before the AIM finished",
-    )
+    if isinstance(handle.launcher, RemoteLauncher):
+        how = f"left ({handle.launcher.reason or 'it said bye'})"
+    else:
+        how = f"ended ({describe_exit(status)})"
+    await fail(run, handle.name, f"its {handle.launcher.description} {how} before the AIM finished")
 
 
 async def monitor_heartbeats(
@@ -107,13 +106,21 @@ async def monitor_heartbeats(
                 if handle.state in (AIMState.LAUNCHING, AIMState.REGISTERED) or handle.state.ended:
                     continue
                 silent = now - handle.last_heartbeat
-                if silent > handle.heartbeat_timeout:
-                    await fail(
-                        run,
-                        handle.name,
-                        f"no heartbeat for {silent:.1f} s (limit {handle.heartbeat_timeout} s);"
-                        " the AIM is hung or its host was lost",
-                    )
+                if silent <= handle.heartbeat_timeout:
+                    continue
+                launcher = handle.launcher
+                cause = (
+                    f"no heartbeat from its {launcher.description} for {silent:.1f} s "
+                    f"(limit {handle.heartbeat_timeout:g} s); "
+                )
+                if isinstance(launcher, RemoteLauncher):
+                    cause += "the host was killed, hung or lost its network"
+                    # Nothing here can end or reap a process on another machine: stop
+                    # waiting for its goodbye, so the run is reaped at once.
+                    launcher.ended(1, "heartbeats stopped")
+                else:
+                    cause += "the AIM is hung or its host was lost"
+                await fail(run, handle.name, cause)
 
 
 async def wait_for_state(
@@ -156,10 +163,7 @@ def late_reason(handle: AIMHandle, what: str, timeout: float, tcp_endpoint: str 
         if tcp_endpoint is None:
             text += "; remote AIMs need a controller listening on tcp (Controller(tcp=...))"
         else:
-            text += (
-                f"; start it with: aif aim serve {handle.type} --controller {tcp_endpoint} "
-                f"--name {handle.name}"
-            )
+            text += f"; start it with: {serve_command(handle.type, tcp_endpoint, handle.name)}"
     return text
 
 

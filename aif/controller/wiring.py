@@ -42,6 +42,7 @@ def setup_message(
     state_dir: Path,
     ipc_dir: Path,
     heartbeat_interval: float,
+    tcp_host: str = "127.0.0.1",
 ) -> aim_api.Setup:
     """What the host of AIM ``name`` needs to instantiate it and bind its inputs."""
     aim = plan.aims[name]
@@ -61,6 +62,7 @@ def setup_message(
         max_message_sizes=plan.max_message_sizes(name),
         heartbeat_interval=heartbeat_interval,
         base_dir=plan.base_dir,
+        tcp_host=tcp_host,
     )
 
 
@@ -99,9 +101,13 @@ def wire_message(
 
 
 def open_collectors(
-    ctx: zmq.asyncio.Context, ipc_dir: Path, run: WorkflowRun, plan: RunPlan
+    ctx: zmq.asyncio.Context,
+    ipc_dir: Path,
+    run: WorkflowRun,
+    plan: RunPlan,
+    tcp_host: str = "127.0.0.1",
 ) -> dict[str, ChannelReader]:
-    """Readers in the controller for the AIW's declared outputs."""
+    """Readers in the controller for the AIW's declared outputs (``tcp_host``: see Setup)."""
     collectors: dict[str, ChannelReader] = {}
     for ref in plan.outputs:
         aim = ref.split(".", 1)[0]
@@ -110,6 +116,7 @@ def open_collectors(
             ref,
             choose_transport("controller", plan.aims[aim].placement),
             ipc_dir=ipc_dir,
+            tcp_host=tcp_host,
         )
         collectors[ref] = reader
         run.outputs[ref] = []
