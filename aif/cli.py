@@ -2,8 +2,10 @@
 
 Subcommands: ``doctor`` (is this machine ready?), ``validate`` / ``export`` (read an
 AIW without running it), ``check`` (analog experiments, as the validator sees them),
-``run`` (an embedded controller runs an AIW to its end with live progress), ``aim
-serve`` (host one AIM for a controller elsewhere: hot-plug). Exit codes: 0 success,
+``run`` (an embedded controller runs an AIW to its end with live progress; it listens on
+tcp for the AIW's ``placement: remote`` AIMs), ``aim serve`` (host one AIM for a
+controller elsewhere: hot-plug), ``chip emulate`` (an emulated IMC chip behind the
+chip protocol). Exit codes: 0 success,
 1 the run or a check failed, 2 bad input (file, arguments).
 """
 
@@ -44,15 +46,15 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_FAILED if any(c.level == "fail" for c in checks) else EXIT_OK
 
 
-def _load(path: str) -> Any:
+def _load(path: str, overrides: list[str] | None = None) -> Any:
     from aif.workflow import load_workflow, resolve
 
-    return resolve(load_workflow(Path(path)))
+    return resolve(load_workflow(Path(path), overrides or ()))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Load and check a workflow; print every problem with file, line and field."""
-    resolved = _load(args.file)
+    resolved = _load(args.file, args.set)
     wf = resolved.workflow
     for warning in resolved.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -96,7 +98,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     """Print the MPAI-AIF JSON metadata of a workflow and its AIMs."""
     from aif.workflow import export_metadata
 
-    print(json.dumps(export_metadata(_load(args.file)), indent=2))
+    print(json.dumps(export_metadata(_load(args.file, args.set)), indent=2))
     return EXIT_OK
 
 
@@ -104,7 +106,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run a workflow to its end in an embedded controller."""
     from aif.progress import RunDisplay
 
-    resolved = _load(args.file)
+    resolved = _load(args.file, args.set)
     display = RunDisplay(_console(), quiet=args.quiet)
     interrupts: list[int] = []
     result = asyncio.run(_run(resolved, args, display, interrupts))
@@ -116,12 +118,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
+#: Where ``aif run`` listens when the workflow has remote AIMs and ``--listen`` is not given.
+DEFAULT_LISTEN = "tcp://127.0.0.1:*"
+
+
 async def _run(resolved: Any, args: argparse.Namespace, display: Any, interrupts: list[int]) -> Any:
     from aif.controller.controller import Controller
 
     state_dir = Path(args.state_dir) if args.state_dir else None
-    async with Controller(state_dir) as controller:
+    remote = {n: a.type for n, a in resolved.workflow.aims.items() if a.placement == "remote"}
+    listen = args.listen or (DEFAULT_LISTEN if remote else None)
+    async with Controller(state_dir, tcp=listen, ready_timeout=args.ready_timeout) as controller:
         controller.subscribe(display.on_event)
+        if listen is not None:
+            _announce(display.console, controller.endpoints["tcp"], remote)
         with display:
             run = await controller.launch(resolved)
             loop = asyncio.get_running_loop()
@@ -150,6 +160,24 @@ async def _run(resolved: Any, args: argparse.Namespace, display: Any, interrupts
     return result
 
 
+def _announce(console: Any, endpoint: str, remote: dict[str, str]) -> None:
+    """Say where the controller listens and, for each remote AIM, how to start its host.
+
+    Printed before the run starts, because the run waits for those hosts to register.
+    """
+    from rich.markup import escape
+
+    from aif.communication.addresses import WILDCARD_HOSTS, tcp_host
+    from aif.controller.launcher import serve_command
+
+    console.print(f"controller listening on {endpoint}", soft_wrap=True)
+    if tcp_host(endpoint) in WILDCARD_HOSTS:
+        console.print("(from another machine, use this machine's address in place of that host)")
+    for name, aim_type in remote.items():
+        console.print(f"waiting for remote AIM {name!r}; start its host with:", soft_wrap=True)
+        console.print(f"  {escape(serve_command(aim_type, endpoint, name))}", soft_wrap=True)
+
+
 def _result_json(result: Any) -> dict[str, Any]:
     return {
         "id": result.id,
@@ -166,10 +194,36 @@ def cmd_aim_serve(args: argparse.Namespace) -> int:
     """Host one AIM for a running controller (``placement: remote`` in the AIW)."""
     from aif.aims.host import serve_host
     from aif.aims.registry import resolve_aim_type
+    from aif.communication.addresses import tcp_host
+    from aif.errors import ConfigError
 
     resolve_aim_type(args.type)  # fail here, with the registry's message, not later
-    logging.basicConfig(level=logging.INFO, format=f"%(levelname)s [{args.name}] %(message)s")
-    return asyncio.run(serve_host(args.controller, args.name, args.workflow, args.type))
+    if args.controller.startswith("tcp://"):
+        tcp_host(args.controller)  # a malformed address fails here, naming the right form
+    elif not args.controller.startswith(("ipc://", "inproc://")):
+        raise ConfigError(
+            f"--controller {args.controller!r} is not an address; write it as tcp://HOST:PORT "
+            "(the address `aif run` prints when it listens)"
+        )
+    if args.connect_timeout <= 0:
+        raise ConfigError(f"--connect-timeout must be positive, got {args.connect_timeout:g}")
+    # The person who started this host watches it: say what happens, at INFO.
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format=f"%(levelname)s [{args.name}] %(message)s",
+        force=True,
+    )
+    return asyncio.run(
+        serve_host(
+            args.controller,
+            args.name,
+            args.workflow,
+            args.type,
+            connect_timeout=args.connect_timeout,
+            handle_signals=True,
+            state_dir=Path(args.state_dir) if args.state_dir else None,
+        )
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -188,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check a workflow file without running it")
     p.add_argument("file", help="workflow YAML")
+    _add_set(p)
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("check", help="check analog experiment files without running them")
@@ -196,16 +251,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="print the MPAI-AIF JSON metadata of a workflow")
     p.add_argument("file", help="workflow YAML")
+    _add_set(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("run", help="run a workflow to its end with live progress")
     p.add_argument("file", help="workflow YAML")
+    _add_set(p)
     p.add_argument(
         "--state-dir", help="where storage lives (default: $AIF_STATE_DIR or ~/.local/share/aif)"
     )
     p.add_argument("--timeout", type=float, default=None, help="stop the run after N seconds")
     p.add_argument("--json", metavar="PATH", help="also write the result as JSON to PATH")
     p.add_argument("-q", "--quiet", action="store_true", help="no live progress")
+    p.add_argument(
+        "--listen",
+        metavar="tcp://HOST:PORT",
+        help="also accept AIM hosts over tcp (default for a workflow with placement: remote "
+        f"AIMs: {DEFAULT_LISTEN}, a free port); PORT * picks a free port",
+    )
+    p.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="how long the AIMs, remote ones included, may take to register and set up "
+        "(default 120)",
+    )
     p.set_defaults(func=cmd_run)
 
     aim = sub.add_parser("aim", help="work with AIMs").add_subparsers(
@@ -216,8 +287,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--controller", required=True, help="the controller's AIM API address")
     p.add_argument("--name", required=True, help="the AIM's name in the waiting workflow")
     p.add_argument("--workflow", default=None, help="the workflow run id (optional)")
+    p.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="give up when the controller has not answered within S seconds (default 30)",
+    )
+    p.add_argument(
+        "--state-dir",
+        help="where the AIM's storage lives on this machine (default: the controller's "
+        "state directory, the same path here)",
+    )
     p.set_defaults(func=cmd_aim_serve)
+
+    chip = sub.add_parser("chip", help="work with IMC chips").add_subparsers(
+        dest="chip_command", required=True, metavar="CHIP_COMMAND"
+    )
+    p = chip.add_parser(
+        "emulate",
+        help="serve an emulated IMC chip over the chip protocol (docs/imc-protocol.md)",
+        description="Run the IMC chip emulator: PCM crossbar tiles with programming noise, "
+        "drift, read noise and DAC/ADC quantisation behind the chip protocol, until Ctrl-C.",
+    )
+    from aif.aims.analog.imc_chip import emulator
+
+    emulator.add_arguments(p)
+    p.set_defaults(func=cmd_chip_emulate)
     return parser
+
+
+def _add_set(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change one value of the workflow for this run, VALUE read as YAML "
+        "(e.g. aims.chip.params.chip=tcp://lab-board:5555); repeatable",
+    )
+
+
+def cmd_chip_emulate(args: argparse.Namespace) -> int:
+    """Serve an emulated chip until interrupted (``aif chip emulate``)."""
+    from aif.aims.analog.imc_chip import emulator
+
+    return emulator.run(args)
 
 
 def main(argv: list[str] | None = None) -> int:

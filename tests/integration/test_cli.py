@@ -242,3 +242,38 @@ def test_check_accepts_the_shipped_experiments_and_names_every_mistake(tmp_path:
     assert done.returncode == 1
     assert "model.layers.0: unknown layer type 'Relu'; did you mean 'ReLU'?" in done.stderr
     assert "training.epoch: unknown field 'epoch'; did you mean 'epochs'?" in done.stderr
+
+
+def test_chip_emulate_serves_a_chip_until_sigterm() -> None:
+    import asyncio
+    import signal
+
+    from aif.aims.analog.imc_chip.client import ChipClient
+
+    with subprocess.Popen(
+        [sys.executable, "-m", "aif.cli", "chip", "emulate", "--tiles", "2", "--seed", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            assert line.startswith("aif chip emulator listening on tcp://127.0.0.1:"), line
+            address = line.split()[-1]
+
+            async def ask() -> int:
+                async with await ChipClient.connect(address, timeout=10) as chip:
+                    return (await chip.info()).tiles
+
+            assert asyncio.run(ask()) == 2
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=20)
+    assert proc.returncode == 0
+
+
+def test_chip_emulate_refuses_a_bad_listen_address() -> None:
+    done = aif("chip", "emulate", "--listen", "127.0.0.1:5555")
+    assert done.returncode == 2
+    assert "tcp://HOST:PORT" in done.stderr
