@@ -89,3 +89,13 @@ def test_entry_point_that_is_not_an_aim_is_refused(plugin_dist: Path) -> None:
 def test_unknown_name_lists_plugins_too(plugin_dist: Path) -> None:
     with pytest.raises(RegistryError, match="thermometer"):
         resolve_aim_type("thermometr")
+
+
+def test_the_imc_chip_comes_in_through_the_entry_point_door() -> None:
+    """aif's own hardware AIM is a plug-in like a third party's, not a built-in."""
+    from aif.aims.analog.imc_chip.driver import IMCChip
+
+    assert "imc_chip" in plugin_names()
+    assert "imc_chip" not in builtin_names()
+    assert resolve_aim_type("imc_chip") is IMCChip
+    assert IMCChip.technology == "Hardware"
