@@ -501,3 +501,5 @@ def test_params_check_the_chip_address_and_emulator_options() -> None:
         ChipParams.model_validate({"emulator": {"tiless": 2}})
     with pytest.raises(pydantic.ValidationError, match="not a duration"):
         ChipParams.model_validate({"drift_times": ["1 fortnight"]})
+    with pytest.raises(pydantic.ValidationError, match="'with', 'without' or 'both'"):
+        ChipParams.model_validate({"compensation": True})
