@@ -14,11 +14,11 @@ answer within ``connect_timeout``, and when the connection to the controller dro
 after registration (the controller died or its machine went away), so that it never
 waits for a controller that is gone.
 
-The host binds one channel reader per input port plus a control reader whose high
-lane carries the controller's lifecycle signals, connects one writer per outgoing
-connection, sends heartbeats, and pumps the readers into the single ordered event
-stream ``AIM.events()`` yields (``event_stream``): signals first, then records, then
-``Stop``.
+The host owns the AIM's lifecycle over the AIM API: it registers, has the AIM's
+runtime (``host_runtime``: what the AIM sees, its storage, channels and events) bind
+its input readers at setup and connect its writers at wiring, binds a control reader
+whose high lane carries the controller's lifecycle signals, pumps the readers into
+the event stream, sends heartbeats, runs and tears the AIM down, and says ``bye``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import os
 import socket
 import sys
 import traceback
-from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,16 +39,14 @@ import zmq
 import zmq.asyncio
 
 from aif.aims import lifelines
-from aif.aims.base import AIM, Peer
-from aif.aims.event_stream import EventStream
+from aif.aims.base import AIM
+from aif.aims.host_runtime import HostRuntime
 from aif.aims.registry import resolve_aim_type
-from aif.communication.addresses import dialable, facing_interface
-from aif.communication.channel import ChannelEndpoints, ChannelReader, ChannelWriter
-from aif.communication.ports import AIMEvent, Signal, SignalCode
+from aif.communication.addresses import facing_interface
+from aif.communication.channel import ChannelEndpoints, ChannelReader
+from aif.communication.ports import Signal, SignalCode
 from aif.controller import aim_api
-from aif.errors import AIFError, ChannelError, ConfigError, LifecycleError
-from aif.storage.base import Storage
-from aif.storage.local import aim_storage, global_storage
+from aif.errors import AIFError, ConfigError, LifecycleError
 
 log = logging.getLogger("aif.host")
 
@@ -82,7 +79,6 @@ class AIMHost:
         self.ctx = ctx
         self.controller_endpoint = controller
         self.name = aim
-        self.workflow = workflow or ""
         #: The AIM type a remote host brings; None: the controller's ``setup`` names it.
         self.type_text = type_text
         self.connect_timeout = connect_timeout
@@ -107,87 +103,13 @@ class AIMHost:
         #: Where a remote host keeps storage on its own machine (default: the controller's
         #: state directory path, which is right when both share a machine or a file system).
         self._own_state_dir = state_dir
-        self.state_dir = Path(".")
-        self.base_dir = Path(".")
         self._dealer: zmq.asyncio.Socket | None = None
-        self._readers: dict[str, ChannelReader] = {}
         self._control: ChannelReader | None = None
-        self._writers: dict[str, list[ChannelWriter]] = {}
-        #: The AIM behind each writer, index for index with ``_writers``.
-        self._peers: dict[str, list[Peer]] = {}
-        self._stream = EventStream()
+        #: What the AIM sees of its host: storage, its channels, its events.
+        self._runtime = HostRuntime(ctx, aim, workflow or "", self._api_send)
         self._aim: AIM | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._run_task: asyncio.Task[None] | None = None
-        self._storage: Storage | None = None
-        self._global: Storage | None = None
-
-    # -- AIMRuntime ------------------------------------------------------------------
-
-    @property
-    def storage(self) -> Storage:
-        assert self._storage is not None, "storage is available after setup"
-        return self._storage
-
-    @property
-    def global_storage(self) -> Storage:
-        assert self._global is not None, "storage is available after setup"
-        return self._global
-
-    @property
-    def stopping(self) -> bool:
-        return self._stream.stopping
-
-    async def send(self, port: str, value: Any, to: str | None = None) -> None:
-        writers = self._writers_for(port)
-        if to is not None:
-            writers = self._writers_to(port, to)
-        if len(writers) == 1:
-            await writers[0].send(value)
-        else:
-            await asyncio.gather(*(w.send(value) for w in writers))
-
-    async def send_signal(self, port: str, code: int) -> None:
-        for writer in self._writers_for(port):
-            await writer.send_signal(code)
-
-    def peers(self, port: str) -> list[Peer]:
-        self._writers_for(port)
-        return list(self._peers.get(port, []))
-
-    def _writers_to(self, port: str, aim: str) -> list[ChannelWriter]:
-        peers = self._peers.get(port, [])
-        chosen = [w for w, p in zip(self._writers[port], peers, strict=True) if p.aim == aim]
-        if not chosen:
-            known = ", ".join(sorted({p.aim for p in peers})) or "none"
-            raise ChannelError(
-                f"AIM {self.name!r}: output {port!r} is not connected to AIM {aim!r}; "
-                f"it reaches: {known}"
-            )
-        return chosen
-
-    def _writers_for(self, port: str) -> list[ChannelWriter]:
-        try:
-            return self._writers[port]
-        except KeyError:
-            assert self._aim is not None
-            known = ", ".join(self._aim.outputs) or "none"
-            raise ChannelError(
-                f"AIM {self.name!r} has no output port {port!r}; its output ports: {known}"
-            ) from None
-
-    def events(self) -> AsyncIterator[AIMEvent]:
-        return self._stream.events()
-
-    async def checkpoint(self) -> bool:
-        await self._stream.resumed.wait()
-        await asyncio.sleep(0)
-        return not self._stream.stopping
-
-    async def emit(self, topic: aim_api.EventTopic, data: Mapping[str, Any]) -> None:
-        await self._api_send(aim_api.EventMessage(aim=self.name, topic=topic, data=dict(data)))
-
-    # -- the host's own work ---------------------------------------------------------
 
     async def serve(self) -> int:
         """Register, set up, run and tear down the AIM. Returns the exit status."""
@@ -257,7 +179,7 @@ class AIMHost:
         await self._api_send(
             aim_api.Hello(
                 aim=self.name,
-                workflow=self.workflow or None,
+                workflow=self._runtime.workflow or None,
                 pid=os.getpid(),
                 type=brought,
                 host=socket.gethostname() if brought is not None else None,
@@ -292,27 +214,13 @@ class AIMHost:
     async def _setup(self, setup: aim_api.Setup) -> None:
         cls = self._cls or resolve_aim_type(setup.type)
         params = cls.validate_params(setup.params)
-        self.workflow = setup.workflow
-        self.state_dir = self._own_state_dir or Path(setup.state_dir)
-        self.base_dir = Path(setup.base_dir)
-        self._storage = aim_storage(self.state_dir, self.name)
-        self._global = global_storage(self.state_dir)
+        self._runtime.place(
+            setup.workflow, self._own_state_dir or Path(setup.state_dir), Path(setup.base_dir)
+        )
         ipc_dir = Path(setup.ipc_dir)
         # A remote host's readers must be reachable from the controller's machine.
         bind_host = facing_interface(self.controller_endpoint) if self._over_tcp else setup.tcp_host
-        specs = cls.port_specs()
-        for port, spec in specs.items():
-            if spec.direction != "input":
-                continue
-            self._readers[port] = ChannelReader(
-                self.ctx,
-                port,
-                setup.transports[port],
-                ipc_dir=ipc_dir,
-                queue_size=setup.queue_sizes.get(port, 1000),
-                max_message_size=setup.max_message_sizes.get(port, 256 * 2**20),
-                tcp_host=bind_host,
-            )
+        self._runtime.bind_inputs(cls.port_specs(), setup, ipc_dir, bind_host)
         self._control = ChannelReader(
             self.ctx,
             "control",
@@ -321,42 +229,23 @@ class AIMHost:
             queue_size=16,
             tcp_host=bind_host,
         )
-        self._aim = cls(self, params)
-        self._stream.drain_on_stop = cls.drain_on_stop
+        self._aim = cls(self._runtime, params)
+        self._runtime.aim = self._aim
+        self._runtime.stream.drain_on_stop = cls.drain_on_stop
         await self._aim.setup()
         self._set_up = True
         ready = aim_api.Ready(
             aim=self.name,
-            inputs={p: _api_endpoints(r.endpoints) for p, r in self._readers.items()},
+            inputs={p: _api_endpoints(r.endpoints) for p, r in self._runtime.readers.items()},
             control=_api_endpoints(self._control.endpoints),
             capabilities=dict(self._aim.capabilities()),
         )
         await self._api_send(ready)
 
     def _wire(self, wire: aim_api.Wire) -> None:
-        assert self._aim is not None
-        specs = self._aim.port_specs()
-        for port, targets in wire.outputs.items():
-            self._writers[port] = [
-                ChannelWriter(
-                    self.ctx,
-                    port,
-                    ChannelEndpoints(
-                        normal=dialable(t.endpoints.normal, self.controller_endpoint),
-                        high=dialable(t.endpoints.high, self.controller_endpoint),
-                    ),
-                    record_type=specs[port].type,
-                    queue_size=t.queue_size,
-                    max_message_size=t.max_message_size,
-                )
-                for t in targets
-            ]
-            self._peers[port] = [Peer.from_target(t.target, t.capabilities) for t in targets]
-        for port in self._aim.outputs:
-            self._writers.setdefault(port, [])
-        self._stream.open_writers = {p: n for p, n in wire.writers.items() if n > 0}
-        for reader in self._readers.values():
-            self._tasks.append(asyncio.create_task(self._stream.pump(reader)))
+        self._runtime.connect_outputs(wire, self.controller_endpoint)
+        for reader in self._runtime.readers.values():
+            self._tasks.append(asyncio.create_task(self._runtime.stream.pump(reader)))
         assert self._control is not None
         self._tasks.append(asyncio.create_task(self._watch_control(self._control)))
 
@@ -376,9 +265,7 @@ class AIMHost:
             status = 1
         else:
             try:
-                for writers in self._writers.values():
-                    for writer in writers:
-                        await writer.send_eos()
+                await self._runtime.end_outputs()
             except Exception as exc:
                 await self._api_send(
                     aim_api.Failed(aim=self.name, error=_describe(exc, "closing outputs"))
@@ -405,29 +292,30 @@ class AIMHost:
     async def _watch_control(self, reader: ChannelReader) -> None:
         """Apply the controller's lifecycle signals even while the AIM computes."""
         assert self._aim is not None
+        stream = self._runtime.stream
         while True:
             event = await reader.recv()
             if not isinstance(event, Signal):
                 continue
             code = event.code
-            if code == SignalCode.SUSPEND and self._stream.resumed.is_set():
-                self._stream.resumed.clear()
+            if code == SignalCode.SUSPEND and stream.resumed.is_set():
+                stream.resumed.clear()
                 await self._aim.on_suspend()
                 await self._api_send(aim_api.StateChange(aim=self.name, state="suspended"))
-            elif code == SignalCode.RESUME and not self._stream.resumed.is_set():
+            elif code == SignalCode.RESUME and not stream.resumed.is_set():
                 await self._aim.on_resume()
-                self._stream.resumed.set()
+                stream.resumed.set()
                 await self._api_send(aim_api.StateChange(aim=self.name, state="running"))
             elif code == SignalCode.STOP:
-                self._stream.stopping = True
-                self._stream.resumed.set()
-                self._stream.signal(Signal(code=code, port=None))
+                stream.stopping = True
+                stream.resumed.set()
+                stream.signal(Signal(code=code, port=None))
                 await self._api_send(aim_api.StateChange(aim=self.name, state="stopping"))
             elif code == SignalCode.ABORT:
                 if self._run_task is not None:
                     self._run_task.cancel()
             else:
-                self._stream.signal(Signal(code=code, port=None))
+                stream.signal(Signal(code=code, port=None))
 
     async def _heartbeat(self, interval: float) -> None:
         beat = aim_api.pack(aim_api.Heartbeat(aim=self.name))
@@ -476,11 +364,7 @@ class AIMHost:
         for task in self._tasks:
             with contextlib.suppress(BaseException):
                 await task
-        for writers in self._writers.values():
-            for writer in writers:
-                writer.close()
-        for reader in self._readers.values():
-            reader.close()
+        self._runtime.close()
         if self._control is not None:
             self._control.close()
         if self._monitor is not None and self._dealer is not None:
