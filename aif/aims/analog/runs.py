@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aif.aims.analog.spec import Experiment, format_duration
+from aif.aims.base import AIM
+from aif.communication.ports import Record
 from aif.errors import ExperimentError, KeyNotFound
 from aif.storage.base import Storage
 
@@ -262,3 +264,18 @@ class JobRunner:
                 [("load_checkpoint", f"{name!r} not found")],
             ) from None
         load_weights(model, data)
+
+
+async def run_each_job(aim: AIM, run_job: Callable[[dict[str, Any]], Awaitable[JobOutcome]]) -> int:
+    """Run each job record as it arrives, one at a time, until the inputs close or the
+    AIM is stopped; returns how many ran. The worker loop of the simulator and the chip.
+    """
+    done = 0
+    async for event in aim.events():
+        if isinstance(event, Record):
+            outcome = await run_job(event.value)
+            done += 1
+            aim.log.info("%s: %s", outcome.job, outcome.status)
+        if aim.stopping:
+            break
+    return done

@@ -30,11 +30,10 @@ import pydantic
 
 from aif.aims.analog import capabilities
 from aif.aims.analog.records import JOB_RECORD, METRICS_RECORD, MODEL_RECORD, RESULT_RECORD
-from aif.aims.analog.runs import JobOutcome, JobRunner
+from aif.aims.analog.runs import JobOutcome, JobRunner, run_each_job
 from aif.aims.analog.spec import Experiment
 from aif.aims.base import AIM
 from aif.aims.preload import Preload
-from aif.communication.ports import Record
 from aif.errors import ConfigError
 
 #: Imported in the background at setup: scikit-learn's data sets, torch's first
@@ -131,15 +130,7 @@ class AnalogSimulator(AIM):
         return capabilities.declare(self._devices, self._families)
 
     async def run(self) -> None:
-        done = 0
-        async for event in self.events():
-            if isinstance(event, Record):
-                outcome = await self.run_job(event.value)
-                done += 1
-                self.log.info("%s: %s", outcome.job, outcome.status)
-            if self.stopping:
-                break
-        await self.result(jobs=done)
+        await self.result(jobs=await run_each_job(self, self.run_job))
 
     async def run_job(self, record: dict[str, Any]) -> JobOutcome:
         """Run one job to its end (completed, stopped or failed) and report it."""

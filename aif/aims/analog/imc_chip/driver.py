@@ -36,11 +36,10 @@ from aif.aims.analog.imc_chip.emulator_child import EmulatorChild, start_emulato
 from aif.aims.analog.imc_chip.messages import InfoReply, Status
 from aif.aims.analog.imc_chip.protocol import MAX_PAYLOAD
 from aif.aims.analog.records import MODEL_RECORD, RESULT_RECORD
-from aif.aims.analog.runs import JobOutcome
+from aif.aims.analog.runs import JobOutcome, run_each_job
 from aif.aims.analog.spec import Duration, Experiment, InferenceSpec, format_duration
 from aif.aims.base import AIM, AIMRuntime
 from aif.aims.preload import Preload
-from aif.communication.ports import Record
 from aif.errors import (
     ChipConnectionError,
     ChipError,
@@ -187,14 +186,7 @@ class IMCChip(AIM):
     async def run(self) -> None:
         pid = self._emulator.pid if self._emulator is not None else 0
         await self.progress(chip=self.address, name=self.info.name, emulator_pid=pid)
-        done = 0
-        async for event in self.events():
-            if isinstance(event, Record):
-                outcome = await self.run_job(event.value)
-                done += 1
-                self.log.info("%s: %s", outcome.job, outcome.status)
-            if self.stopping:
-                break
+        done = await run_each_job(self, self.run_job)
         await self.result(jobs=done, chip=self.address)
 
     async def run_job(self, record: dict[str, Any]) -> JobOutcome:
