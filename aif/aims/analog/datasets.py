@@ -15,6 +15,7 @@ that does not match the label count) instead of failing later inside training.
 from __future__ import annotations
 
 import gzip
+import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +93,27 @@ def load_dataset(spec: DatasetSpec, base_dir: Path) -> Dataset:
         y_test=np.ascontiguousarray(y_test, dtype=np.int64),
         classes=classes,
     )
+
+
+class DatasetCache:
+    """Data sets loaded once per worker and shared by its jobs (a sweep's, or a deployment's).
+
+    Keyed by the whole ``dataset`` spec, so jobs that differ in it get their own copy;
+    safe to call from worker threads.
+    """
+
+    def __init__(self, base_dir: Path) -> None:
+        self._base_dir = base_dir
+        self._datasets: dict[str, Dataset] = {}
+        self._lock = threading.Lock()
+
+    def get(self, spec: DatasetSpec) -> Dataset:
+        """The data set ``spec`` describes, loaded on first use."""
+        key = spec.model_dump_json()
+        with self._lock:
+            if key not in self._datasets:
+                self._datasets[key] = load_dataset(spec, self._base_dir)
+            return self._datasets[key]
 
 
 def _digits() -> tuple[np.ndarray, np.ndarray, float]:

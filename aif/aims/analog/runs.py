@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aif.aims.analog.datasets import DatasetCache
 from aif.aims.analog.spec import Experiment, format_duration
 from aif.aims.base import AIM
 from aif.communication.ports import Record
@@ -202,9 +202,7 @@ class JobRunner:
 
     def __init__(self, storage: Storage, base_dir: Path) -> None:
         self._storage = storage
-        self._base_dir = base_dir
-        self._datasets: dict[str, Any] = {}
-        self._lock = threading.Lock()
+        self._datasets = DatasetCache(base_dir)
 
     def prepare(self, experiment: Experiment, outcome: JobOutcome) -> PreparedJob:
         """Data, model, optimizer and schedule for ``experiment``, on ``outcome.device``."""
@@ -213,7 +211,7 @@ class JobRunner:
         from aif.aims.analog import build
         from aif.aims.analog.training import seed_everything
 
-        data = self._dataset(experiment)
+        data = self._datasets.get(experiment.dataset)
         seed_everything(experiment.training.seed)
         assert experiment.rpu is not None
         rpu_config = build.build_rpu_config(experiment.rpu)
@@ -236,15 +234,6 @@ class JobRunner:
             drift_capable=build.is_inference_family(rpu_config),
             storage=self._storage,
         )
-
-    def _dataset(self, experiment: Experiment) -> Any:
-        from aif.aims.analog.datasets import load_dataset
-
-        key = experiment.dataset.model_dump_json()
-        with self._lock:
-            if key not in self._datasets:
-                self._datasets[key] = load_dataset(experiment.dataset, self._base_dir)
-            return self._datasets[key]
 
     def _load(self, model: Any, name: str) -> None:
         from aif.aims.analog.checkpoint import load_weights

@@ -31,6 +31,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import pydantic
 
+from aif.aims.analog.datasets import DatasetCache
 from aif.aims.analog.imc_chip.client import ChipClient, parse_address
 from aif.aims.analog.imc_chip.emulator_child import EmulatorChild, start_emulator
 from aif.aims.analog.imc_chip.messages import InfoReply, Status
@@ -142,7 +143,6 @@ class IMCChip(AIM):
         self.address = ""
         self._emulator: EmulatorChild | None = None
         self._client: ChipClient | None = None
-        self._datasets: dict[str, Any] = {}
 
     async def setup(self) -> None:
         assert isinstance(self.params, ChipParams)
@@ -150,6 +150,7 @@ class IMCChip(AIM):
             # what the first job needs, imported while the emulator starts and the
             # workflow is wired, rather than once the first record has arrived
             self._preload = Preload(_JOB_MODULES)
+            self._datasets = DatasetCache(self.base_dir)
             if self.params.chip == "emulate":
                 options = self.params.emulator or EmulatorOptions()
                 self._emulator = await start_emulator(options.arguments(), self.log)
@@ -307,14 +308,10 @@ class IMCChip(AIM):
         """The digital model with the record's weights, the data set, the digital accuracy."""
         import torch
 
-        from aif.aims.analog.datasets import load_dataset
         from aif.aims.analog.imc_chip.twin import build_digital_model, load_tensors
         from aif.aims.analog.training import evaluate
 
-        key = experiment.dataset.model_dump_json()
-        if key not in self._datasets:
-            self._datasets[key] = load_dataset(experiment.dataset, self.base_dir)
-        data = self._datasets[key]
+        data = self._datasets.get(experiment.dataset)
         digital = build_digital_model(experiment.model, data.sample_shape)
         load_tensors(digital.model, record["names"], record["tensors"])
         digital.model.eval()
