@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from types import TracebackType
 from typing import Final, TypeVar
 
@@ -47,27 +46,30 @@ from aif.aims.analog.imc_chip.messages import (
     WaitReply,
     WaitRequest,
 )
-from aif.aims.analog.imc_chip.protocol import ProtocolViolation, encode, read_message
+from aif.aims.analog.imc_chip.protocol import (
+    ProtocolViolation,
+    encode,
+    read_message,
+    split_address,
+)
 from aif.errors import ChipConnectionError, ChipError, ConfigError, ProtocolError
 
 __all__ = ["DEFAULT_TIMEOUT", "ChipClient", "parse_address"]
 
 #: Seconds to wait for a connection and for each reply unless told otherwise.
 DEFAULT_TIMEOUT: Final = 30.0
-_ADDRESS = re.compile(r"^tcp://(\[[0-9A-Fa-f:.]+\]|[^:/\[\]\s]+):(\d{1,5})$")
 _R = TypeVar("_R", InfoReply, ProgramReply, ReadReply, MvmReply, WaitReply, ResetReply)
 
 
 def parse_address(address: str) -> tuple[str, int]:
     """``tcp://HOST:PORT`` -> ``(HOST, PORT)`` (``[::1]`` for IPv6); raises ``ConfigError``."""
-    match = _ADDRESS.match(address.strip())
-    port = int(match.group(2)) if match else 0
-    if match is None or not 0 < port < 65536:
+    parts = split_address(address)
+    if parts is None or not 0 < parts[1] < 65536:
         raise ConfigError(
             f"chip address {address!r} is not tcp://HOST:PORT with a port in 1..65535, "
             "e.g. tcp://127.0.0.1:5555 or tcp://[::1]:5555"
         )
-    return match.group(1).strip("[]"), port
+    return parts
 
 
 class ChipClient:

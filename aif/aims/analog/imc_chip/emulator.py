@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -50,7 +49,12 @@ from aif.aims.analog.imc_chip.messages import (
     WaitReply,
     WaitRequest,
 )
-from aif.aims.analog.imc_chip.protocol import ProtocolViolation, encode, read_request
+from aif.aims.analog.imc_chip.protocol import (
+    ProtocolViolation,
+    encode,
+    read_request,
+    split_address,
+)
 from aif.errors import ChipError, ConfigError
 
 if TYPE_CHECKING:  # the physics imports torch and aihwkit: only when a chip is made
@@ -70,7 +74,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 BANNER = "aif chip emulator listening on"
-_LISTEN = re.compile(r"tcp://(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\s:/\[\]]+)):(?P<port>\d+)")
 
 
 def answer(chip: Chip, request: Request) -> Reply:
@@ -172,14 +175,13 @@ async def _serve_connection(
 
 def parse_listen(text: str) -> tuple[str, int]:
     """``tcp://HOST:PORT`` -> (host, port); ``argparse.ArgumentTypeError`` says the form."""
-    match = _LISTEN.fullmatch(text.strip())
-    port = int(match["port"]) if match else -1
-    if match is None or not 0 <= port <= 65535:
+    parts = split_address(text)
+    if parts is None or not 0 <= parts[1] <= 65535:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not tcp://HOST:PORT with a port in 0..65535 "
             "(e.g. tcp://127.0.0.1:0; port 0 picks a free port)"
         )
-    return match["v6"] or match["host"], port
+    return parts
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -59,6 +59,7 @@ The messages themselves, and what each one means, are in ``messages.py``.
 from __future__ import annotations
 
 import asyncio
+import re
 import struct
 from dataclasses import dataclass
 from typing import Any, Final
@@ -103,7 +104,24 @@ __all__ = [
     "parse_header",
     "read_message",
     "read_request",
+    "split_address",
 ]
+
+_ADDRESS = re.compile(
+    r"tcp://(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\s:/\[\]]+)):(?P<port>\d{1,5})"
+)
+
+
+def split_address(text: str) -> tuple[str, int] | None:
+    """``tcp://HOST:PORT`` (``tcp://[::1]:PORT`` for IPv6) as ``(HOST, PORT)``; None if not.
+
+    The port is not range-checked: a client needs 1..65535, a server may ask for 0.
+    """
+    match = _ADDRESS.fullmatch(text.strip())
+    if match is None:
+        return None
+    return match["v6"] or match["host"], int(match["port"])
+
 
 MAGIC: Final = b"AIMC"
 HEADER: Final = struct.Struct("<4sHHII")
