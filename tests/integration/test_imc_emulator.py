@@ -24,6 +24,7 @@ from aif.aims.analog.imc_chip.config import ChipConfig
 from aif.aims.analog.imc_chip.emulator import parse_listen
 from aif.aims.analog.imc_chip.tiles import Chip
 from aif.errors import ChipError, ConfigError
+from tests.helpers.chip_bytes import frame
 
 pytestmark = pytest.mark.integration
 
@@ -106,19 +107,6 @@ class Raw:
 
     def closed_by_peer(self) -> bool:
         return self.sock.recv(1) == b""
-
-
-def frame(
-    opcode: int,
-    payload: bytes,
-    *,
-    rid: int = 11,
-    version: int = 1,
-    magic: bytes = p.MAGIC,
-    length: int | None = None,
-) -> bytes:
-    size = len(payload) if length is None else length
-    return struct.pack("<4sHHII", magic, version, opcode, rid, size) + payload
 
 
 def mvm(tile: int, inputs: np.ndarray) -> bytes:

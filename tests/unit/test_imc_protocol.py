@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from aif.aims.analog.imc_chip import messages as m
 from aif.aims.analog.imc_chip import protocol as p
 from aif.errors import ProtocolError
+from tests.helpers.chip_bytes import frame
 
 # --- strategies -----------------------------------------------------------------------
 
@@ -205,19 +206,6 @@ def test_golden_bytes(message: m.Message, rid: int, hex_bytes: str) -> None:
 
 
 # --- malformed bytes ------------------------------------------------------------------
-
-
-def frame(
-    opcode: int,
-    payload: bytes,
-    *,
-    rid: int = 11,
-    version: int = 1,
-    magic: bytes = p.MAGIC,
-    length: int | None = None,
-) -> bytes:
-    size = len(payload) if length is None else length
-    return struct.pack("<4sHHII", magic, version, opcode, rid, size) + payload
 
 
 def mvm_payload(batch: int, n_in: int, count: int, values: int) -> bytes:
