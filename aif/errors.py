@@ -24,7 +24,10 @@ boundary with ``raise ... from exc`` so callers catch one family::
     │   ├── ChipError               the chip answered with an error reply (``status``)
     │   └── ChipConnectionError     the chip cannot be reached, went away or stopped answering
     ├── ControllerError             the controller could not do what was asked
-    │   └── CleanupError            several resources failed to tear down
+    │   ├── CleanupError            several resources failed to tear down
+    │   ├── StateError              the controller's state database cannot be used
+    │   ├── JobNotFound             no submitted job has that id
+    │   └── DaemonError             the controller daemon is not there, or already is
     └── StorageError                a storage key or object problem
         └── KeyNotFound             no object under that key
 """
@@ -157,6 +160,18 @@ class CleanupError(ControllerError):
         self.errors = list(errors)
         lines = "\n".join(f"  - {type(e).__name__}: {e}" for e in self.errors)
         super().__init__(f"{len(self.errors)} error(s) during cleanup:\n{lines}")
+
+
+class StateError(ControllerError):
+    """The controller's state database cannot be opened, read or written."""
+
+
+class JobNotFound(ControllerError):
+    """No job has that id (or an id prefix matches several); the message says which exist."""
+
+
+class DaemonError(ControllerError):
+    """The controller daemon cannot be reached, is not running, or already runs there."""
 
 
 class StorageError(AIFError):

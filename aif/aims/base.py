@@ -63,6 +63,7 @@ class AIMRuntime(Protocol):
     workflow: str
     state_dir: Path
     base_dir: Path
+    work_dir: Path
 
     @property
     def storage(self) -> Storage: ...
@@ -97,6 +98,10 @@ class AIM:
     #: A sink that must keep what its upstream sends while stopping (partial results)
     #: sets this: after a stop its ``events()`` ends only once every writer closed.
     drain_on_stop: ClassVar[bool] = False
+    #: Queues of the controller daemon (device classes: ``validation``, ``cpu``, ``cuda``,
+    #: ``imc``, or a plug-in's own) a job with this AIM runs in, preferred first. Empty:
+    #: a light AIM that needs no instance of its own.
+    queues: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, runtime: AIMRuntime, params: pydantic.BaseModel | None) -> None:
         self._runtime = runtime
@@ -128,6 +133,15 @@ class AIM:
                 )
             return None
         return cls.Params.model_validate(dict(params or {}))
+
+    @classmethod
+    def resources(cls, params: pydantic.BaseModel | None) -> tuple[str, ...]:
+        """The daemon queues a job with this AIM may run in, preferred first.
+
+        The class's ``queues``; override it when parameters decide (a simulator asked
+        for ``cuda`` needs a GPU instance, one on ``auto`` takes either).
+        """
+        return cls.queues
 
     @classmethod
     def description(cls) -> str:
@@ -166,6 +180,12 @@ class AIM:
     def base_dir(self) -> Path:
         """The workflow file's folder: read relative paths in parameters from here."""
         return self._runtime.base_dir
+
+    @property
+    def work_dir(self) -> Path:
+        """The folder of whoever started the run (``aif run``'s, or ``aif submit``'s for a
+        daemon): write results for the user here, not in the controller's folder."""
+        return self._runtime.work_dir
 
     @property
     def stopping(self) -> bool:

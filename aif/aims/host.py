@@ -214,8 +214,13 @@ class AIMHost:
     async def _setup(self, setup: aim_api.Setup) -> None:
         cls = self._cls or resolve_aim_type(setup.type)
         params = cls.validate_params(setup.params)
+        # A remote host writes results where it runs, not where the controller's user is.
+        work_dir = Path.cwd() if self._over_tcp or not setup.work_dir else Path(setup.work_dir)
         self._runtime.place(
-            setup.workflow, self._own_state_dir or Path(setup.state_dir), Path(setup.base_dir)
+            setup.workflow,
+            self._own_state_dir or Path(setup.state_dir),
+            Path(setup.base_dir),
+            work_dir,
         )
         ipc_dir = Path(setup.ipc_dir)
         # A remote host's readers must be reachable from the controller's machine.

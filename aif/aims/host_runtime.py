@@ -45,6 +45,7 @@ class HostRuntime:
         self.workflow = workflow
         self.state_dir = Path(".")
         self.base_dir = Path(".")
+        self.work_dir = Path.cwd()
         #: The AIM this runtime serves, once the host has made it.
         self.aim: AIM | None = None
         #: One reader per input port, pumped into ``stream`` once wired.
@@ -125,11 +126,12 @@ class HostRuntime:
 
     # -- what the host does to it as the controller sets up, wires and ends the run ----
 
-    def place(self, workflow: str, state_dir: Path, base_dir: Path) -> None:
+    def place(self, workflow: str, state_dir: Path, base_dir: Path, work_dir: Path) -> None:
         """Put the AIM in its run: its workflow, directories and storage."""
         self.workflow = workflow
         self.state_dir = state_dir
         self.base_dir = base_dir
+        self.work_dir = work_dir
         self._storage = aim_storage(self.state_dir, self.name)
         self._global = global_storage(self.state_dir)
 

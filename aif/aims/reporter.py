@@ -293,7 +293,9 @@ class AnalogReporter(AIM):
 
     async def setup(self) -> None:
         assert isinstance(self.params, ReporterParams)
-        folder = choose_folder(self.params.folder, self.workflow, dt.datetime.now())
+        folder = choose_folder(
+            self.params.folder, self.workflow, dt.datetime.now(), base=self.work_dir
+        )
         self.report = Report(folder, workflow=self.workflow, aim=self.name)
         self.report.write_results()
         self.log.info("writing the report to %s", folder)

@@ -165,6 +165,9 @@ class Setup(pydantic.BaseModel):
     heartbeat_interval: float
     #: Folder that relative paths in ``params`` are read from (the workflow file's).
     base_dir: str = "."
+    #: The folder of whoever started the run, where results for the user go ("" = the
+    #: host's own working directory).
+    work_dir: str = ""
     #: Interface ``tcp`` readers bind: the one the controller listens on, so that a
     #: remote writer on another machine can reach them. A remote host picks its own.
     tcp_host: str = "127.0.0.1"

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -34,6 +34,7 @@ from aif.communication.addresses import tcp_host
 from aif.communication.events import Event, EventPublisher, Topic
 from aif.controller import aim_api, host_messages, supervision, wiring
 from aif.controller.launcher import ProcessLauncher, launcher_for
+from aif.controller.paths import default_state_dir
 from aif.controller.plan import RunPlan, plan_run
 from aif.controller.run import AIMHandle, AIMState, RunState, WorkflowResult, WorkflowRun
 from aif.errors import AIFError, CleanupError, ConfigError, LifecycleError
@@ -52,14 +53,6 @@ class Phase(enum.Enum):
     RUNNING = "running"
     SHUT_DOWN = "shut down"
     CLOSED = "closed"
-
-
-def default_state_dir() -> Path:
-    """``$AIF_STATE_DIR``, else ``$XDG_DATA_HOME/aif``, else ``~/.local/share/aif``."""
-    if env := os.environ.get("AIF_STATE_DIR"):
-        return Path(env)
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "aif"
 
 
 class Controller:
@@ -193,8 +186,21 @@ class Controller:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
-    async def launch(self, resolved: ResolvedWorkflow) -> WorkflowRun:
-        """Start an AIW instance and return its handle once every AIM runs."""
+    async def launch(
+        self,
+        resolved: ResolvedWorkflow,
+        *,
+        run_id: str | None = None,
+        base_dir: str | None = None,
+        work_dir: str | None = None,
+    ) -> WorkflowRun:
+        """Start an AIW instance and return its handle once every AIM runs.
+
+        ``run_id`` names the instance (the daemon passes its job id; default: a fresh
+        ``<name>-<hex>``); ``base_dir`` is where relative paths in parameters are read
+        from (default: the workflow file's folder) and ``work_dir`` where results for
+        the user go (default: the working directory).
+        """
         self._require(Phase.RUNNING, "launch a workflow", "use 'async with Controller()'")
         if resolved.workflow.profile != "basic":
             raise ConfigError(
@@ -203,7 +209,13 @@ class Controller:
                 "use profile: basic"
             )
         plan = plan_run(resolved)
-        run_id = f"{plan.name}-{uuid.uuid4().hex[:8]}"
+        if base_dir is not None or work_dir is not None:
+            plan = dataclasses.replace(
+                plan, base_dir=base_dir or plan.base_dir, work_dir=work_dir or plan.work_dir
+            )
+        run_id = run_id or f"{plan.name}-{uuid.uuid4().hex[:8]}"
+        if run_id in self.runs:
+            raise LifecycleError(f"a workflow run with id {run_id!r} is already known")
         assert self.ctx is not None
         handles = {
             name: AIMHandle(
@@ -211,7 +223,7 @@ class Controller:
                 type=aim.type,
                 placement=aim.placement,
                 heartbeat_timeout=aim.heartbeat_timeout,
-                launcher=launcher_for(aim.placement, self.ctx, self.endpoints, name, run_id),
+                launcher=launcher_for(aim, self.ctx, self.endpoints, run_id),
             )
             for name, aim in plan.aims.items()
         }
@@ -250,6 +262,12 @@ class Controller:
             result = run.result()
         await self._reap(run)
         return result
+
+    def forget(self, run: WorkflowRun) -> None:
+        """Drop an ended, reaped run, so a long-lived daemon holds only live ones."""
+        if not run.state.ended:
+            raise LifecycleError(f"cannot forget workflow run {run.id}: it is {run.state.value}")
+        self.runs.pop(run.id, None)
 
     # -- bringing a run up -----------------------------------------------------------
 

@@ -32,6 +32,11 @@ class PlannedAIM:
     heartbeat_timeout: float
     input_ports: tuple[str, ...]
     port_types: Mapping[str, RecordType]
+    #: Controllers asked to host a ``placement: remote`` AIM (C2C); empty: started by hand.
+    peers: tuple[str, ...] = ()
+    restart: str = "never"
+    max_restarts: int = 0
+    restart_backoff: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,8 @@ class RunPlan:
     outputs: list[str] = field(default_factory=list)
     #: Folder relative paths in AIM parameters are read from: the workflow file's folder.
     base_dir: str = "."
+    #: Folder of whoever started the run (results for the user go there); "" = the cwd.
+    work_dir: str = ""
 
     def writers_per_input(self, aim: str) -> dict[str, int]:
         """How many writers feed each input port of ``aim`` (end-of-streams to expect)."""
@@ -114,6 +121,10 @@ def plan_run(resolved: ResolvedWorkflow) -> RunPlan:
             heartbeat_timeout=decl.heartbeat_timeout or DEFAULT_HEARTBEAT_TIMEOUT,
             input_ports=tuple(p for p, s in specs.items() if s.direction == "input"),
             port_types={p: s.type for p, s in specs.items()},
+            peers=tuple(decl.peers),
+            restart=decl.restart,
+            max_restarts=decl.max_restarts,
+            restart_backoff=decl.restart_backoff,
         )
     connections = [
         PlannedConnection(

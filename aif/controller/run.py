@@ -119,6 +119,8 @@ class WorkflowRun:
             handle.run_changed = self.changed
         self.state = RunState.STARTING
         self.error: str | None = None
+        #: The AIM whose failure ended the run (None: the controller or the user ended it).
+        self.failed_aim: str | None = None
         self.results: dict[str, dict[str, Any]] = {}
         self.outputs: dict[str, list[Any]] = {}
         self.started = time.monotonic()

@@ -48,6 +48,7 @@ async def fail_run(
         handle.set_state(AIMState.FAILED)
     if not run.finish(RunState.FAILED, message):
         return
+    run.failed_aim = aim
     log.error("%s", message)
     emit("state", "controller", run.id, {"run": "failed", "error": message})
     for handle in run.handles.values():
@@ -159,7 +160,8 @@ def late_reason(handle: AIMHandle, what: str, timeout: float, tcp_endpoint: str 
         f"did not {what} within {timeout:g} s "
         f"({handle.launcher.description}, state {handle.state.value})"
     )
-    if isinstance(handle.launcher, RemoteLauncher) and handle.state is AIMState.LAUNCHING:
+    by_hand = type(handle.launcher) is RemoteLauncher  # not a peer controller's host
+    if by_hand and handle.state is AIMState.LAUNCHING:
         if tcp_endpoint is None:
             text += "; remote AIMs need a controller listening on tcp (Controller(tcp=...))"
         else:

@@ -62,6 +62,7 @@ def setup_message(
         max_message_sizes=plan.max_message_sizes(name),
         heartbeat_interval=heartbeat_interval,
         base_dir=plan.base_dir,
+        work_dir=plan.work_dir,
         tcp_host=tcp_host,
     )
 

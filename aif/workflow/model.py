@@ -13,6 +13,10 @@ standard JSON)::
         placement: inproc          # inproc | process | remote
         params: {shape: [4, 4]}    # checked against the AIM class's Params
         heartbeat_timeout: 5.0
+        restart: on-failure        # never | on-failure (daemon: the job runs again)
+        max_restarts: 3
+        restart_backoff: 1.0       # seconds, doubled each time
+        peers: [tcp://b:7000]      # placement: remote only: controllers asked to host it
     connections:                   # short form, or long form with options
       - gen.out -> sum.in
       - {from: gen.out, to: sum.in, queue_size: 100}
@@ -20,6 +24,7 @@ standard JSON)::
       sum.in: [1, 2, 3]            # always a list of records: [[1, 2]] is one record [1, 2]
     outputs:                       # output ports whose records are the AIW's result
       - sum.out
+    on_restart: requeue            # requeue | interrupt, when the daemon restarts mid-run
 
 Every model forbids unknown fields, so a typo is an error rather than a silently ignored
 setting. These models check the shape of the document only; whether AIM types exist,
@@ -65,6 +70,11 @@ Loc = tuple[str | int, ...]
 
 Placement = Literal["inproc", "process", "remote"]
 Profile = Literal["basic", "secure"]
+RestartPolicy = Literal["never", "on-failure"]
+OnRestart = Literal["requeue", "interrupt"]
+#: A peer controller's User API, which it serves on tcp for the C2C API.
+PEER_ADDRESS_PATTERN = r"^tcp://[^\s:]+:[0-9]{1,5}$"
+PeerAddress = Annotated[str, StringConstraints(pattern=PEER_ADDRESS_PATTERN)]
 AIMName = Annotated[str, StringConstraints(pattern=AIM_NAME_PATTERN)]
 
 #: Default and bounds of a channel's queue (records buffered before the writer waits).
@@ -247,6 +257,35 @@ class AIMDecl(_Model):
         gt=0,
         description="Seconds without a heartbeat after which the AIM counts as failed.",
     )
+    restart: RestartPolicy = Field(
+        default="never",
+        description="What the controller daemon does when this AIM fails or its host is "
+        "lost: never (the job fails) or on-failure (the job runs again, on another "
+        "instance when there is one, up to max_restarts times).",
+    )
+    max_restarts: int = Field(
+        default=3, ge=0, le=100, description="Most restarts under restart: on-failure."
+    )
+    restart_backoff: float = Field(
+        default=1.0,
+        ge=0,
+        le=3600,
+        description="Seconds before the first restart; doubled for each further one.",
+    )
+    peers: list[PeerAddress] = Field(
+        default_factory=list,
+        description="Controllers (their tcp://HOST:PORT User API) asked, in order, to host "
+        "this placement: remote AIM; the next is tried when one cannot.",
+    )
+
+    @model_validator(mode="after")
+    def _peers_need_remote(self) -> AIMDecl:
+        if self.peers and self.placement != "remote":
+            raise ValueError(
+                "peers: only a placement: remote AIM is hosted by another controller; "
+                "set placement: remote or remove peers"
+            )
+        return self
 
 
 class Workflow(_Model):
@@ -278,6 +317,11 @@ class Workflow(_Model):
     outputs: list[PortRef] = Field(
         default_factory=list,
         description="Output ports 'aim.port' whose records are the workflow's result.",
+    )
+    on_restart: OnRestart = Field(
+        default="requeue",
+        description="When the controller daemon restarts while this workflow runs: requeue "
+        "(run it again) or interrupt (mark it interrupted).",
     )
 
     _source_map: SourceMap = PrivateAttr(default_factory=lambda: SourceMap("<workflow>"))

@@ -190,7 +190,7 @@ def test_load_workflow_reads_files_and_names_them(tmp_path: Path) -> None:
         f"{path}:3: bogus: unknown field 'bogus'"
         + (
             "; allowed fields: name, description, version, profile, aims, connections, inputs, "
-            "outputs"
+            "outputs, on_restart"
         )
     ]
     path.write_text("name: w\naims: {r: {type: relay}}\n", encoding="utf-8")

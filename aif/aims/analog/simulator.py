@@ -103,6 +103,13 @@ class AnalogSimulator(AIM):
     inputs = {"jobs": JOB_RECORD}
     outputs = {"metrics": METRICS_RECORD, "results": RESULT_RECORD, "models": MODEL_RECORD}
     Params = SimulatorParams
+    queues = ("cpu",)
+
+    @classmethod
+    def resources(cls, params: pydantic.BaseModel | None) -> tuple[str, ...]:
+        """``cuda`` asks for a GPU instance; ``auto`` prefers one and takes a CPU one."""
+        device = params.device if isinstance(params, SimulatorParams) else "auto"
+        return {"cpu": ("cpu",), "cuda": ("cuda",)}.get(device, ("cuda", "cpu"))
 
     async def setup(self) -> None:
         from aif.aims.analog.build import config_families

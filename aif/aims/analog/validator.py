@@ -266,6 +266,8 @@ def _planned(verdict: Verdict) -> Counter[str]:
 class AnalogValidator(AIM):
     """Checks analog experiments, routes accepted jobs to simulators, rejects the rest."""
 
+    queues = ("validation",)
+
     inputs = {"experiments": EXPERIMENT_RECORD}
     outputs = {"jobs": JOB_RECORD, "rejections": REJECTION_RECORD}
 

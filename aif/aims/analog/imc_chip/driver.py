@@ -136,6 +136,7 @@ class IMCChip(AIM):
     inputs = {"models": MODEL_RECORD}
     outputs = {"results": RESULT_RECORD}
     Params = ChipParams
+    queues = ("imc",)
     technology = "Hardware"
 
     def __init__(self, runtime: AIMRuntime, params: pydantic.BaseModel | None) -> None:
