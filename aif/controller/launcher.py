@@ -18,6 +18,7 @@ from typing import Protocol
 import zmq.asyncio
 
 from aif.aims.host import AIMHost
+from aif.controller.plan import PlannedAIM
 
 
 class Launcher(Protocol):
@@ -160,13 +161,17 @@ def serve_command(aim_type: str, controller: str, name: str) -> str:
 
 
 def launcher_for(
-    placement: str, ctx: zmq.asyncio.Context, endpoints: dict[str, str], aim: str, workflow: str
+    aim: PlannedAIM, ctx: zmq.asyncio.Context, endpoints: dict[str, str], workflow: str
 ) -> Launcher:
-    """The launcher for an AIM's ``placement``, given the controller's AIM API endpoints."""
-    if placement == "inproc":
-        return InprocLauncher(ctx, endpoints["inproc"], aim, workflow)
-    if placement == "process":
-        return ProcessLauncher(endpoints["ipc"], aim, workflow)
+    """The launcher for an AIM's placement, given the controller's AIM API endpoints."""
+    if aim.placement == "inproc":
+        return InprocLauncher(ctx, endpoints["inproc"], aim.name, workflow)
+    if aim.placement == "process":
+        return ProcessLauncher(endpoints["ipc"], aim.name, workflow)
+    if aim.peers:
+        from aif.controller.remote import PeerLauncher
+
+        return PeerLauncher(ctx, aim, endpoints.get("tcp"), workflow)
     return RemoteLauncher()
 
 

@@ -12,13 +12,12 @@ import asyncio
 import collections
 import contextlib
 import logging
-import os
 import re
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from typing import Final
 
+from aif.controller.children import guarded_argv
 from aif.errors import ChipConnectionError
 
 #: Seconds the emulator may take to print its address (it imports aihwkit first).
@@ -27,21 +26,9 @@ START_TIMEOUT: Final = 60.0
 STOP_GRACE: Final = 5.0
 
 _LISTENING = re.compile(r"listening on (tcp://\S+)")
-#: Run in the child before the emulator: ask Linux to SIGTERM it when its parent dies
-#: (PR_SET_PDEATHSIG = 1, kept across exec), give up if the parent is already gone,
-#: then become the emulator. A constant program: no user input reaches it.
-_LAUNCHER = (
-    "import os, signal, sys\n"
-    "try:\n"
-    "    import ctypes\n"
-    "    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)\n"
-    "except (AttributeError, OSError):\n"
-    "    pass\n"
-    "if os.getppid() != int(sys.argv[1]):\n"
-    "    sys.exit(0)\n"
-    "os.execv(sys.executable, [sys.executable, '-m', 'aif.aims.analog.imc_chip.emulator',"
-    " *sys.argv[2:]])\n"
-)
+#: The module the child becomes, after asking for a parent-death signal
+#: (:mod:`aif.controller.children`): it ends even when the AIM's process is killed.
+EMULATOR_MODULE: Final = "aif.aims.analog.imc_chip.emulator"
 
 
 @dataclass
@@ -110,14 +97,9 @@ class EmulatorChild:
 
 async def start_emulator(arguments: list[str], log: logging.Logger) -> EmulatorChild:
     """Start an emulator on a free loopback port with ``arguments`` (its CLI flags)."""
+    argv = guarded_argv(EMULATOR_MODULE, ["--listen", "tcp://127.0.0.1:0", *arguments])
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        _LAUNCHER,
-        str(os.getpid()),
-        "--listen",
-        "tcp://127.0.0.1:0",
-        *arguments,
+        *argv,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

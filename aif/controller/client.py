@@ -1,0 +1,221 @@
+"""``aif.Client``: the Python client of the User API, and the CLI's way to a daemon.
+
+A daemon writes ``controller.json`` into its state directory once it serves (its pid and
+endpoints), so a client needs no address: ``Client()`` finds the daemon of the default
+state directory, ``Client(state_dir=...)`` another one, ``Client(address=...)`` any
+daemon by its ``ipc://`` or ``tcp://`` User API address. Calls are synchronous and time
+out with a ``DaemonError`` that says how to check on the daemon; scripts need no asyncio.
+
+From inside an event loop (a controller asking another to host AIMs), use
+``aif.controller.remote.ask``, which also notices a peer that is not there at once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from aif.controller import user_api
+from aif.controller.paths import default_state_dir
+from aif.errors import DaemonError
+
+#: The file a serving daemon writes into its state directory.
+DAEMON_FILE = "controller.json"
+#: Seconds a call waits for the daemon's reply.
+DEFAULT_TIMEOUT = 10.0
+#: Seconds between polls of ``logs(follow=True)``.
+FOLLOW_INTERVAL = 0.3
+
+
+def read_daemon_file(state_dir: Path) -> dict[str, Any] | None:
+    """The ``controller.json`` of a daemon on ``state_dir``, or None if none serves there."""
+    path = Path(state_dir) / DAEMON_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def pid_alive(pid: int) -> bool:
+    """True while process ``pid`` exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def find_address(state_dir: Path | None = None) -> str:
+    """The User API address of the daemon on ``state_dir`` (default: the user's)."""
+    state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
+    info = read_daemon_file(state_dir)
+    if info is None or not pid_alive(int(info.get("pid", 0))):
+        raise DaemonError(
+            f"no controller daemon runs on state directory {state_dir}; start one with "
+            f"`aif controller start` (add --state-dir {state_dir} if it is not the default)"
+        )
+    endpoints = info.get("api")
+    if not isinstance(endpoints, list) or not endpoints:
+        raise DaemonError(f"{state_dir / DAEMON_FILE} names no User API endpoint")
+    return str(endpoints[0])
+
+
+class Client:
+    """A connection to one controller daemon's User API."""
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        state_dir: Path | str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        if address is None:
+            address = find_address(Path(state_dir) if state_dir is not None else None)
+        elif not address.startswith(("ipc://", "tcp://")):
+            raise DaemonError(
+                f"controller address {address!r} is not one; write ipc://PATH or tcp://HOST:PORT"
+            )
+        self.address = address
+        self.timeout = timeout
+        self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+        self._sock: zmq.Socket[bytes] = self._ctx.socket(zmq.DEALER)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.connect(address)
+        self._rids = itertools.count(1)
+
+    def close(self) -> None:
+        """Close the socket."""
+        self._sock.close(linger=0)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def call(self, op: str, timeout: float | None = None, **params: Any) -> Any:
+        """Send one request and return its result (or raise the error it names)."""
+        rid = next(self._rids)
+        self._sock.send(user_api.pack({"op": op, "rid": rid, **params}))
+        wait = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + wait
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._sock.poll(int(left * 1000) + 1):
+                raise DaemonError(
+                    f"the controller at {self.address} did not answer {op!r} within {wait:g} s; "
+                    "is it running? (`aif controller status`)"
+                )
+            reply = user_api.unpack(self._sock.recv())
+            if isinstance(reply, dict) and reply.get("rid") == rid:
+                return user_api.reply_result(reply, self.address)
+            # a late reply to an earlier call that timed out: not ours, skip it
+
+    # -- the User API ------------------------------------------------------------------
+
+    def ping(self) -> dict[str, Any]:
+        """The daemon's pid, version, endpoints, job counts and uptime."""
+        result: dict[str, Any] = self.call("ping")
+        return result
+
+    def submit(
+        self,
+        workflow: Path | str,
+        overrides: Sequence[str] = (),
+        *,
+        priority: int = 0,
+        hold: bool = False,
+    ) -> dict[str, Any]:
+        """Queue the AIW in file ``workflow``; returns the job (its ``id`` names it later).
+
+        The file is read here and its text travels, so the job runs as submitted even if
+        the file changes; relative paths in it are read from the file's folder.
+        """
+        path = Path(workflow)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise DaemonError(f"cannot read workflow file {str(path)!r}: {exc.strerror}") from exc
+        result: dict[str, Any] = self.call(
+            "submit",
+            text=text,
+            source=str(path),
+            overrides=list(overrides),
+            base_dir=str(path.resolve().parent),
+            work_dir=os.getcwd(),
+            priority=priority,
+            hold=hold,
+        )
+        return result
+
+    def jobs(self, states: Sequence[str] | None = None, limit: int | None = None) -> list[Any]:
+        """Jobs, oldest first (by default: unfinished ones and the latest finished)."""
+        result: list[Any] = self.call(
+            "list", states=list(states) if states is not None else None, limit=limit
+        )
+        return result
+
+    def status(self, job: str) -> dict[str, Any]:
+        """One job: record, waiting reason, AIMs."""
+        result: dict[str, Any] = self.call("status", job=job)
+        return result
+
+    def logs(self, job: str, *, after: int = 0, follow: bool = False) -> Iterator[dict[str, Any]]:
+        """The job's events in order; with ``follow``, until the job has ended."""
+        while True:
+            page = self.call("logs", job=job, after=after)
+            events: list[dict[str, Any]] = page["events"]
+            yield from events
+            if events:
+                after = events[-1]["seq"]
+                continue
+            if not follow or page["final"]:
+                return
+            time.sleep(FOLLOW_INTERVAL)
+
+    def suspend(self, job: str) -> dict[str, Any]:
+        """Pause a running job, or hold a queued one."""
+        result: dict[str, Any] = self.call("suspend", job=job)
+        return result
+
+    def resume(self, job: str) -> dict[str, Any]:
+        """Continue a suspended or held job."""
+        result: dict[str, Any] = self.call("resume", job=job)
+        return result
+
+    def cancel(self, job: str) -> dict[str, Any]:
+        """Stop a job; what it produced so far is kept."""
+        result: dict[str, Any] = self.call("cancel", job=job)
+        return result
+
+    def aims(self) -> dict[str, Any]:
+        """Instances (queue, state, capabilities, load) and the AIMs running now."""
+        result: dict[str, Any] = self.call("aims")
+        return result
+
+    def shutdown(self) -> None:
+        """Ask the daemon to drain and exit."""
+        self.call("shutdown")
+
+    def wait(self, job: str, timeout: float | None = None, poll: float = 0.2) -> dict[str, Any]:
+        """Block until the job is in a final state; returns its record."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            record: dict[str, Any] = self.status(job)["job"]
+            if record["final"]:
+                return record
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job} is still {record['state']} after {timeout:g} s")
+            time.sleep(poll)

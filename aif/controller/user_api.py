@@ -1,0 +1,233 @@
+"""The User API (MPAI_AIFU_*) and the Controller-to-Controller API on the wire.
+
+One msgpack map per ZeroMQ message on a DEALER (client) ↔ ROUTER (daemon) pair, the
+same framing as the AIM API, so a script in any language can drive a daemon::
+
+    client                                   daemon
+      │ {op: submit, rid: 7, text: …} ──────►│
+      │◄── {rid: 7, ok: true, result: {…}}   │
+      │ {op: cancel, rid: 8, job: "x"} ─────►│
+      │◄── {rid: 8, ok: false, error: {type: JobNotFound, message: …}}
+
+Every request is a pydantic model here, so a malformed one is refused with the field
+that is wrong (and the daemon goes on). Errors travel as the name of an ``aif.errors``
+class plus its message; the client turns the name back into that class through a fixed
+table, never by evaluating anything it received. ``peer.*`` ops are the
+Controller-to-Controller API: another controller asks this one to host AIMs for it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgpack
+import pydantic
+
+from aif import errors
+from aif.errors import AIFError, ControllerError, MalformedMessage
+
+_STRICT = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+#: Largest request or reply; workflows and listings are small, payloads never come here.
+MAX_API_MESSAGE = 16 * 2**20
+
+
+class _Request(pydantic.BaseModel):
+    model_config = _STRICT
+    rid: int = 0
+
+
+class Ping(_Request):
+    """Is the daemon there? Returns its pid, version, endpoints and job counts."""
+
+    op: Literal["ping"] = "ping"
+
+
+class Submit(_Request):
+    """Queue one AIW instance (``MPAI_AIFU_AIW_Start`` when it gets an instance)."""
+
+    op: Literal["submit"] = "submit"
+    text: str = pydantic.Field(max_length=4 * 2**20)
+    source: str
+    overrides: list[str] = pydantic.Field(default_factory=list)
+    base_dir: str
+    work_dir: str
+    priority: int = pydantic.Field(default=0, ge=-1000, le=1000)
+    hold: bool = False
+
+
+class ListJobs(_Request):
+    """The jobs, oldest first; by default the unfinished ones and the last 20 finished."""
+
+    op: Literal["list"] = "list"
+    states: list[str] | None = None
+    limit: int | None = pydantic.Field(default=None, ge=1)
+
+
+class _JobRequest(_Request):
+    job: str = pydantic.Field(min_length=1, max_length=200)
+
+
+class Status(_JobRequest):
+    """One job: its record, why it waits, and its AIMs while it runs."""
+
+    op: Literal["status"] = "status"
+
+
+class Logs(_JobRequest):
+    """A job's events after sequence number ``after`` (``aif logs --follow`` polls)."""
+
+    op: Literal["logs"] = "logs"
+    after: int = pydantic.Field(default=0, ge=0)
+    limit: int = pydantic.Field(default=1000, ge=1, le=10_000)
+
+
+class Suspend(_JobRequest):
+    """Pause a running job (``MPAI_AIFU_AIW_Pause``) or hold a queued one."""
+
+    op: Literal["suspend"] = "suspend"
+
+
+class Resume(_JobRequest):
+    """Continue a suspended job (``MPAI_AIFU_AIW_Resume``) or release a held one."""
+
+    op: Literal["resume"] = "resume"
+
+
+class Cancel(_JobRequest):
+    """Stop a job (``MPAI_AIFU_AIW_Stop``); a queued job never starts."""
+
+    op: Literal["cancel"] = "cancel"
+
+
+class AIMs(_Request):
+    """The daemon's instances (queue, capabilities, load) and the AIMs running now."""
+
+    op: Literal["aims"] = "aims"
+
+
+class Shutdown(_Request):
+    """Drain and exit, as SIGTERM does."""
+
+    op: Literal["shutdown"] = "shutdown"
+
+
+class PeerOffer(_Request):
+    """C2C: which AIM types this controller hosts for others, and its load."""
+
+    op: Literal["peer.offer"] = "peer.offer"
+
+
+class PeerHost(_Request):
+    """C2C: start a host for AIM ``name`` of run ``workflow`` that registers at ``controller``."""
+
+    op: Literal["peer.host"] = "peer.host"
+    type: str = pydantic.Field(min_length=1, max_length=500)
+    name: str = pydantic.Field(pattern=r"^[a-z][a-z0-9_-]*$")
+    workflow: str = pydantic.Field(min_length=1, max_length=200)
+    controller: str = pydantic.Field(pattern=r"^tcp://")
+    origin: str = ""
+
+
+class PeerRelease(_Request):
+    """C2C: the run ``workflow`` ended on the asking controller; end its hosts here."""
+
+    op: Literal["peer.release"] = "peer.release"
+    workflow: str = pydantic.Field(min_length=1, max_length=200)
+
+
+Request = Annotated[
+    Ping
+    | Submit
+    | ListJobs
+    | Status
+    | Logs
+    | Suspend
+    | Resume
+    | Cancel
+    | AIMs
+    | Shutdown
+    | PeerOffer
+    | PeerHost
+    | PeerRelease,
+    pydantic.Field(discriminator="op"),
+]
+
+_request_adapter: pydantic.TypeAdapter[Request] = pydantic.TypeAdapter(Request)
+
+#: Error classes a reply may name; anything else arrives as ``ControllerError``.
+_ERRORS: dict[str, type[AIFError]] = {
+    name: cls
+    for name, cls in vars(errors).items()
+    if isinstance(cls, type) and issubclass(cls, AIFError) and name != "CleanupError"
+}
+
+
+def pack(message: dict[str, Any] | pydantic.BaseModel) -> bytes:
+    """Encode one request or reply."""
+    data = message.model_dump(mode="json") if isinstance(message, pydantic.BaseModel) else message
+    packed: bytes = msgpack.packb(data, use_bin_type=True)
+    return packed
+
+
+def unpack(frame: bytes) -> Any:
+    """Decode one frame (raises ``MalformedMessage``)."""
+    if len(frame) > MAX_API_MESSAGE:
+        raise MalformedMessage(f"User API message of {len(frame)} bytes exceeds {MAX_API_MESSAGE}")
+    try:
+        return msgpack.unpackb(frame, raw=False, strict_map_key=True)
+    except Exception as exc:
+        raise MalformedMessage(f"User API message is not valid msgpack: {exc}") from exc
+
+
+def parse_request(frame: bytes) -> Request:
+    """Decode and validate a request; ``MalformedMessage`` names every wrong field."""
+    data = unpack(frame)
+    try:
+        request: Request = _request_adapter.validate_python(data)
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<request>'}: {err['msg']}"
+            for err in exc.errors(include_url=False)
+        )
+        raise MalformedMessage(f"invalid User API request: {problems}") from exc
+    return request
+
+
+def request_id(frame: bytes) -> int:
+    """The ``rid`` of a request that failed to parse, so its error reply still matches."""
+    try:
+        data = unpack(frame)
+    except MalformedMessage:
+        return 0
+    rid = data.get("rid") if isinstance(data, dict) else None
+    return rid if isinstance(rid, int) else 0
+
+
+def ok_reply(rid: int, result: Any) -> dict[str, Any]:
+    """A successful reply."""
+    return {"rid": rid, "ok": True, "result": result}
+
+
+def error_reply(rid: int, error: BaseException) -> dict[str, Any]:
+    """A failed reply carrying the error's class name and message."""
+    kind = type(error).__name__ if isinstance(error, AIFError) else "ControllerError"
+    return {"rid": rid, "ok": False, "error": {"type": kind, "message": str(error)}}
+
+
+def reply_result(reply: Any, address: str) -> Any:
+    """The result of a reply, or its error raised as the ``aif.errors`` class it names."""
+    if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
+        raise MalformedMessage(f"the controller at {address} sent a reply that is not one")
+    if reply["ok"]:
+        return reply.get("result")
+    error = reply.get("error")
+    if not isinstance(error, dict):
+        raise MalformedMessage(f"the controller at {address} sent an error without details")
+    cls = _ERRORS.get(str(error.get("type")), ControllerError)
+    message = str(error.get("message", "unknown error"))
+    try:
+        exc = cls(message)
+    except TypeError:  # classes with extra constructor arguments (ChipError, ...)
+        exc = ControllerError(message)
+    raise exc
