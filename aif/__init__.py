@@ -6,6 +6,7 @@ This module is the public API; everything else may change without notice.
 from aif.aims.analog.spec import Experiment
 from aif.aims.base import AIM, Peer
 from aif.communication.ports import EndOfStream, Record, Signal, SignalCode, Stop
+from aif.controller.client import Client
 from aif.controller.controller import Controller
 from aif.controller.run import RunState, WorkflowResult, WorkflowRun
 from aif.errors import (
@@ -19,8 +20,10 @@ from aif.errors import (
     CleanupError,
     ConfigError,
     ControllerError,
+    DaemonError,
     ExperimentError,
     HardwareError,
+    JobNotFound,
     KeyNotFound,
     LifecycleError,
     MalformedMessage,
@@ -28,6 +31,7 @@ from aif.errors import (
     PortTypeError,
     ProtocolError,
     RegistryError,
+    StateError,
     StorageError,
     TypeSyntaxError,
     WireError,
@@ -46,13 +50,16 @@ __all__ = [
     "ChipConnectionError",
     "ChipError",
     "CleanupError",
+    "Client",
     "ConfigError",
     "Controller",
     "ControllerError",
+    "DaemonError",
     "EndOfStream",
     "Experiment",
     "ExperimentError",
     "HardwareError",
+    "JobNotFound",
     "KeyNotFound",
     "LifecycleError",
     "MalformedMessage",
@@ -65,6 +72,7 @@ __all__ = [
     "RunState",
     "Signal",
     "SignalCode",
+    "StateError",
     "Stop",
     "StorageError",
     "TypeSyntaxError",

@@ -5,7 +5,9 @@ AIW without running it), ``check`` (analog experiments, as the validator sees th
 ``run`` (an embedded controller runs an AIW to its end with live progress; it listens on
 tcp for the AIW's ``placement: remote`` AIMs), ``aim serve`` (host one AIM for a
 controller elsewhere: hot-plug), ``chip emulate`` (an emulated IMC chip behind the
-chip protocol). Exit codes: 0 success,
+chip protocol), and the daemon's commands (``controller start|stop|status``, ``submit``,
+``ps``, ``status``, ``logs``, ``suspend``, ``resume``, ``cancel``, ``aims``: see
+``aif.cli_daemon``). Exit codes: 0 success,
 1 the run or a check failed, 2 bad input (file, arguments).
 """
 
@@ -38,7 +40,7 @@ def _console() -> Any:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Check torch, aihwkit, CUDA and ZeroMQ; print the fix for each problem."""
-    from aif.controller.controller import default_state_dir
+    from aif.controller.paths import default_state_dir
     from aif.doctor import format_report, run_checks
 
     checks = run_checks(default_state_dir())
@@ -126,12 +128,15 @@ async def _run(resolved: Any, args: argparse.Namespace, display: Any, interrupts
     from aif.controller.controller import Controller
 
     state_dir = Path(args.state_dir) if args.state_dir else None
-    remote = {n: a.type for n, a in resolved.workflow.aims.items() if a.placement == "remote"}
+    aims = resolved.workflow.aims
+    remote = {n: a.type for n, a in aims.items() if a.placement == "remote"}
+    # AIMs with peers are started by those controllers; the rest wait for `aif aim serve`
+    by_hand = {n: t for n, t in remote.items() if not aims[n].peers}
     listen = args.listen or (DEFAULT_LISTEN if remote else None)
     async with Controller(state_dir, tcp=listen, ready_timeout=args.ready_timeout) as controller:
         controller.subscribe(display.on_event)
         if listen is not None:
-            _announce(display.console, controller.endpoints["tcp"], remote)
+            _announce(display.console, controller.endpoints["tcp"], by_hand)
         with display:
             run = await controller.launch(resolved)
             loop = asyncio.get_running_loop()
@@ -314,6 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     emulator.add_arguments(p)
     p.set_defaults(func=cmd_chip_emulate)
+
+    from aif import cli_daemon
+
+    cli_daemon.add_commands(sub)
     return parser
 
 

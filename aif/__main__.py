@@ -1,0 +1,7 @@
+"""``python -m aif``: the ``aif`` command (how a detached daemon starts itself)."""
+
+import sys
+
+from aif.cli import main
+
+sys.exit(main())

@@ -1,0 +1,277 @@
+"""The daemon commands of ``aif`` (``controller start|stop|status``) and what every
+command that talks to a daemon shares: finding it, tables, JSON.
+
+The job commands (``submit``, ``ps``, ``status``, ``logs``, ...) are in ``cli_jobs``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from aif.controller.paths import default_state_dir
+from aif.errors import DaemonError
+
+EXIT_OK, EXIT_FAILED = 0, 1
+#: Seconds ``controller start --detach`` waits for the daemon to serve.
+DETACH_TIMEOUT = 60.0
+
+
+def state_dir_of(args: argparse.Namespace) -> Path:
+    """``--state-dir``, else the default state directory."""
+    return Path(args.state_dir) if args.state_dir else default_state_dir()
+
+
+def connect(args: argparse.Namespace) -> Any:
+    """A client of the daemon ``--controller``, ``$AIF_CONTROLLER`` or the state dir names."""
+    from aif.controller.client import Client
+
+    address = args.controller or os.environ.get("AIF_CONTROLLER") or None
+    if address:
+        return Client(address, timeout=args.api_timeout)
+    return Client(state_dir=state_dir_of(args), timeout=args.api_timeout)
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def age(stamp: float | None) -> str:
+    if stamp is None:
+        return "-"
+    seconds = max(0.0, time.time() - stamp)
+    if seconds < 60:
+        return f"{seconds:.0f}s ago"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m ago"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f}h ago"
+    return dt.datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M")
+
+
+def table(title: str | None, columns: list[str], rows: list[list[str]]) -> None:
+    from rich.table import Table
+
+    from aif.cli import _console
+
+    table = Table(title=title, box=None, header_style="bold", pad_edge=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    _console().print(table)
+
+
+# -- the daemon ------------------------------------------------------------------------
+
+
+def cmd_controller_start(args: argparse.Namespace) -> int:
+    """Run the daemon in the foreground, or start it detached and return once it serves."""
+    from aif.controller.daemon import DaemonConfig, serve_daemon
+    from aif.controller.scheduler import default_instances, parse_instances
+
+    state_dir = state_dir_of(args)
+    if args.drain_timeout <= 0:
+        raise DaemonError(f"--drain-timeout must be positive, got {args.drain_timeout:g}")
+    instances = parse_instances(args.instances) if args.instances else default_instances()
+    if args.detach:
+        return _detach(args, state_dir)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+    config = DaemonConfig(
+        state_dir=state_dir,
+        api=args.api,
+        listen=args.listen,
+        instances=instances,
+        offered=args.offer or None,
+        drain_timeout=args.drain_timeout,
+    )
+    return serve_daemon(config)
+
+
+def _detach(args: argparse.Namespace, state_dir: Path) -> int:
+    from aif.controller.client import pid_alive, read_daemon_file
+
+    argv = [a for a in sys.argv[1:] if a != "--detach"] if args.argv is None else args.argv
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log_path = state_dir / "controller.log"
+    with open(log_path, "ab") as log_file, open(os.devnull, "rb") as devnull:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "aif", *argv, "--state-dir", str(state_dir)],
+            stdin=devnull,
+            stdout=log_file,
+            stderr=log_file,
+            # Its own session (no terminal signals); the working directory stays, so
+            # `package.module:Class` AIMs import as they do under `aif run`.
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + DETACH_TIMEOUT
+    while time.monotonic() < deadline:
+        info = read_daemon_file(state_dir)
+        if info is not None and info.get("pid") == child.pid:
+            print(f"controller daemon started (pid {child.pid}), User API {info['api'][0]}")
+            print(f"log: {log_path}")
+            return EXIT_OK
+        if child.poll() is not None or not pid_alive(child.pid):
+            tail = log_path.read_text(errors="replace").splitlines()[-10:]
+            print(
+                f"aif: error: the controller daemon exited ({child.returncode}):", file=sys.stderr
+            )
+            for line in tail:
+                print(f"  {line}", file=sys.stderr)
+            return EXIT_FAILED
+        time.sleep(0.1)
+    raise DaemonError(f"the daemon did not serve within {DETACH_TIMEOUT:g} s; see {log_path}")
+
+
+def cmd_controller_stop(args: argparse.Namespace) -> int:
+    """Ask the daemon to drain and exit, and wait until it has."""
+    from aif.controller.client import pid_alive, read_daemon_file
+
+    state_dir = state_dir_of(args)
+    info = read_daemon_file(state_dir)
+    if info is None or not pid_alive(int(info.get("pid", 0))):
+        print(f"no controller daemon runs on {state_dir}")
+        return EXIT_OK
+    pid = int(info["pid"])
+    try:
+        with connect(args) as client:
+            client.shutdown()
+    except DaemonError:
+        os.kill(pid, 15)  # it does not answer: SIGTERM drains just the same
+    deadline = time.monotonic() + args.timeout
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if pid_alive(pid):
+        print(
+            f"aif: error: the daemon (pid {pid}) still runs after {args.timeout:g} s",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    print(f"controller daemon (pid {pid}) stopped")
+    return EXIT_OK
+
+
+def cmd_controller_status(args: argparse.Namespace) -> int:
+    """Is a daemon serving? Its pid, endpoints, uptime and job counts."""
+    try:
+        with connect(args) as client:
+            info = client.ping()
+    except DaemonError as exc:
+        if args.json:
+            print_json({"running": False, "error": str(exc)})
+        else:
+            print(str(exc))
+        return EXIT_FAILED
+    if args.json:
+        print_json({"running": True, **info})
+        return EXIT_OK
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(info["jobs"].items())) or "no jobs"
+    print(f"controller daemon pid {info['pid']} on {info['machine']}, up {info['uptime']:.0f} s")
+    print(f"  User API:   {', '.join(info['api'])}")
+    print(f"  AIM API:    {info['aim_api']}")
+    print(f"  state dir:  {info['state_dir']}")
+    print(f"  jobs:       {counts}")
+    if info["draining"]:
+        print("  draining: taking no new jobs")
+    return EXIT_OK
+
+
+# -- the parser -------------------------------------------------------------------------
+
+
+def add_target(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
+    p.add_argument(
+        "--state-dir",
+        help="the daemon's state directory (default: $AIF_STATE_DIR or ~/.local/share/aif)",
+    )
+    p.add_argument(
+        "--controller",
+        metavar="ADDRESS",
+        help="the daemon's User API address (ipc://... or tcp://HOST:PORT; default: "
+        "$AIF_CONTROLLER, else the daemon of the state directory)",
+    )
+    p.add_argument(
+        "--api-timeout", type=float, default=10.0, metavar="S", help="seconds to wait for an answer"
+    )
+    if json_flag:
+        p.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+
+def add_commands(sub: Any) -> None:
+    """Add the daemon commands, then the job commands, to ``aif``'s subparsers."""
+    from aif.controller.daemon import DEFAULT_LISTEN
+
+    controller = sub.add_parser("controller", help="run the controller daemon").add_subparsers(
+        dest="controller_command", required=True, metavar="CONTROLLER_COMMAND"
+    )
+    p = controller.add_parser("start", help="start the daemon (foreground unless --detach)")
+    add_target(p, json_flag=False)
+    p.add_argument(
+        "--detach",
+        action="store_true",
+        help="run in the background, log to STATE_DIR/controller.log",
+    )
+    p.add_argument(
+        "--api",
+        action="append",
+        default=[],
+        metavar="tcp://HOST:PORT",
+        help="also serve the User API and the C2C API on tcp (peers call this); repeatable",
+    )
+    p.add_argument(
+        "--listen",
+        default=DEFAULT_LISTEN,
+        metavar="tcp://HOST:PORT",
+        help=f"where remote AIM hosts register (default {DEFAULT_LISTEN}); use an address "
+        "other machines reach for hosts there",
+    )
+    p.add_argument(
+        "--instances",
+        action="append",
+        default=[],
+        metavar="QUEUE=N[xJOBS]",
+        help="instances per queue, e.g. cpu=2,cuda=1,validation=1x4 (default: validation=1x4, "
+        "cpu=half the cores, imc=1, cuda=one per GPU)",
+    )
+    p.add_argument(
+        "--offer",
+        action="append",
+        default=[],
+        metavar="TYPE",
+        help="an AIM type this daemon hosts for peer controllers; repeatable (default: any)",
+    )
+    p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="on stop, how long live jobs get to stop cleanly (default 30)",
+    )
+    p.set_defaults(func=cmd_controller_start, argv=None)
+
+    p = controller.add_parser("stop", help="drain and stop the daemon")
+    add_target(p, json_flag=False)
+    p.add_argument(
+        "--timeout", type=float, default=60.0, metavar="S", help="how long to wait (default 60)"
+    )
+    p.set_defaults(func=cmd_controller_stop)
+
+    p = controller.add_parser("status", help="is the daemon running? its endpoints and job counts")
+    add_target(p)
+    p.set_defaults(func=cmd_controller_status)
+
+    from aif import cli_jobs
+
+    cli_jobs.add_commands(sub)

@@ -1,0 +1,251 @@
+"""The job commands of ``aif``: ``submit``, ``ps``, ``status``, ``logs``, ``suspend``,
+``resume``, ``cancel``, ``aims``.
+
+Each is a thin layer over :class:`aif.Client`, so what the CLI can do a script can do
+in Python. Listings print a table for people and, with ``--json``, one JSON document
+for scripts. ``aif submit`` prints the job id alone on stdout (``id=$(aif submit
+wf.yaml)``) and the rest on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from typing import Any
+
+from aif.cli_daemon import EXIT_FAILED, EXIT_OK, add_target, age, connect, print_json, table
+
+# -- jobs ----------------------------------------------------------------------------------
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    """Queue a workflow on the daemon; print its job id."""
+    with connect(args) as client:
+        job = client.submit(args.file, args.set, priority=args.priority, hold=args.hold)
+        if args.wait:
+            job = client.wait(job["id"])
+    if args.json:
+        print_json(job)
+    else:
+        print(job["id"])
+        where = " or ".join(job["queues"])
+        print(
+            f"{job['state']} in {where}; follow it: aif logs {job['id']} --follow", file=sys.stderr
+        )
+    if args.wait:
+        return EXIT_OK if job["state"] == "succeeded" else EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    """List jobs."""
+    states = args.state or (None if not args.all else [])
+    with connect(args) as client:
+        jobs = client.jobs(states if states else None, args.limit) if not args.all else _all(client)
+    if args.json:
+        print_json(jobs)
+        return EXIT_OK
+    rows = [
+        [
+            j["id"],
+            j["state"],
+            j["instance"] or j["queue"],
+            str(j["priority"]),
+            str(j["attempts"]),
+            age(j["submitted"]),
+            (j["detail"] or "")[:90],
+        ]
+        for j in jobs
+    ]
+    if not rows:
+        print("no jobs")
+        return EXIT_OK
+    table(None, ["ID", "STATE", "WHERE", "PRI", "TRIES", "SUBMITTED", "DETAIL"], rows)
+    return EXIT_OK
+
+
+def _all(client: Any) -> list[Any]:
+    from aif.controller.state import JobState
+
+    result: list[Any] = client.jobs([s.value for s in JobState])
+    return result
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """One job in detail."""
+    with connect(args) as client:
+        status = client.status(args.job)
+    if args.json:
+        print_json(status)
+        return EXIT_OK
+    job = status["job"]
+    print(f"job        {job['id']}")
+    print(f"workflow   {job['workflow']} ({job['source']})")
+    print(f"state      {job['state']}" + (f": {job['detail']}" if job["detail"] else ""))
+    if "waiting" in status:
+        print(f"waiting    {status['waiting']}")
+    print(f"queues     {', '.join(job['queues'])}   priority {job['priority']}")
+    print(f"instance   {job['instance'] or '-'}   attempts {job['attempts']}")
+    started, ended = age(job["started"]), age(job["ended"])
+    print(f"submitted  {age(job['submitted'])}   started {started}   ended {ended}")
+    if job["overrides"]:
+        print(f"--set      {' '.join(job['overrides'])}")
+    result = job.get("result")
+    if result:
+        for aim, values in result.get("results", {}).items():
+            for key, value in values.items():
+                print(f"result     {aim}.{key} = {json.dumps(value, default=str)[:200]}")
+    if status["aims"]:
+        rows = [
+            [a["name"], a["type"], a["placement"], a["state"], str(a["pid"] or "-"), a["host"]]
+            for a in status["aims"]
+        ]
+        table("AIMs", ["AIM", "TYPE", "PLACEMENT", "STATE", "PID", "HOST"], rows)
+    return EXIT_OK
+
+
+def format_event(event: dict[str, Any]) -> str:
+    """One event as a log line: time, source, topic, data."""
+    stamp = dt.datetime.fromtimestamp(event["time"]).strftime("%H:%M:%S")
+    data = event["data"]
+    if event["topic"] == "log" and "message" in data:
+        text = f"{data.get('level', 'info')}: {data['message']}"
+    else:
+        text = " ".join(f"{k}={json.dumps(v, default=str)}" for k, v in data.items())
+    return f"{stamp} {event['source']:>12} {event['topic']:<8} {text}"
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    """A job's events; with --follow until it ends."""
+    with connect(args) as client:
+        job_id = client.status(args.job)["job"]["id"]
+        for event in client.logs(job_id, follow=args.follow):
+            if args.json:
+                print(json.dumps(event, default=str), flush=True)
+            else:
+                print(format_event(event), flush=True)
+        if args.follow:
+            final = client.status(job_id)["job"]
+            if not args.json:
+                print(
+                    f"job {job_id} {final['state']}"
+                    + (f": {final['detail']}" if final["detail"] else "")
+                )
+            return EXIT_OK if final["state"] == "succeeded" else EXIT_FAILED
+    return EXIT_OK
+
+
+def _job_verb(verb: str) -> Any:
+    def command(args: argparse.Namespace) -> int:
+        with connect(args) as client:
+            job = getattr(client, verb)(args.job)
+        if args.json:
+            print_json(job)
+        else:
+            print(
+                f"job {job['id']}: {job['state']}"
+                + (f" ({job['detail']})" if job["detail"] else "")
+            )
+        return EXIT_OK
+
+    command.__doc__ = f"{verb.capitalize()} a job."
+    return command
+
+
+def cmd_aims(args: argparse.Namespace) -> int:
+    """Instances (queue, state, capabilities, load) and the AIMs running now."""
+    with connect(args) as client:
+        aims = client.aims()
+    if args.json:
+        print_json(aims)
+        return EXIT_OK
+    rows = [
+        [
+            i["name"],
+            i["queue"],
+            i["state"],
+            i["load"],
+            " ".join(f"{k}={v}" for k, v in i["capabilities"].items()),
+            ", ".join(i["running"]),
+        ]
+        for i in aims["instances"]
+    ]
+    table("instances", ["INSTANCE", "QUEUE", "STATE", "LOAD", "CAPABILITIES", "JOBS"], rows)
+    if aims["hosts"]:
+        rows = [
+            [h["job"], h["name"], h["type"], h["placement"], h["state"], str(h["pid"] or "-")]
+            for h in aims["hosts"]
+        ]
+        table("running AIMs", ["JOB", "AIM", "TYPE", "PLACEMENT", "STATE", "PID"], rows)
+    if aims.get("peer_hosts"):
+        rows = [
+            [
+                str(h.get("workflow")),
+                str(h.get("aim")),
+                str(h.get("type")),
+                str(h.get("pid")),
+                str(h.get("controller")),
+                str(h.get("state")),
+            ]
+            for h in aims["peer_hosts"]
+        ]
+        table(
+            "AIMs hosted for peer controllers", ["RUN", "AIM", "TYPE", "PID", "FOR", "STATE"], rows
+        )
+    return EXIT_OK
+
+
+def add_commands(sub: Any) -> None:
+    """Add the job commands to ``aif``'s subparsers."""
+    p = sub.add_parser("submit", help="queue a workflow on the daemon; prints the job id")
+    p.add_argument("file", help="workflow YAML")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change one value of the workflow for this job, VALUE read as YAML; repeatable",
+    )
+    p.add_argument(
+        "--priority", type=int, default=0, help="higher runs first (default 0, -1000..1000)"
+    )
+    p.add_argument(
+        "--hold", action="store_true", help="queue it held: it starts after `aif resume`"
+    )
+    p.add_argument(
+        "--wait", action="store_true", help="wait until it ends; exit 1 unless it succeeded"
+    )
+    add_target(p)
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("ps", help="list jobs")
+    p.add_argument(
+        "--state", action="append", metavar="STATE", help="only jobs in STATE; repeatable"
+    )
+    p.add_argument("-a", "--all", action="store_true", help="every job, not only the recent ones")
+    p.add_argument("--limit", type=int, default=None, help="at most N unfinished jobs")
+    add_target(p)
+    p.set_defaults(func=cmd_ps)
+
+    for verb, text in (
+        ("status", "show one job"),
+        ("suspend", "pause a running job, or hold a queued one"),
+        ("resume", "continue a suspended or held job"),
+        ("cancel", "stop a job; a queued one never starts"),
+    ):
+        p = sub.add_parser(verb, help=text)
+        p.add_argument("job", help="job id (a unique prefix will do)")
+        add_target(p)
+        p.set_defaults(func=cmd_status if verb == "status" else _job_verb(verb))
+
+    p = sub.add_parser("logs", help="show a job's events")
+    p.add_argument("job", help="job id (a unique prefix will do)")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
+    add_target(p)
+    p.set_defaults(func=cmd_logs)
+
+    p = sub.add_parser("aims", help="instances, their load and capabilities, and running AIMs")
+    add_target(p)
+    p.set_defaults(func=cmd_aims)

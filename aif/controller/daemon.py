@@ -1,0 +1,246 @@
+"""The controller daemon: one long-lived controller per state directory, driven over the User API.
+
+``aif controller start`` runs :func:`serve_daemon`: it takes the state directory's lock
+(so two daemons never share one database), opens the job store, starts an embedded
+``Controller`` (AIM API on inproc/ipc, and tcp for remote hosts), serves the User API on
+ipc (and tcp when asked), writes ``controller.json`` so clients find it, and dispatches
+jobs until SIGTERM/SIGINT or a ``shutdown`` request. Then it drains: no new jobs, live
+ones are asked to stop and are re-queued or marked interrupted by their workflow's
+``on_restart``, and only then does it exit. A ``kill -9`` skips the drain; the next
+start settles the same way from the database (``JobStore.recover``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import signal
+import socket
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aif.communication.addresses import MAX_IPC_PATH
+from aif.controller import user_api
+from aif.controller.api_server import ApiServer
+from aif.controller.client import DAEMON_FILE, read_daemon_file
+from aif.controller.controller import Controller
+from aif.controller.jobs import JobManager
+from aif.controller.remote import PeerHosts
+from aif.controller.scheduler import Instance, Scheduler, default_instances
+from aif.controller.state import JobStore
+from aif.errors import DaemonError
+
+log = logging.getLogger("aif.daemon")
+
+LOCK_FILE = "controller.lock"
+#: Where the AIM API listens on tcp unless told: loopback, any free port (remote hosts
+#: and peers' hosts on this machine; give --listen for other machines).
+DEFAULT_LISTEN = "tcp://127.0.0.1:*"
+
+
+@dataclass
+class DaemonConfig:
+    """How one daemon runs."""
+
+    state_dir: Path
+    #: Extra User API endpoints (tcp) besides the ipc one; peers call these (C2C).
+    api: Sequence[str] = ()
+    listen: str = DEFAULT_LISTEN
+    instances: list[Instance] = field(default_factory=default_instances)
+    #: AIM types hosted for peer controllers (None: any this machine can load).
+    offered: Sequence[str] | None = None
+    drain_timeout: float = 30.0
+    heartbeat_interval: float = 0.5
+
+
+class StateLock:
+    """An exclusive ``flock`` on the state directory, held for the daemon's life."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock or raise ``DaemonError`` naming the daemon that holds it."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise DaemonError(
+                f"another controller daemon (pid {holder}) already uses state directory "
+                f"{self.path.parent}; stop it with `aif controller stop --state-dir "
+                f"{self.path.parent}` or start this one with another --state-dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        """Let go of the lock (the kernel also does when the process dies)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def ipc_endpoint(state_dir: Path) -> str:
+    """The User API's ipc address: in the state directory, or a short temp dir if too long."""
+    path = state_dir / "api.sock"
+    if len(str(path).encode()) > MAX_IPC_PATH - 8:
+        path = Path(tempfile.mkdtemp(prefix="aif-api-")) / "api.sock"
+    return f"ipc://{path}"
+
+
+class Daemon:
+    """The service: lock, store, controller, User API, jobs."""
+
+    def __init__(self, config: DaemonConfig) -> None:
+        self.config = config
+        self.state_dir = Path(config.state_dir).absolute()
+        self.started = time.time()
+        self._stop = asyncio.Event()
+        self._lock = StateLock(self.state_dir)
+        self.api_endpoints: list[str] = []
+        self.jobs: JobManager | None = None
+        self.peers = PeerHosts(self.state_dir, config.offered)
+        self.controller: Controller | None = None
+
+    def request_stop(self) -> None:
+        """Begin the drain (SIGTERM, SIGINT, ``shutdown``)."""
+        self._stop.set()
+
+    async def serve(self) -> int:
+        """Run until asked to stop; returns the exit status."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._lock.acquire()
+        try:
+            with JobStore(self.state_dir / JobStore.FILE_NAME) as store:
+                return await self._serve(store)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                info = read_daemon_file(self.state_dir)
+                if info is not None and info.get("pid") == os.getpid():
+                    (self.state_dir / DAEMON_FILE).unlink()
+            self._lock.release()
+
+    async def _serve(self, store: JobStore) -> int:
+        config = self.config
+        controller = Controller(
+            self.state_dir, tcp=config.listen, heartbeat_interval=config.heartbeat_interval
+        )
+        self.controller = controller
+        async with controller:
+            jobs = self.jobs = JobManager(store, controller, Scheduler(config.instances))
+            assert controller.ctx is not None
+            server = ApiServer(controller.ctx, self.handle)
+            try:
+                self.api_endpoints = [server.bind(ipc_endpoint(self.state_dir))]
+                self.api_endpoints += [server.bind(address) for address in config.api]
+                jobs.start()
+                server.start()
+                self._write_daemon_file(controller)
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.add_signal_handler(sig, self.request_stop)
+                log.info(
+                    "controller daemon %d serving %s on state directory %s",
+                    os.getpid(),
+                    ", ".join(self.api_endpoints),
+                    self.state_dir,
+                )
+                await self._stop.wait()
+                log.info("draining: stopping live jobs (up to %g s)", config.drain_timeout)
+                await jobs.drain(config.drain_timeout)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    (self.state_dir / DAEMON_FILE).unlink()
+                await server.close()
+                await jobs.close()
+                await self.peers.close()
+        log.info("controller daemon %d stopped", os.getpid())
+        return 0
+
+    def _write_daemon_file(self, controller: Controller) -> None:
+        info = {
+            "pid": os.getpid(),
+            "api": self.api_endpoints,
+            "aim_api": controller.endpoints.get("tcp"),
+            "state_dir": str(self.state_dir),
+            "started": self.started,
+        }
+        path = self.state_dir / DAEMON_FILE
+        temp = path.with_suffix(".tmp")
+        temp.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        os.replace(temp, path)
+
+    # -- the User API ------------------------------------------------------------------
+
+    async def handle(self, request: user_api.Request) -> Any:
+        """Answer one User API or C2C request."""
+        jobs = self.jobs
+        assert jobs is not None
+        match request:
+            case user_api.Ping():
+                return self._ping()
+            case user_api.Submit():
+                return jobs.submit(
+                    request.text,
+                    request.source,
+                    request.overrides,
+                    request.base_dir,
+                    request.work_dir,
+                    request.priority,
+                    request.hold,
+                )
+            case user_api.ListJobs():
+                return jobs.jobs(request.states, request.limit)
+            case user_api.Status():
+                return jobs.status(request.job)
+            case user_api.Logs():
+                return jobs.logs(request.job, request.after, request.limit)
+            case user_api.Suspend():
+                return await jobs.suspend(request.job)
+            case user_api.Resume():
+                return await jobs.resume(request.job)
+            case user_api.Cancel():
+                return await jobs.cancel(request.job)
+            case user_api.AIMs():
+                return {**jobs.aims(), "peer_hosts": self.peers.listing()}
+            case user_api.Shutdown():
+                self.request_stop()
+                return {"pid": os.getpid(), "draining": True}
+            case user_api.PeerOffer() | user_api.PeerHost() | user_api.PeerRelease():
+                return await self.peers.handle(request)
+        raise DaemonError(f"no handler for {request.op!r}")  # pragma: no cover
+
+    def _ping(self) -> dict[str, Any]:
+        assert self.jobs is not None and self.controller is not None
+        from aif import __version__
+
+        return {
+            "pid": os.getpid(),
+            "version": __version__,
+            "machine": socket.gethostname(),
+            "state_dir": str(self.state_dir),
+            "api": self.api_endpoints,
+            "aim_api": self.controller.endpoints.get("tcp"),
+            "started": self.started,
+            "uptime": time.time() - self.started,
+            "draining": self.jobs.draining,
+            "jobs": self.jobs.store.counts(),
+            "instances": len(self.jobs.scheduler.instances),
+        }
+
+
+def serve_daemon(config: DaemonConfig) -> int:
+    """Run a daemon in this process until it is stopped (``aif controller start``)."""
+    return asyncio.run(Daemon(config).serve())
