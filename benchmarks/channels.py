@@ -42,7 +42,7 @@ import zmq.asyncio
 
 from aif.communication.channel import ChannelReader, ChannelWriter, Transport
 from aif.communication.ports import Record, Signal
-from benchmarks.machine import describe
+from benchmarks.machine import describe, rounded
 
 MiB = 2**20
 SIZES: list[tuple[str, int]] = [
@@ -459,15 +459,6 @@ async def main(quick: bool, transport: Transport) -> dict[str, Any]:
         results["signals"] = await signal_latency(ctx, transport, ipc, quick)
     ctx.term()
     return results
-
-
-def rounded(value: Any) -> Any:
-    """Floats to 4 significant digits, so the JSON line stays readable."""
-    if isinstance(value, float):
-        return float(f"{value:.4g}")
-    if isinstance(value, dict):
-        return {k: rounded(v) for k, v in value.items()}
-    return value
 
 
 def cli(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""What every benchmark reports about the machine it ran on: ratios travel, seconds do not."""
+"""What every benchmark reports about the machine it ran on (ratios travel, seconds do not),
+and how it rounds the numbers of its JSON line."""
 
 from __future__ import annotations
 
@@ -19,3 +20,12 @@ def describe(**versions: Any) -> dict[str, Any]:
     except OSError:
         pass
     return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), **versions}
+
+
+def rounded(value: Any) -> Any:
+    """Floats to 4 significant digits, so the JSON line stays readable."""
+    if isinstance(value, float):
+        return float(f"{value:.4g}")
+    if isinstance(value, dict):
+        return {k: rounded(v) for k, v in value.items()}
+    return value
