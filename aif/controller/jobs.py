@@ -273,10 +273,10 @@ class JobManager:
         if attempt.run is not None:
             run = attempt.run
             await run.stop()
-            asyncio.get_running_loop().call_later(
-                self.controller.stop_grace,
-                lambda: asyncio.ensure_future(self._force(run)),
-            )
+            # held in _tasks: the loop keeps only a weak reference to a task
+            force = asyncio.create_task(self._force(run), name=f"cancel-{run.id}")
+            self._tasks.append(force)
+            force.add_done_callback(self._tasks.remove)
         return updated
 
     def aims(self) -> dict[str, Any]:
@@ -396,6 +396,9 @@ class JobManager:
         self.store.prune_events(record.id, EVENTS_KEPT)
 
     async def _force(self, run: WorkflowRun) -> None:
+        """Abort a cancelled run that did not stop within the controller's grace."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(run.wait(), self.controller.stop_grace)
         if not run.state.ended:
             await self.controller.abort(run, "cancelled by the user")
 
