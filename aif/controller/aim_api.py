@@ -223,28 +223,41 @@ def pack(message: pydantic.BaseModel) -> bytes:
     return packed
 
 
-def _unpack(frame: bytes) -> object:
+def unpack_api_message(frame: bytes, api: str = "AIM API", hint: str = "") -> object:
+    """One msgpack map of a control API (AIM API, User API), size-checked.
+
+    Shared by both APIs so they refuse oversized and undecodable frames alike
+    (``MalformedMessage``); ``hint`` says what to do about an oversized one.
+    """
     if len(frame) > MAX_API_MESSAGE:
         raise MalformedMessage(
-            f"AIM API message of {len(frame)} bytes exceeds {MAX_API_MESSAGE}; "
-            "send payloads over channels, not the AIM API"
+            f"{api} message of {len(frame)} bytes exceeds {MAX_API_MESSAGE}"
+            + (hint and f"; {hint}")
         )
     try:
         return msgpack.unpackb(frame, raw=False, strict_map_key=True)
     except Exception as exc:
-        raise MalformedMessage(f"AIM API message is not valid msgpack: {exc}") from exc
+        raise MalformedMessage(f"{api} message is not valid msgpack: {exc}") from exc
 
 
-def _validate(adapter: pydantic.TypeAdapter[Any], frame: bytes) -> Any:
-    data = _unpack(frame)
+def validate_api_message(adapter: pydantic.TypeAdapter[Any], data: object, what: str) -> Any:
+    """``data`` as the model ``adapter`` names; ``MalformedMessage`` lists every wrong field.
+
+    ``what`` names the message in the error: ``AIM API message``, ``User API request``.
+    """
     try:
         return adapter.validate_python(data)
     except pydantic.ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '<message>'}: {err['msg']}"
-            for err in exc.errors()
+            for err in exc.errors(include_url=False)
         )
-        raise MalformedMessage(f"invalid AIM API message: {problems}") from exc
+        raise MalformedMessage(f"invalid {what}: {problems}") from exc
+
+
+def _validate(adapter: pydantic.TypeAdapter[Any], frame: bytes) -> Any:
+    data = unpack_api_message(frame, hint="send payloads over channels, not the AIM API")
+    return validate_api_message(adapter, data, "AIM API message")
 
 
 def parse_host_message(frame: bytes) -> HostMessage:

@@ -24,12 +24,10 @@ import msgpack
 import pydantic
 
 from aif import errors
+from aif.controller.aim_api import unpack_api_message, validate_api_message
 from aif.errors import AIFError, ControllerError, MalformedMessage
 
 _STRICT = pydantic.ConfigDict(extra="forbid", frozen=True)
-
-#: Largest request or reply; workflows and listings are small, payloads never come here.
-MAX_API_MESSAGE = 16 * 2**20
 
 
 class _Request(pydantic.BaseModel):
@@ -172,25 +170,12 @@ def pack(message: dict[str, Any] | pydantic.BaseModel) -> bytes:
 
 def unpack(frame: bytes) -> Any:
     """Decode one frame (raises ``MalformedMessage``)."""
-    if len(frame) > MAX_API_MESSAGE:
-        raise MalformedMessage(f"User API message of {len(frame)} bytes exceeds {MAX_API_MESSAGE}")
-    try:
-        return msgpack.unpackb(frame, raw=False, strict_map_key=True)
-    except Exception as exc:
-        raise MalformedMessage(f"User API message is not valid msgpack: {exc}") from exc
+    return unpack_api_message(frame, "User API")
 
 
 def parse_request(frame: bytes) -> Request:
     """Decode and validate a request; ``MalformedMessage`` names every wrong field."""
-    data = unpack(frame)
-    try:
-        request: Request = _request_adapter.validate_python(data)
-    except pydantic.ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<request>'}: {err['msg']}"
-            for err in exc.errors(include_url=False)
-        )
-        raise MalformedMessage(f"invalid User API request: {problems}") from exc
+    request: Request = validate_api_message(_request_adapter, unpack(frame), "User API request")
     return request
 
 
