@@ -126,11 +126,15 @@ class Daemon:
             with JobStore(self.state_dir / JobStore.FILE_NAME) as store:
                 return await self._serve(store)
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                info = read_daemon_file(self.state_dir)
-                if info is not None and info.get("pid") == os.getpid():
-                    (self.state_dir / DAEMON_FILE).unlink()
+            self._remove_daemon_file()
             self._lock.release()
+
+    def _remove_daemon_file(self) -> None:
+        """Remove ``controller.json`` if it is this daemon's (never another's)."""
+        info = read_daemon_file(self.state_dir)
+        if info is not None and info.get("pid") == os.getpid():
+            with contextlib.suppress(FileNotFoundError):
+                (self.state_dir / DAEMON_FILE).unlink()
 
     async def _serve(self, store: JobStore) -> int:
         config = self.config
@@ -161,8 +165,7 @@ class Daemon:
                 log.info("draining: stopping live jobs (up to %g s)", config.drain_timeout)
                 await jobs.drain(config.drain_timeout)
             finally:
-                with contextlib.suppress(FileNotFoundError):
-                    (self.state_dir / DAEMON_FILE).unlink()
+                self._remove_daemon_file()  # clients stop finding it before it closes
                 await server.close()
                 await jobs.close()
                 await self.peers.close()
