@@ -309,6 +309,13 @@ def test_two_daemons_cannot_share_a_state_directory(daemon: DaemonProcess) -> No
     assert f"(pid {daemon.pid}) already uses state directory" in second.stderr
 
 
+def test_bad_daemon_settings_are_refused_naming_the_flag(tmp_path: Path) -> None:
+    drain = aif("controller", "start", "--drain-timeout", "0", state_dir=tmp_path / "s")
+    assert drain.returncode == 2 and "--drain-timeout must be positive" in drain.stderr
+    instances = aif("controller", "start", "--instances", "gpu", state_dir=tmp_path / "s")
+    assert instances.returncode == 2 and "is not QUEUE=COUNT" in instances.stderr
+
+
 def test_clients_say_when_no_daemon_runs(tmp_path: Path) -> None:
     result = aif("ps", state_dir=tmp_path / "nothing")
     assert result.returncode == 2
