@@ -28,8 +28,17 @@ boundary with ``raise ... from exc`` so callers catch one family::
     │   ├── StateError              the controller's state database cannot be used
     │   ├── JobNotFound             no submitted job has that id
     │   └── DaemonError             the controller daemon is not there, or already is
-    └── StorageError                a storage key or object problem
-        └── KeyNotFound             no object under that key
+    ├── StorageError                a storage key or object problem
+    │   └── KeyNotFound             no object under that key
+    ├── SecurityError               keys, signatures, encryption, authentication
+    │   ├── KeyFileError            a key file that is missing, unreadable or too open
+    │   ├── IntegrityError          ciphertext that fails authentication (tampered, wrong key)
+    │   ├── UntrustedKey            a signature or client key that nobody trusted
+    │   └── AttestationError        an attestation report that does not verify
+    └── StoreError                  a Store, package or index problem
+        ├── PackageNotFound         no package of that name (and version) in the Store
+        ├── PackageSignatureError   a package or index whose signature is missing or wrong
+        └── UnsafeArchive           an archive that would write outside its place or is too big
 """
 
 from __future__ import annotations
@@ -183,3 +192,39 @@ class KeyNotFound(StorageError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "key not found"
+
+
+class SecurityError(AIFError):
+    """Keys, signatures, encryption or authentication failed; the message names the fix."""
+
+
+class KeyFileError(SecurityError):
+    """A key file is missing, unreadable, malformed, too open, or its passphrase is wrong."""
+
+
+class IntegrityError(SecurityError):
+    """Encrypted data failed authentication: tampered, truncated, swapped or a wrong key."""
+
+
+class UntrustedKey(SecurityError):
+    """A signature or client key that is not among the trusted keys."""
+
+
+class AttestationError(SecurityError):
+    """An attestation report is malformed, wrongly signed, stale or lists unexpected digests."""
+
+
+class StoreError(AIFError):
+    """A Store, a package or an index cannot be used as asked."""
+
+
+class PackageNotFound(StoreError):
+    """The Store has no package of that name or version; the message lists what it has."""
+
+
+class PackageSignatureError(StoreError):
+    """A package or an index has no signature, or one that does not verify."""
+
+
+class UnsafeArchive(StoreError):
+    """An archive has absolute paths, ``..``, links, special files, or is over the size limits."""
