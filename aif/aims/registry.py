@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import difflib
 import importlib
+from dataclasses import dataclass
 from importlib.metadata import entry_points
+from pathlib import Path
 
 from aif.aims.base import AIM
 from aif.errors import RegistryError
+
+#: The prefix of an AIM type installed from a Store: ``store:NAME@VERSION``.
+STORE_PREFIX = "store:"
 
 #: Entry-point group third-party packages use to publish AIMs.
 ENTRY_POINT_GROUP = "aif.aims"
@@ -43,7 +48,8 @@ def plugin_names() -> list[str]:
     return sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
 
 
-def _load_class_path(path: str) -> type[AIM]:
+def load_class_path(path: str) -> type[AIM]:
+    """Import ``package.module:Class`` and check that it is an AIM (RegistryError if not)."""
     module_name, _, attr = path.partition(":")
     if not module_name or not attr:
         raise RegistryError(f"AIM type {path!r} is not of the form 'package.module:ClassName'")
@@ -70,12 +76,49 @@ def _load_class_path(path: str) -> type[AIM]:
     return obj
 
 
-def resolve_aim_type(type_text: str) -> type[AIM]:
-    """Turn a workflow's ``type`` into an AIM class, or say what is known instead."""
+@dataclass(frozen=True)
+class Loaded:
+    """An AIM class this process resolved, and where it came from (for attestation).
+
+    ``source`` is ``aif`` (built in), ``plugin:NAME`` (an entry point), ``path`` (a
+    ``package.module:Class`` type) or ``store:NAME@VERSION``; ``digest`` is set when
+    the origin has one of its own (a Store package's archive digest).
+    """
+
+    cls: type[AIM]
+    source: str
+    digest: str | None = None
+
+
+_LOADED: dict[str, Loaded] = {}
+
+
+def loaded_types() -> dict[str, Loaded]:
+    """Every AIM type this process has resolved so far, by the type text it was given."""
+    return dict(_LOADED)
+
+
+def record_loaded(type_text: str, loaded: Loaded) -> type[AIM]:
+    """Note that ``type_text`` resolved to ``loaded.cls``; returns the class."""
+    _LOADED[type_text] = loaded
+    return loaded.cls
+
+
+def resolve_aim_type(type_text: str, *, state_dir: Path | None = None) -> type[AIM]:
+    """Turn a workflow's ``type`` into an AIM class, or say what is known instead.
+
+    A ``store:NAME@VERSION`` type is an AIM installed from a Store into ``state_dir``
+    (default: the default state directory); the workflow resolver fetches and verifies
+    it (``aif.store.aim_types``) before any host asks for it here.
+    """
+    if type_text.startswith(STORE_PREFIX):
+        from aif.store.aim_types import installed_aim_class
+
+        return installed_aim_class(type_text, state_dir)
     if ":" in type_text:
-        return _load_class_path(type_text)
+        return record_loaded(type_text, Loaded(load_class_path(type_text), "path"))
     if type_text in _BUILTINS:
-        return _load_class_path(_BUILTINS[type_text])
+        return record_loaded(type_text, Loaded(load_class_path(_BUILTINS[type_text]), "aif"))
     for ep in entry_points(group=ENTRY_POINT_GROUP, name=type_text):
         try:
             cls = ep.load()
@@ -87,7 +130,8 @@ def resolve_aim_type(type_text: str) -> type[AIM]:
             raise RegistryError(
                 f"AIM type {type_text!r}: entry point {ep.value!r} is not a subclass of aif.AIM"
             )
-        return cls
+        dist = ep.dist.name if ep.dist is not None else ep.value
+        return record_loaded(type_text, Loaded(cls, f"plugin:{dist}"))
     known = builtin_names() + plugin_names()
     hint = difflib.get_close_matches(type_text, known, n=1)
     suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
