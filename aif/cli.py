@@ -48,15 +48,23 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_FAILED if any(c.level == "fail" for c in checks) else EXIT_OK
 
 
-def _load(path: str, overrides: list[str] | None = None) -> Any:
+def _load(args: argparse.Namespace) -> Any:
+    """Load and resolve ``args.file`` with its ``--set`` overrides.
+
+    ``store:NAME@VERSION`` AIMs are found in ``--state-dir``'s install cache, else
+    fetched from ``--store`` (``$AIF_STORE``).
+    """
+    from aif.store.aim_types import StoreTypes
     from aif.workflow import load_workflow, resolve
 
-    return resolve(load_workflow(Path(path), overrides or ()))
+    state_dir = Path(args.state_dir) if args.state_dir else None
+    store_types = StoreTypes.default(state_dir, args.store)
+    return resolve(load_workflow(Path(args.file), args.set or ()), store_types=store_types)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Load and check a workflow; print every problem with file, line and field."""
-    resolved = _load(args.file, args.set)
+    resolved = _load(args)
     wf = resolved.workflow
     for warning in resolved.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -100,7 +108,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     """Print the MPAI-AIF JSON metadata of a workflow and its AIMs."""
     from aif.workflow import export_metadata
 
-    print(json.dumps(export_metadata(_load(args.file, args.set)), indent=2))
+    print(json.dumps(export_metadata(_load(args)), indent=2))
     return EXIT_OK
 
 
@@ -108,7 +116,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run a workflow to its end in an embedded controller."""
     from aif.progress import RunDisplay
 
-    resolved = _load(args.file, args.set)
+    resolved = _load(args)
     display = RunDisplay(_console(), quiet=args.quiet)
     interrupts: list[int] = []
     result = asyncio.run(_run(resolved, args, display, interrupts))
@@ -133,10 +141,23 @@ async def _run(resolved: Any, args: argparse.Namespace, display: Any, interrupts
     # AIMs with peers are started by those controllers; the rest wait for `aif aim serve`
     by_hand = {n: t for n, t in remote.items() if not aims[n].peers}
     listen = args.listen or (DEFAULT_LISTEN if remote else None)
-    async with Controller(state_dir, tcp=listen, ready_timeout=args.ready_timeout) as controller:
+    # A secure workflow that listens on tcp: its AIM API is CURVE, with this identity.
+    curve, identity = None, None
+    if resolved.workflow.profile == "secure" and listen is not None:
+        from aif.controller.paths import default_state_dir
+        from aif.security.curve import load_controller_curve
+        from aif.security.keys import KeyRing
+
+        keys_dir = state_dir or default_state_dir()
+        identity = KeyRing(keys_dir).identity()
+        curve = load_controller_curve(keys_dir, identity)
+    async with Controller(
+        state_dir, tcp=listen, ready_timeout=args.ready_timeout, curve=curve, identity=identity
+    ) as controller:
         controller.subscribe(display.on_event)
         if listen is not None:
-            _announce(display.console, controller.endpoints["tcp"], by_hand)
+            key = curve.pair.public if curve is not None else None
+            _announce(display.console, controller.endpoints["tcp"], by_hand, key)
         with display:
             run = await controller.launch(resolved)
             loop = asyncio.get_running_loop()
@@ -165,7 +186,9 @@ async def _run(resolved: Any, args: argparse.Namespace, display: Any, interrupts
     return result
 
 
-def _announce(console: Any, endpoint: str, remote: dict[str, str]) -> None:
+def _announce(
+    console: Any, endpoint: str, remote: dict[str, str], server_key: bytes | None = None
+) -> None:
     """Say where the controller listens and, for each remote AIM, how to start its host.
 
     Printed before the run starts, because the run waits for those hosts to register.
@@ -178,9 +201,17 @@ def _announce(console: Any, endpoint: str, remote: dict[str, str]) -> None:
     console.print(f"controller listening on {endpoint}", soft_wrap=True)
     if tcp_host(endpoint) in WILDCARD_HOSTS:
         console.print("(from another machine, use this machine's address in place of that host)")
+    if server_key is not None and remote:
+        console.print(
+            "secure profile: each host's key must be trusted here before `aif run` starts "
+            "(`aif keys show` there, `aif keys trust NAME curve:KEY` here)",
+            soft_wrap=True,
+        )
     for name, aim_type in remote.items():
         console.print(f"waiting for remote AIM {name!r}; start its host with:", soft_wrap=True)
-        console.print(f"  {escape(serve_command(aim_type, endpoint, name))}", soft_wrap=True)
+        console.print(
+            f"  {escape(serve_command(aim_type, endpoint, name, server_key))}", soft_wrap=True
+        )
 
 
 def _result_json(result: Any) -> dict[str, Any]:
@@ -197,7 +228,7 @@ def _result_json(result: Any) -> dict[str, Any]:
 
 def cmd_aim_serve(args: argparse.Namespace) -> int:
     """Host one AIM for a running controller (``placement: remote`` in the AIW)."""
-    from aif.aims.host import serve_host
+    from aif.aims.host import remote_curve, serve_host
     from aif.aims.registry import resolve_aim_type
     from aif.communication.addresses import tcp_host
     from aif.errors import ConfigError
@@ -212,6 +243,11 @@ def cmd_aim_serve(args: argparse.Namespace) -> int:
         )
     if args.connect_timeout <= 0:
         raise ConfigError(f"--connect-timeout must be positive, got {args.connect_timeout:g}")
+    state_dir = Path(args.state_dir) if args.state_dir else None
+    # Secure profile: a CURVE AIM API, dialled with this machine's identity.
+    identity, server_key = remote_curve(
+        args.controller, args.server_key, state_dir, args.identity_stdin
+    )
     # The person who started this host watches it: say what happens, at INFO.
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -226,7 +262,9 @@ def cmd_aim_serve(args: argparse.Namespace) -> int:
             args.type,
             connect_timeout=args.connect_timeout,
             handle_signals=True,
-            state_dir=Path(args.state_dir) if args.state_dir else None,
+            state_dir=state_dir,
+            identity=identity,
+            server_key=server_key,
         )
     )
 
@@ -248,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check a workflow file without running it")
     p.add_argument("file", help="workflow YAML")
     _add_set(p)
+    _add_store(p)
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("check", help="check analog experiment files without running them")
@@ -257,14 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="print the MPAI-AIF JSON metadata of a workflow")
     p.add_argument("file", help="workflow YAML")
     _add_set(p)
+    _add_store(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("run", help="run a workflow to its end with live progress")
     p.add_argument("file", help="workflow YAML")
     _add_set(p)
-    p.add_argument(
-        "--state-dir", help="where storage lives (default: $AIF_STATE_DIR or ~/.local/share/aif)"
-    )
+    _add_store(p)
     p.add_argument("--timeout", type=float, default=None, help="stop the run after N seconds")
     p.add_argument("--json", metavar="PATH", help="also write the result as JSON to PATH")
     p.add_argument("-q", "--quiet", action="store_true", help="no live progress")
@@ -301,9 +339,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--state-dir",
-        help="where the AIM's storage lives on this machine (default: the controller's "
+        help="where the AIM's storage (and this machine's identity, `aif keys init`) lives "
+        "on this machine (default: the controller's "
         "state directory, the same path here)",
     )
+    p.add_argument(
+        "--server-key",
+        metavar="curve:KEY",
+        help="the controller's CURVE key when it runs the secure profile (`aif run` prints it; "
+        "default: the key trusted for that address); the controller must trust this "
+        "machine's key (`aif keys show`)",
+    )
+    p.add_argument("--identity-stdin", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_aim_serve)
 
     chip = sub.add_parser("chip", help="work with IMC chips").add_subparsers(
@@ -320,10 +367,27 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_arguments(p)
     p.set_defaults(func=cmd_chip_emulate)
 
-    from aif import cli_daemon
+    from aif import cli_attest, cli_daemon, cli_keys, cli_store
 
     cli_daemon.add_commands(sub)
+    cli_keys.add_commands(sub)
+    cli_store.add_commands(sub)
+    cli_attest.add_commands(sub)
     return parser
+
+
+def _add_store(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state-dir",
+        help="where storage, keys and installed Store packages live "
+        "(default: $AIF_STATE_DIR or ~/.local/share/aif)",
+    )
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="the Store that store:NAME@VERSION AIMs not yet installed come from: a "
+        "directory, file:// or http(s):// URL (default: $AIF_STORE)",
+    )
 
 
 def _add_set(parser: argparse.ArgumentParser) -> None:

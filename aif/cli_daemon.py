@@ -7,6 +7,7 @@ The job commands (``submit``, ``ps``, ``status``, ``logs``, ...) are in ``cli_jo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -31,13 +32,21 @@ def state_dir_of(args: argparse.Namespace) -> Path:
 
 
 def connect(args: argparse.Namespace) -> Any:
-    """A client of the daemon ``--controller``, ``$AIF_CONTROLLER`` or the state dir names."""
+    """A client of the daemon ``--controller``, ``$AIF_CONTROLLER`` or the state dir names.
+
+    Over tcp to a secure daemon it dials CURVE with this state directory's identity and
+    the daemon's key (``--server-key``, else found as ``aif.Client`` finds it).
+    """
     from aif.controller.client import Client
 
     address = args.controller or os.environ.get("AIF_CONTROLLER") or None
-    if address:
-        return Client(address, timeout=args.api_timeout)
-    return Client(state_dir=state_dir_of(args), timeout=args.api_timeout)
+    server_key = getattr(args, "server_key", None)
+    return Client(
+        address or None,
+        state_dir=state_dir_of(args),
+        timeout=args.api_timeout,
+        server_key=server_key,
+    )
 
 
 def print_json(data: Any) -> None:
@@ -82,8 +91,9 @@ def cmd_controller_start(args: argparse.Namespace) -> int:
     if args.drain_timeout <= 0:
         raise DaemonError(f"--drain-timeout must be positive, got {args.drain_timeout:g}")
     instances = parse_instances(args.instances) if args.instances else default_instances()
+    passphrase = sys.stdin.readline().rstrip("\n") if args.passphrase_stdin else None
     if args.detach:
-        return _detach(args, state_dir)
+        return _detach(args, state_dir, _passphrase_to_hand_on(args, state_dir))
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -96,26 +106,59 @@ def cmd_controller_start(args: argparse.Namespace) -> int:
         instances=instances,
         offered=args.offer or None,
         drain_timeout=args.drain_timeout,
+        profile=args.profile,
+        passphrase=passphrase,
+        store=args.store,
     )
     return serve_daemon(config)
 
 
-def _detach(args: argparse.Namespace, state_dir: Path) -> int:
+def _passphrase_to_hand_on(args: argparse.Namespace, state_dir: Path) -> str | None:
+    """Secure profile, detached: check the identity here, where a terminal can ask for its
+    passphrase, and return the passphrase the daemon needs (None: it needs none, or it
+    finds ``$AIF_PASSPHRASE`` itself)."""
+    if args.profile != "secure":
+        return None
+    import getpass
+
+    from aif.security.keys import PASSPHRASE_ENV, KeyRing
+
+    ring = KeyRing(state_dir)
+    ring.public()  # no identity: fails here, naming `aif keys init`
+    if not ring.protected() or os.environ.get(PASSPHRASE_ENV):
+        ring.identity()
+        return None
+    if not sys.stdin.isatty():
+        ring.identity()  # raises, naming $AIF_PASSPHRASE
+        return None
+    passphrase = getpass.getpass(f"passphrase for {ring.identity_path}: ")
+    ring.identity(passphrase)  # a wrong one fails here, not in the background
+    return passphrase
+
+
+def _detach(args: argparse.Namespace, state_dir: Path, passphrase: str | None = None) -> int:
     from aif.controller.client import pid_alive, read_daemon_file
 
     argv = [a for a in sys.argv[1:] if a != "--detach"] if args.argv is None else args.argv
+    if passphrase is not None:  # handed on through a pipe, never on the command line
+        argv = [*argv, "--passphrase-stdin"]
     state_dir.mkdir(parents=True, exist_ok=True)
     log_path = state_dir / "controller.log"
     with open(log_path, "ab") as log_file, open(os.devnull, "rb") as devnull:
         child = subprocess.Popen(
             [sys.executable, "-m", "aif", *argv, "--state-dir", str(state_dir)],
-            stdin=devnull,
+            stdin=devnull if passphrase is None else subprocess.PIPE,
             stdout=log_file,
             stderr=log_file,
             # Its own session (no terminal signals); the working directory stays, so
             # `package.module:Class` AIMs import as they do under `aif run`.
             start_new_session=True,
         )
+    if passphrase is not None and child.stdin is not None:
+        with contextlib.suppress(BrokenPipeError):
+            child.stdin.write(passphrase.encode() + b"\n")
+        with contextlib.suppress(BrokenPipeError):
+            child.stdin.close()
     deadline = time.monotonic() + DETACH_TIMEOUT
     while time.monotonic() < deadline:
         info = read_daemon_file(state_dir)
@@ -181,6 +224,8 @@ def cmd_controller_status(args: argparse.Namespace) -> int:
     print(f"controller daemon pid {info['pid']} on {info['machine']}, up {info['uptime']:.0f} s")
     print(f"  User API:   {', '.join(info['api'])}")
     print(f"  AIM API:    {info['aim_api']}")
+    if info.get("curve"):
+        print(f"  profile:    {info.get('profile', 'basic')}, CURVE key {info['curve']}")
     print(f"  state dir:  {info['state_dir']}")
     print(f"  jobs:       {counts}")
     if info["draining"]:
@@ -204,6 +249,12 @@ def add_target(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
     )
     p.add_argument(
         "--api-timeout", type=float, default=10.0, metavar="S", help="seconds to wait for an answer"
+    )
+    p.add_argument(
+        "--server-key",
+        metavar="curve:KEY",
+        help="the daemon's CURVE key, for a tcp --controller in the secure profile (default: "
+        "from the local controller.json, or the key trusted for that endpoint)",
     )
     if json_flag:
         p.add_argument("--json", action="store_true", help="print JSON for scripts")
@@ -253,12 +304,26 @@ def add_commands(sub: Any) -> None:
         help="an AIM type this daemon hosts for peer controllers; repeatable (default: any)",
     )
     p.add_argument(
+        "--store",
+        metavar="URL",
+        help="the Store that store:NAME@VERSION AIMs of submitted workflows come from: a "
+        "directory, file:// or http(s):// URL (default: $AIF_STORE)",
+    )
+    p.add_argument(
         "--drain-timeout",
         type=float,
         default=30.0,
         metavar="S",
         help="on stop, how long live jobs get to stop cleanly (default 30)",
     )
+    p.add_argument(
+        "--profile",
+        choices=["basic", "secure"],
+        default="basic",
+        help="secure: CURVE on the tcp User API, AIM API and C2C, clients let in by key "
+        "(needs `aif keys init`; trust clients with `aif keys trust`) (default basic)",
+    )
+    p.add_argument("--passphrase-stdin", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_controller_start, argv=None)
 
     p = controller.add_parser("stop", help="drain and stop the daemon")

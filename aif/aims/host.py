@@ -19,6 +19,12 @@ runtime (``host_runtime``: what the AIM sees, its storage, channels and events) 
 its input readers at setup and connect its writers at wiring, binds a control reader
 whose high lane carries the controller's lifecycle signals, pumps the readers into
 the event stream, sends heartbeats, runs and tears the AIM down, and says ``bye``.
+
+Secure profile: a remote host dials a CURVE AIM API as a CURVE client with its own
+identity (``identity``) and the controller's public key (``server_key``: given with
+``--server-key``, or the key trusted for that endpoint); the controller must trust the
+host's key. A secure run's tcp channels, the control lane included, use the run's
+channel keys from ``setup`` (``aif.communication.channel``).
 """
 
 from __future__ import annotations
@@ -47,6 +53,14 @@ from aif.communication.channel import ChannelEndpoints, ChannelReader
 from aif.communication.ports import Signal, SignalCode
 from aif.controller import aim_api
 from aif.errors import AIFError, ConfigError, LifecycleError
+from aif.security.curve import (
+    CurveKeys,
+    CurvePair,
+    Gatekeeper,
+    curve_client,
+    key_text,
+    trust_command,
+)
 
 log = logging.getLogger("aif.host")
 
@@ -75,7 +89,10 @@ class AIMHost:
         connect_timeout: float = CONTROLLER_TIMEOUT,
         handle_signals: bool = False,
         state_dir: Path | None = None,
+        identity: CurvePair | None = None,
+        server_key: bytes | None = None,
     ) -> None:
+        """``identity`` and ``server_key``: dial a tcp AIM API with CURVE (secure profile)."""
         self.ctx = ctx
         self.controller_endpoint = controller
         self.name = aim
@@ -104,6 +121,9 @@ class AIMHost:
         #: state directory path, which is right when both share a machine or a file system).
         self._own_state_dir = state_dir
         self._dealer: zmq.asyncio.Socket | None = None
+        if server_key is not None and identity is None:
+            raise ConfigError(f"AIM {aim!r}: a server key needs this host's own CURVE key pair")
+        self._curve = (identity, server_key) if identity and server_key and self._over_tcp else None
         self._control: ChannelReader | None = None
         #: What the AIM sees of its host: storage, its channels, its events.
         self._runtime = HostRuntime(ctx, aim, workflow or "", self._api_send)
@@ -152,6 +172,9 @@ class AIMHost:
                 self._leave,
             )
             self._tasks.append(asyncio.create_task(watch))
+        if self._curve is not None:
+            identity, server_key = self._curve
+            curve_client(dealer, identity.public, identity.secret, server_key)
         try:
             dealer.connect(self.controller_endpoint)
         except zmq.ZMQError as exc:
@@ -174,7 +197,7 @@ class AIMHost:
     async def _serve(self) -> int:
         brought = None
         if self.type_text is not None:
-            self._cls = resolve_aim_type(self.type_text)
+            self._cls = resolve_aim_type(self.type_text, state_dir=self._own_state_dir)
             brought = self._cls.class_path()
         await self._api_send(
             aim_api.Hello(
@@ -212,7 +235,7 @@ class AIMHost:
         return await self._run()
 
     async def _setup(self, setup: aim_api.Setup) -> None:
-        cls = self._cls or resolve_aim_type(setup.type)
+        cls = self._cls or resolve_aim_type(setup.type, state_dir=Path(setup.state_dir))
         params = cls.validate_params(setup.params)
         # A remote host writes results where it runs, not where the controller's user is.
         work_dir = Path.cwd() if self._over_tcp or not setup.work_dir else Path(setup.work_dir)
@@ -221,6 +244,7 @@ class AIMHost:
             self._own_state_dir or Path(setup.state_dir),
             Path(setup.base_dir),
             work_dir,
+            setup.storage,
         )
         ipc_dir = Path(setup.ipc_dir)
         # A remote host's readers must be reachable from the controller's machine.
@@ -233,6 +257,7 @@ class AIMHost:
             ipc_dir=ipc_dir,
             queue_size=16,
             tcp_host=bind_host,
+            curve=CurveKeys.of(setup.channel_keys),
         )
         self._aim = cls(self._runtime, params)
         self._runtime.aim = self._aim
@@ -345,6 +370,7 @@ class AIMHost:
                     f"AIM {self.name!r}: no {what} from the controller at "
                     f"{self.controller_endpoint} within {timeout:g} s; is the controller "
                     "running and listening there (aif run --listen), and is the address right?"
+                    + self._curve_hint()
                 ) from exc
             try:
                 message = aim_api.parse_controller_message(frame)
@@ -384,6 +410,22 @@ class AIMHost:
             if self._registered:
                 self._say("deregistered (%s)", reason)
 
+    def _curve_hint(self) -> str:
+        """What else may keep a secure host from its controller."""
+        if self._curve is None:
+            if not self._over_tcp:
+                return ""
+            return (
+                " A controller in the secure profile answers only CURVE clients: give its key "
+                "with --server-key curve:KEY"
+            )
+        mine = self._curve[0].public
+        return (
+            f" Over CURVE: is --server-key the controller's key (`aif controller status` "
+            f"there), and does the controller trust this host's key {key_text(mine)} "
+            f"(`{trust_command(mine)}` there, then restart it or send it SIGHUP)?"
+        )
+
     def _say(self, text: str, *args: object) -> None:
         """A lifecycle line for the person who started a remote host (quiet in children)."""
         log.log(logging.INFO if self.type_text else logging.DEBUG, text, *args)
@@ -410,6 +452,8 @@ async def serve_host(
     connect_timeout: float = CONTROLLER_TIMEOUT,
     handle_signals: bool = False,
     state_dir: Path | None = None,
+    identity: CurvePair | None = None,
+    server_key: bytes | None = None,
 ) -> int:
     """Run one host in a fresh ZeroMQ context (child and remote placements)."""
     ctx = zmq.asyncio.Context()
@@ -424,10 +468,51 @@ async def serve_host(
             connect_timeout=connect_timeout,
             handle_signals=handle_signals,
             state_dir=state_dir,
+            identity=identity,
+            server_key=server_key,
         )
         return await host.serve()
     finally:
+        Gatekeeper.stop_for(ctx)
         ctx.destroy(linger=0)
+
+
+def remote_curve(
+    controller: str,
+    server_key: str | None,
+    state_dir: Path | None,
+    identity_stdin: bool = False,
+) -> tuple[CurvePair | None, bytes | None]:
+    """The CURVE identity and server key of a remote host (``aif aim serve``), or Nones.
+
+    CURVE when the controller's key is known: ``--server-key``, else the key trusted
+    for that endpoint in this machine's key ring. The host's own pair is read from
+    stdin (``identity_stdin``: a peer controller that started it hands on its own),
+    else it is this state directory's identity (a passphrase may be asked).
+    """
+    if not controller.startswith("tcp://"):
+        return None, None
+    from aif.controller.paths import default_state_dir
+    from aif.security.curve import parse_curve_key, trusted_server_key
+
+    state = state_dir or default_state_dir()
+    key = (
+        parse_curve_key(server_key, "--server-key")
+        if server_key
+        else trusted_server_key(state, controller)
+    )
+    if key is None:
+        return None, None
+    if identity_stdin:
+        secret = sys.stdin.readline().strip().encode("ascii", "replace")
+        try:
+            return CurvePair(zmq.curve_public(secret), secret), key
+        except (zmq.ZMQError, ValueError) as exc:
+            raise ConfigError(f"--identity-stdin: no CURVE secret key on stdin ({exc})") from exc
+    from aif.security.keys import KeyRing
+
+    own = KeyRing(state).identity()
+    return CurvePair(own.curve_public, own.curve_secret), key
 
 
 def main(argv: list[str] | None = None) -> int:

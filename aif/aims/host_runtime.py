@@ -27,6 +27,7 @@ from aif.communication.channel import ChannelEndpoints, ChannelReader, ChannelWr
 from aif.communication.ports import AIMEvent, PortSpec
 from aif.controller import aim_api
 from aif.errors import ChannelError
+from aif.security.curve import CurveKeys
 from aif.storage.base import Storage
 from aif.storage.local import aim_storage, global_storage
 
@@ -58,6 +59,8 @@ class HostRuntime:
         self._storage: Storage | None = None
         self._global: Storage | None = None
         self._api_send = api_send
+        #: A secure run's channel keys (from ``setup``): its tcp channels use CURVE.
+        self._curve: CurveKeys | None = None
 
     # -- AIMRuntime ------------------------------------------------------------------
 
@@ -126,19 +129,42 @@ class HostRuntime:
 
     # -- what the host does to it as the controller sets up, wires and ends the run ----
 
-    def place(self, workflow: str, state_dir: Path, base_dir: Path, work_dir: Path) -> None:
-        """Put the AIM in its run: its workflow, directories and storage."""
+    def place(
+        self,
+        workflow: str,
+        state_dir: Path,
+        base_dir: Path,
+        work_dir: Path,
+        storage: aim_api.StorageGrant | None = None,
+    ) -> None:
+        """Put the AIM in its run: its workflow, directories and storage.
+
+        With a ``storage`` grant (the secure profile) both storages encrypt every
+        object with the keys the controller derived for this AIM; they live apart from
+        the basic profile's plain ones, so neither profile reads the other's objects.
+        """
         self.workflow = workflow
         self.state_dir = state_dir
         self.base_dir = base_dir
         self.work_dir = work_dir
-        self._storage = aim_storage(self.state_dir, self.name)
-        self._global = global_storage(self.state_dir)
+        if storage is None:
+            self._storage = aim_storage(self.state_dir, self.name)
+            self._global = global_storage(self.state_dir)
+            return
+        from aif.controller.secure_profile import decoded
+        from aif.storage.secure import secure_aim_storage, secure_global_storage
+
+        self._storage = secure_aim_storage(self.state_dir, self.name, decoded(storage.aim))
+        self._global = secure_global_storage(self.state_dir, decoded(storage.shared))
 
     def bind_inputs(
         self, specs: Mapping[str, PortSpec], setup: aim_api.Setup, ipc_dir: Path, tcp_host: str
     ) -> None:
-        """Bind one reader per input port, as the controller's ``setup`` says."""
+        """Bind one reader per input port, as the controller's ``setup`` says.
+
+        A secure run's ``channel_keys`` are kept for the writers too (``connect_outputs``).
+        """
+        self._curve = CurveKeys.of(setup.channel_keys)
         for port, spec in specs.items():
             if spec.direction != "input":
                 continue
@@ -150,6 +176,7 @@ class HostRuntime:
                 queue_size=setup.queue_sizes.get(port, 1000),
                 max_message_size=setup.max_message_sizes.get(port, 256 * 2**20),
                 tcp_host=tcp_host,
+                curve=self._curve,
             )
 
     def connect_outputs(self, wire: aim_api.Wire, controller: str) -> None:
@@ -169,6 +196,7 @@ class HostRuntime:
                     record_type=specs[port].type,
                     queue_size=t.queue_size,
                     max_message_size=t.max_message_size,
+                    curve=self._curve,
                 )
                 for t in targets
             ]

@@ -18,6 +18,12 @@ by a writer. The reader drops only what it cannot decode or what is over its siz
 limit, counting it in ``dropped`` and logging it on ``aif.channel``; it never raises
 for a peer's bad frames.
 
+Secure runs (``curve``): a ``tcp`` reader serves both lanes as a CURVE server with the
+run's key pair, and its context's ``Gatekeeper`` lets in only that pair's public key
+in the run's ZAP domain; a writer to a ``tcp`` reader connects as a CURVE client with
+the same pair. So only the run's own AIMs reach its channels, and records cross the
+network encrypted. inproc and ipc channels never leave the host and stay plain.
+
 Hot path: both ends call ZeroMQ without blocking, on plain sockets that shadow the
 asyncio ones, so a message costs no future and no event-loop round trip. Only a call
 that would block waits, on the sockets' file descriptors (registered with the loop once
@@ -49,6 +55,7 @@ from aif.communication.addresses import SCHEMES, Transport, bind, new_address
 from aif.communication.ports import EndOfStream, Record, Signal
 from aif.communication.socket_wait import Waker
 from aif.errors import ChannelClosed, ChannelError, MalformedMessage, MessageTooLarge
+from aif.security.curve import CurveKeys, Gatekeeper, curve_client, curve_server
 
 if TYPE_CHECKING:
     from aif.communication.types import RecordType
@@ -119,8 +126,12 @@ class ChannelReader:
         queue_size: int = DEFAULT_QUEUE_SIZE,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         tcp_host: str = "127.0.0.1",
+        curve: CurveKeys | None = None,
     ) -> None:
-        """``tcp_host``: the interface a ``tcp`` reader binds (a remote writer must reach it)."""
+        """``tcp_host``: the interface a ``tcp`` reader binds (a remote writer must reach it).
+
+        ``curve``: a secure run's channel keys; a ``tcp`` reader then serves CURVE.
+        """
         if queue_size < 1:
             raise ChannelError(f"port {port!r}: queue_size must be at least 1, got {queue_size}")
         self.port = port
@@ -132,6 +143,13 @@ class ChannelReader:
         self._streak = 0
         self._own_dir: Path | None = None
         self._sockets: list[zmq.asyncio.Socket] = []
+        #: The CURVE domain this reader holds open in its context's Gatekeeper.
+        self._domain: tuple[Gatekeeper, str] | None = None
+        self._curve = curve if transport == "tcp" else None
+        if self._curve is not None:
+            keeper = Gatekeeper.of(ctx)
+            keeper.allow(self._curve.domain, {"run": self._curve.pair.public})
+            self._domain = (keeper, self._curve.domain)
         if transport == "ipc" and ipc_dir is None:
             self._own_dir = ipc_dir = Path(tempfile.mkdtemp(prefix="aif-"))
         uid = uuid.uuid4().hex
@@ -157,6 +175,9 @@ class ChannelReader:
         self._sockets.append(sock)
         sock.setsockopt(zmq.RCVHWM, hwm)
         sock.setsockopt(zmq.LINGER, 0)
+        if self._curve is not None:
+            pair = self._curve.pair
+            curve_server(sock, pair.secret, pair.public, self._curve.domain)
         # No ZMQ_MAXMSGSIZE: ZeroMQ would disconnect the writer on an oversized frame, the
         # writer would reconnect and resend it, and the channel would stall without a word.
         # Oversized messages are counted and logged after they arrive instead.
@@ -254,6 +275,9 @@ class ChannelReader:
             waker.fail(ChannelClosed(f"port {self.port!r}: the channel reader was closed"))
         for sock in self._sockets:
             sock.close(linger=0)
+        if self._domain is not None:
+            keeper, domain = self._domain
+            keeper.forget(domain)
         if self._own_dir is not None:
             shutil.rmtree(self._own_dir, ignore_errors=True)
 
@@ -270,11 +294,14 @@ class ChannelWriter:
         record_type: RecordType | None = None,
         queue_size: int = DEFAULT_QUEUE_SIZE,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        curve: CurveKeys | None = None,
     ) -> None:
+        """``curve``: a secure run's channel keys; a ``tcp`` reader is dialled with CURVE."""
         if queue_size < 1:
             raise ChannelError(f"port {port!r}: queue_size must be at least 1, got {queue_size}")
         self.port = port
         self.endpoints = endpoints
+        self._curve = curve
         self.record_type = record_type
         self.max_message_size = max_message_size
         self._path = f"port '{port}'"
@@ -297,6 +324,9 @@ class ChannelWriter:
         sock = ctx.socket(zmq.PUSH)
         self._sockets.append(sock)
         sock.setsockopt(zmq.SNDHWM, hwm)
+        if self._curve is not None and address.startswith("tcp://"):
+            pair = self._curve.pair
+            curve_client(sock, pair.public, pair.secret, pair.public)
         try:
             sock.connect(address)
         except zmq.ZMQError as exc:

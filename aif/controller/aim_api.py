@@ -148,6 +148,34 @@ HostMessage = Annotated[
 ]
 
 
+class StorageGrant(pydantic.BaseModel):
+    """Secure profile: the keys of the AIM's own storage and of Global Storage.
+
+    Each maps a key generation (decimal text) to the 32-byte key, base64. The
+    controller derives them (X25519 + HKDF, ``aif.security.exchange``) and hands each
+    AIM only its own scope, so one AIM cannot read another's storage. They travel on
+    the AIM API, which is inproc or ipc on one host, or CURVE-encrypted tcp.
+    """
+
+    model_config = _STRICT
+    aim: dict[str, str]
+    shared: dict[str, str]
+
+
+class ChannelKeys(pydantic.BaseModel):
+    """Secure profile: the run's CURVE key pair (Z85 text) for its tcp channels.
+
+    Every AIM of the run binds its tcp readers as a CURVE server with this pair and
+    connects its writers as a CURVE client with it; a reader's ZAP ``domain`` allows
+    only this public key, so only the run's own AIMs can reach its channels.
+    """
+
+    model_config = _STRICT
+    public: str
+    secret: str
+    domain: str
+
+
 class Setup(pydantic.BaseModel):
     """What the host needs to instantiate the AIM and bind its inputs."""
 
@@ -171,6 +199,10 @@ class Setup(pydantic.BaseModel):
     #: Interface ``tcp`` readers bind: the one the controller listens on, so that a
     #: remote writer on another machine can reach them. A remote host picks its own.
     tcp_host: str = "127.0.0.1"
+    #: Secure profile: the AIM's storage keys (None: plain storage, the basic profile).
+    storage: StorageGrant | None = None
+    #: Secure profile: the run's CURVE keys for tcp channels (None: plain tcp).
+    channel_keys: ChannelKeys | None = None
 
 
 class Target(pydantic.BaseModel):

@@ -6,6 +6,11 @@ error sent back, and an unexpected exception is logged and answered as a control
 error. In every case the loop goes on, so one bad client never takes the daemon down.
 Each request is handled in its own task, so a slow one (a C2C host start) does not hold
 up ``aif ps``.
+
+Secure profile (``curve``): tcp endpoints serve CURVE with the controller's key pair and
+let in only trusted client keys (ZAP domain ``aif-user-api``); an unknown client is
+refused in the handshake, before any request, and logged on ``aif.security``. ipc
+endpoints of the same socket stay plain (owner-only state directory).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import zmq.asyncio
 from aif.communication.addresses import bind
 from aif.controller import user_api
 from aif.errors import AIFError, ChannelError, ConfigError, ControllerError, MalformedMessage
+from aif.security.curve import USER_API_DOMAIN, ControllerCurve, Gatekeeper, curve_server, plain
 
 log = logging.getLogger("aif.daemon")
 
@@ -32,7 +38,13 @@ Handler = Callable[[user_api.Request], Awaitable[Any]]
 class ApiServer:
     """Serve the User API (and the C2C API) on one or more endpoints."""
 
-    def __init__(self, ctx: zmq.asyncio.Context, handler: Handler) -> None:
+    def __init__(
+        self, ctx: zmq.asyncio.Context, handler: Handler, curve: ControllerCurve | None = None
+    ) -> None:
+        """``curve``: serve tcp endpoints with CURVE, letting in ``curve.clients`` only."""
+        self._ctx = ctx
+        self._curve = curve
+        self._keeper: Gatekeeper | None = None
         self._sock = ctx.socket(zmq.ROUTER)
         self._sock.setsockopt(zmq.LINGER, 0)
         self._handler = handler
@@ -44,6 +56,14 @@ class ApiServer:
 
     def bind(self, address: str) -> str:
         """Listen on ``address`` (``tcp://HOST:*`` picks a port); returns the real one."""
+        curve = self._curve
+        if curve is not None and address.startswith("tcp://"):
+            if self._keeper is None:
+                self._keeper = Gatekeeper.of(self._ctx)
+                self._keeper.allow(USER_API_DOMAIN, curve.clients)
+            curve_server(self._sock, curve.pair.secret, curve.pair.public, USER_API_DOMAIN)
+        else:
+            plain(self._sock)
         try:
             endpoint = bind(self._sock, address)
         except ChannelError as exc:
@@ -67,6 +87,9 @@ class ApiServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._sock.close(linger=0)
+        if self._keeper is not None:
+            self._keeper.forget(USER_API_DOMAIN)
+            self._keeper = None
 
     async def _serve(self) -> None:
         while True:

@@ -8,6 +8,14 @@ out with a ``DaemonError`` that says how to check on the daemon; scripts need no
 
 From inside an event loop (a controller asking another to host AIMs), use
 ``aif.controller.remote.ask``, which also notices a peer that is not there at once.
+
+A daemon in the secure profile serves its tcp User API with CURVE. A tcp client then
+needs the daemon's public key (``server_key=`` / ``--server-key curve:KEY``; else the
+``controller.json`` of the local state directory when it names that address; else
+the key trusted for that endpoint, ``aif keys trust NAME curve:KEY --endpoint ADDR``)
+and its own identity (``aif keys init``), which the daemon must trust. A handshake
+that fails says why: refused (not trusted there), wrong server key, or CURVE on one
+side only. The ipc User API is always plain: only the owner can reach it.
 """
 
 from __future__ import annotations
@@ -22,10 +30,20 @@ from typing import Any
 
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
 
+from aif.communication.addresses import WILDCARD_HOSTS, tcp_host
 from aif.controller import user_api
 from aif.controller.paths import default_state_dir
-from aif.errors import DaemonError
+from aif.errors import ChannelError, DaemonError
+from aif.security.curve import (
+    ClientKeys,
+    CurvePair,
+    handshake_failure,
+    no_handshake,
+    parse_curve_key,
+    trusted_server_key,
+)
 
 #: The file a serving daemon writes into its state directory.
 DAEMON_FILE = "controller.json"
@@ -71,6 +89,64 @@ def find_address(state_dir: Path | None = None) -> str:
     return str(endpoints[0])
 
 
+def _same_endpoint(bound: str, address: str) -> bool:
+    """Whether a daemon that bound ``bound`` is likely the one at ``address`` (same port,
+    and the same host, or a wildcard or loopback bind dialled on this machine)."""
+    try:
+        bound_host, host = tcp_host(bound), tcp_host(address)
+    except ChannelError:
+        return False
+    if bound.rpartition(":")[2] != address.rpartition(":")[2]:
+        return False
+    local = ("localhost", "127.0.0.1", "::1", "[::1]")
+    return (
+        bound_host == host
+        or bound_host in WILDCARD_HOSTS
+        or (bound_host in local and host in local)
+    )
+
+
+def server_key_of(address: str, state_dir: Path) -> bytes | None:
+    """The CURVE key of the daemon at tcp ``address`` as this machine knows it, if at all:
+    the local daemon's ``controller.json`` when it serves there, else the key trusted for
+    that endpoint."""
+    info = read_daemon_file(state_dir)
+    if info is not None and isinstance(info.get("curve"), str):
+        endpoints = info.get("api")
+        if isinstance(endpoints, list) and any(_same_endpoint(str(e), address) for e in endpoints):
+            return parse_curve_key(str(info["curve"]), f"the key in {state_dir / DAEMON_FILE}")
+    return trusted_server_key(state_dir, address)
+
+
+def client_keys(
+    address: str,
+    state_dir: Path,
+    server_key: str | bytes | None = None,
+    identity: CurvePair | None = None,
+) -> ClientKeys | None:
+    """How to dial the tcp User API at ``address``: CURVE keys, or None (plain, basic).
+
+    CURVE when a server key is known (given, or found by ``server_key_of``); the client's
+    own pair is ``identity``, else the identity of ``state_dir`` (``aif keys init``;
+    a passphrase may be asked).
+    """
+    if not address.startswith("tcp://"):
+        return None
+    key = (
+        parse_curve_key(server_key, "--server-key")
+        if server_key is not None
+        else server_key_of(address, state_dir)
+    )
+    if key is None:
+        return None
+    if identity is None:
+        from aif.security.keys import KeyRing
+
+        own = KeyRing(state_dir).identity()
+        identity = CurvePair(own.curve_public, own.curve_secret)
+    return ClientKeys(identity, key)
+
+
 class Client:
     """A connection to one controller daemon's User API."""
 
@@ -80,23 +156,45 @@ class Client:
         *,
         state_dir: Path | str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        server_key: str | bytes | None = None,
+        identity: CurvePair | None = None,
     ) -> None:
+        """``server_key`` (``curve:KEY``) and ``identity``: dial a tcp address with CURVE
+        (found from ``state_dir`` when not given; see the module's docstring)."""
+        state = Path(state_dir) if state_dir is not None else default_state_dir()
         if address is None:
-            address = find_address(Path(state_dir) if state_dir is not None else None)
+            address = find_address(state)
         elif not address.startswith(("ipc://", "tcp://")):
             raise DaemonError(
                 f"controller address {address!r} is not one; write ipc://PATH or tcp://HOST:PORT"
             )
         self.address = address
         self.timeout = timeout
+        #: The CURVE keys this client dials with (None: plain).
+        self.keys = client_keys(address, state, server_key, identity)
         self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self._sock: zmq.Socket[bytes] = self._ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
+        self._monitor: zmq.Socket[bytes] | None = None
+        if self.keys is not None:
+            self.keys.apply(self._sock)
+        if address.startswith("tcp://"):  # a handshake that fails says why, at once
+            self._monitor = self._sock.get_monitor_socket(
+                zmq.EVENT_HANDSHAKE_SUCCEEDED
+                | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+            )
+        self._handshaken = False
         self._sock.connect(address)
         self._rids = itertools.count(1)
 
     def close(self) -> None:
         """Close the socket."""
+        if self._monitor is not None:
+            self._sock.disable_monitor()
+            self._monitor.close(linger=0)
+            self._monitor = None
         self._sock.close(linger=0)
 
     def __enter__(self) -> Client:
@@ -111,17 +209,41 @@ class Client:
         self._sock.send(user_api.pack({"op": op, "rid": rid, **params}))
         wait = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + wait
+        poller = zmq.Poller()
+        poller.register(self._sock, zmq.POLLIN)
+        if self._monitor is not None:
+            poller.register(self._monitor, zmq.POLLIN)
         while True:
             left = deadline - time.monotonic()
-            if left <= 0 or not self._sock.poll(int(left * 1000) + 1):
+            ready = dict(poller.poll(int(left * 1000) + 1)) if left > 0 else {}
+            if not ready:
+                if self.keys is not None and not self._handshaken:
+                    raise DaemonError(no_handshake(self.address, wait))
                 raise DaemonError(
                     f"the controller at {self.address} did not answer {op!r} within {wait:g} s; "
                     "is it running? (`aif controller status`)"
                 )
+            if self._monitor is not None and self._monitor in ready:
+                self._check_handshake(self._monitor)
+            if self._sock not in ready:
+                continue
             reply = user_api.unpack(self._sock.recv())
             if isinstance(reply, dict) and reply.get("rid") == rid:
                 return user_api.reply_result(reply, self.address)
             # a late reply to an earlier call that timed out: not ours, skip it
+
+    def _check_handshake(self, monitor: zmq.Socket[bytes]) -> None:
+        """Raise ``DaemonError`` saying why, if the monitor reports a failed handshake."""
+        while monitor.poll(0):
+            event = parse_monitor_message(monitor.recv_multipart())
+            if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._handshaken = True
+                continue
+            why = handshake_failure(
+                event["event"], event["value"], self.address, self.keys is not None
+            )
+            if why is not None:
+                raise DaemonError(why)
 
     # -- the User API ------------------------------------------------------------------
 

@@ -37,7 +37,16 @@ from aif.controller.launcher import ProcessLauncher, launcher_for
 from aif.controller.paths import default_state_dir
 from aif.controller.plan import RunPlan, plan_run
 from aif.controller.run import AIMHandle, AIMState, RunState, WorkflowResult, WorkflowRun
+from aif.controller.secure_profile import SecureProfile
 from aif.errors import AIFError, CleanupError, ConfigError, LifecycleError
+from aif.security.curve import (
+    AIM_API_DOMAIN,
+    ControllerCurve,
+    CurveKeys,
+    Gatekeeper,
+    serve_trusted,
+)
+from aif.security.keys import Identity
 from aif.workflow import ResolvedWorkflow
 
 log = logging.getLogger("aif.controller")
@@ -66,7 +75,11 @@ class Controller:
         heartbeat_interval: float = 0.5,
         ready_timeout: float = 120.0,
         stop_grace: float = 5.0,
+        curve: ControllerCurve | None = None,
+        identity: Identity | None = None,
     ) -> None:
+        """``curve``: serve the tcp AIM API with CURVE and ask peers over CURVE (secure
+        profile); ``identity``: the controller's, already loaded (else on first need)."""
         self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
         self.phase = Phase.CREATED
         self.heartbeat_interval = heartbeat_interval
@@ -89,6 +102,14 @@ class Controller:
         self._cleanups: list[tuple[str, Callable[[], Awaitable[None] | None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._plans: dict[str, RunPlan] = {}
+        #: The secure profile's identity and storage keys (loaded on the first secure run).
+        self.secure = SecureProfile(self.state_dir, identity)
+        self.curve = curve
+        #: Each secure run's CURVE key pair for its tcp channels (``wiring``).
+        self._channel_keys: dict[str, aim_api.ChannelKeys] = {}
+        #: True when the tcp AIM API is CURVE-encrypted (keys may then go to remote hosts).
+        self.curve_api = False
+        self._secure_runs: set[str] = set()
 
     # -- phases -----------------------------------------------------------------------
 
@@ -97,7 +118,9 @@ class Controller:
         self._require(Phase.CREATED, "setup", "create a new Controller")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         ctx = self.ctx = zmq.asyncio.Context()
+        self._on_cleanup("storage-use lock", self.secure.close)
         self._on_cleanup("zmq context", lambda: ctx.destroy(linger=0))
+        self._on_cleanup("CURVE gatekeeper", lambda: Gatekeeper.stop_for(ctx))
         # ipc paths are limited to ~107 bytes, so sockets live in a short temp dir.
         self.ipc_dir = Path(tempfile.mkdtemp(prefix="aif-"))
         self._on_cleanup("ipc dir", lambda: shutil.rmtree(self.ipc_dir, ignore_errors=True))
@@ -111,6 +134,9 @@ class Controller:
         router.bind(self.endpoints["inproc"])
         router.bind(self.endpoints["ipc"])
         if self._tcp is not None:
+            if self.curve is not None:  # set before the tcp bind: inproc and ipc stay plain
+                serve_trusted(ctx, router, self.curve, AIM_API_DOMAIN)
+                self.curve_api = True
             try:
                 router.bind(self._tcp)
             except zmq.ZMQError as exc:
@@ -202,12 +228,9 @@ class Controller:
         the user go (default: the working directory).
         """
         self._require(Phase.RUNNING, "launch a workflow", "use 'async with Controller()'")
-        if resolved.workflow.profile != "basic":
-            raise ConfigError(
-                f"workflow {resolved.workflow.name!r} asks for profile "
-                f"{resolved.workflow.profile!r}, which this controller does not provide yet; "
-                "use profile: basic"
-            )
+        secure = resolved.workflow.profile == "secure"
+        if secure:
+            self.secure.check(resolved, curve_api=self.curve_api)
         plan = plan_run(resolved)
         if base_dir is not None or work_dir is not None:
             plan = dataclasses.replace(
@@ -223,12 +246,15 @@ class Controller:
                 type=aim.type,
                 placement=aim.placement,
                 heartbeat_timeout=aim.heartbeat_timeout,
-                launcher=launcher_for(aim, self.ctx, self.endpoints, run_id),
+                launcher=launcher_for(aim, self.ctx, self.endpoints, run_id, self.curve),
             )
             for name, aim in plan.aims.items()
         }
         run = WorkflowRun(run_id, plan.name, handles, self._signal_all)
         self.runs[run_id] = run
+        if secure:
+            self._secure_runs.add(run_id)
+            self._channel_keys[run_id] = wiring.new_channel_keys(run_id)
         self._emit("state", "controller", run_id, {"run": "starting"})
         try:
             await self._bring_up(run, plan)
@@ -281,7 +307,8 @@ class Controller:
         if not await self._until(run, AIMState.READY, "become ready"):
             return
         assert self.ctx is not None
-        collectors = wiring.open_collectors(self.ctx, self.ipc_dir, run, plan, self.tcp_host)
+        curve = CurveKeys.of(self._channel_keys.get(run.id))
+        collectors = wiring.open_collectors(self.ctx, self.ipc_dir, run, plan, self.tcp_host, curve)
         for name, handle in run.handles.items():
             await self._send(handle, wiring.wire_message(run, plan, name, collectors))
         if not await self._until(run, AIMState.WIRED, "connect its outputs"):
@@ -289,8 +316,8 @@ class Controller:
                 reader.close()
             return
         for handle in run.handles.values():
-            handle.control = wiring.open_control(self.ctx, handle)
-        feeders = wiring.open_feeders(self.ctx, run, plan)
+            handle.control = wiring.open_control(self.ctx, handle, curve)
+        feeders = wiring.open_feeders(self.ctx, run, plan, curve)
         run.state = RunState.RUNNING
         for handle in run.handles.values():
             await self._send(handle, aim_api.Start())
@@ -305,7 +332,8 @@ class Controller:
     async def _until(self, run: WorkflowRun, state: AIMState, what: str) -> bool:
         """Wait until every AIM of the run reached ``state``; False when the run failed."""
         timeout, tcp = self.ready_timeout, self.endpoints.get("tcp")
-        return await supervision.wait_for_state(run, state, what, timeout, tcp, self._fail)
+        key = self.curve.pair.public if self.curve is not None else None
+        return await supervision.wait_for_state(run, state, what, timeout, tcp, self._fail, key)
 
     # -- supervision ------------------------------------------------------------------
 
@@ -317,6 +345,8 @@ class Controller:
         """After a run ended: let hosts exit, force stragglers, close writers."""
         await supervision.reap_run(run, self.stop_grace)
         self._plans.pop(run.id, None)
+        self._secure_runs.discard(run.id)
+        self._channel_keys.pop(run.id, None)
         for identity, (owner, _) in list(self._by_identity.items()):
             if owner is run:
                 del self._by_identity[identity]
@@ -380,7 +410,10 @@ class Controller:
             ipc_dir=self.ipc_dir,
             heartbeat_interval=self.heartbeat_interval,
             tcp_host=self.tcp_host,
+            channel_keys=self._channel_keys.get(run.id),
         )
+        if run.id in self._secure_runs:
+            setup = setup.model_copy(update={"storage": self.secure.storage_grant(handle.name)})
         await self._send(handle, setup)
 
     async def _refuse(self, identity: bytes, hello: aim_api.Hello, reason: str) -> None:

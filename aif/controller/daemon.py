@@ -8,6 +8,13 @@ jobs until SIGTERM/SIGINT or a ``shutdown`` request. Then it drains: no new jobs
 ones are asked to stop and are re-queued or marked interrupted by their workflow's
 ``on_restart``, and only then does it exit. A ``kill -9`` skips the drain; the next
 start settles the same way from the database (``JobStore.recover``).
+
+``--profile secure`` needs the state directory's identity (``aif keys init``): the tcp
+User API and the tcp AIM API then serve CURVE with its key pair, letting in only the
+trusted client keys (``aif keys trust``) and the daemon's own (so the local CLI and
+hosts may use tcp too); peers are asked over CURVE. ``controller.json`` then names the
+daemon's public key (``curve``), so local clients find it. SIGHUP re-reads the trusted
+keys. The ipc User API stays plain: the state directory is the owner's alone.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from aif.communication.addresses import MAX_IPC_PATH
 from aif.controller import user_api
@@ -37,6 +44,16 @@ from aif.controller.remote import PeerHosts
 from aif.controller.scheduler import Instance, Scheduler, default_instances
 from aif.controller.state import JobStore
 from aif.errors import DaemonError
+from aif.security.curve import (
+    AIM_API_DOMAIN,
+    OWN_KEY_NAME,
+    USER_API_DOMAIN,
+    ControllerCurve,
+    Gatekeeper,
+    key_text,
+    load_controller_curve,
+)
+from aif.store.aim_types import StoreTypes
 
 log = logging.getLogger("aif.daemon")
 
@@ -59,6 +76,12 @@ class DaemonConfig:
     offered: Sequence[str] | None = None
     drain_timeout: float = 30.0
     heartbeat_interval: float = 0.5
+    #: ``secure``: CURVE on every tcp API, clients let in by key (needs ``aif keys init``).
+    profile: Literal["basic", "secure"] = "basic"
+    #: The identity's passphrase (None: ``$AIF_PASSPHRASE``, else a prompt on a tty).
+    passphrase: str | None = field(default=None, repr=False)
+    #: The Store ``store:NAME@VERSION`` AIMs come from (None: ``$AIF_STORE``).
+    store: str | None = None
 
 
 class StateLock:
@@ -113,6 +136,8 @@ class Daemon:
         self.jobs: JobManager | None = None
         self.peers = PeerHosts(self.state_dir, config.offered)
         self.controller: Controller | None = None
+        #: The secure profile's CURVE side (None: basic).
+        self.curve: ControllerCurve | None = None
 
     def request_stop(self) -> None:
         """Begin the drain (SIGTERM, SIGINT, ``shutdown``)."""
@@ -138,14 +163,26 @@ class Daemon:
 
     async def _serve(self, store: JobStore) -> int:
         config = self.config
+        identity = None
+        if config.profile == "secure":
+            from aif.security.keys import KeyRing
+
+            identity = KeyRing(self.state_dir).identity(config.passphrase)
+            self.curve = load_controller_curve(self.state_dir, identity)
+            self.peers.identity = self.curve.pair
         controller = Controller(
-            self.state_dir, tcp=config.listen, heartbeat_interval=config.heartbeat_interval
+            self.state_dir,
+            tcp=config.listen,
+            heartbeat_interval=config.heartbeat_interval,
+            curve=self.curve,
+            identity=identity,
         )
         self.controller = controller
         async with controller:
             jobs = self.jobs = JobManager(store, controller, Scheduler(config.instances))
+            jobs.store_types = StoreTypes.default(self.state_dir, config.store)
             assert controller.ctx is not None
-            server = ApiServer(controller.ctx, self.handle)
+            server = ApiServer(controller.ctx, self.handle, self.curve)
             try:
                 self.api_endpoints = [server.bind(ipc_endpoint(self.state_dir))]
                 self.api_endpoints += [server.bind(address) for address in config.api]
@@ -155,11 +192,15 @@ class Daemon:
                 loop = asyncio.get_running_loop()
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.add_signal_handler(sig, self.request_stop)
+                if self.curve is not None:
+                    loop.add_signal_handler(signal.SIGHUP, self.reload_trust)
                 log.info(
-                    "controller daemon %d serving %s on state directory %s",
+                    "controller daemon %d serving %s on state directory %s; profile %s%s",
                     os.getpid(),
                     ", ".join(self.api_endpoints),
                     self.state_dir,
+                    config.profile,
+                    f", CURVE key {key_text(self.curve.pair.public)}" if self.curve else "",
                 )
                 await self._stop.wait()
                 log.info("draining: stopping live jobs (up to %g s)", config.drain_timeout)
@@ -172,6 +213,30 @@ class Daemon:
         log.info("controller daemon %d stopped", os.getpid())
         return 0
 
+    def reload_trust(self) -> None:
+        """Read the trusted client keys again (SIGHUP): ``aif keys trust`` takes effect."""
+        if self.curve is None or self.controller is None or self.controller.ctx is None:
+            return
+        from aif.security.keys import KeyRing
+
+        try:
+            clients = {**KeyRing(self.state_dir).clients(), OWN_KEY_NAME: self.curve.pair.public}
+        except Exception as exc:  # a broken trust file: keep the lists we have, say why
+            log.error("trusted keys not reloaded: %s", exc)
+            return
+        keeper = Gatekeeper.of(self.controller.ctx)
+        for domain in (USER_API_DOMAIN, AIM_API_DOMAIN):
+            if domain in keeper.domains:
+                keeper.reload(domain, clients)
+        log.info("reloaded the trusted keys: %d client key(s)", len(clients))
+
+    def _security(self) -> dict[str, Any]:
+        """What ``controller.json`` and ``ping`` say of the profile and the daemon's key."""
+        return {
+            "profile": self.config.profile,
+            "curve": key_text(self.curve.pair.public) if self.curve is not None else None,
+        }
+
     def _write_daemon_file(self, controller: Controller) -> None:
         info = {
             "pid": os.getpid(),
@@ -179,6 +244,7 @@ class Daemon:
             "aim_api": controller.endpoints.get("tcp"),
             "state_dir": str(self.state_dir),
             "started": self.started,
+            **self._security(),
         }
         path = self.state_dir / DAEMON_FILE
         temp = path.with_suffix(".tmp")
@@ -221,6 +287,9 @@ class Daemon:
             case user_api.Shutdown():
                 self.request_stop()
                 return {"pid": os.getpid(), "draining": True}
+            case user_api.Attest():
+                assert self.controller is not None
+                return self.controller.secure.attest(request.nonce, self.config.profile)
             case user_api.PeerOffer() | user_api.PeerHost() | user_api.PeerRelease():
                 return await self.peers.handle(request)
         raise DaemonError(f"no handler for {request.op!r}")  # pragma: no cover
@@ -241,6 +310,7 @@ class Daemon:
             "draining": self.jobs.draining,
             "jobs": self.jobs.store.counts(),
             "instances": len(self.jobs.scheduler.instances),
+            **self._security(),
         }
 
 

@@ -37,6 +37,7 @@ from aif.controller.run import AIMHandle, WorkflowResult, WorkflowRun
 from aif.controller.scheduler import Instance, Scheduler, job_queues
 from aif.controller.state import JobRecord, JobState, JobStore, NewJob
 from aif.errors import AIFError, LifecycleError
+from aif.store.aim_types import StoreTypes
 from aif.workflow import ResolvedWorkflow, load_workflow_text, resolve
 
 log = logging.getLogger("aif.daemon")
@@ -61,9 +62,15 @@ class _Attempt:
     restarts: dict[str, int] = field(default_factory=dict)
 
 
-def load_job(text: str, source: str, overrides: tuple[str, ...] | list[str]) -> ResolvedWorkflow:
+def load_job(
+    text: str,
+    source: str,
+    overrides: tuple[str, ...] | list[str],
+    store_types: StoreTypes | None = None,
+) -> ResolvedWorkflow:
     """Load and resolve a submitted workflow (raises ``WorkflowError``/``RegistryError``)."""
-    return resolve(load_workflow_text(text, source=source, overrides=overrides))
+    workflow = load_workflow_text(text, source=source, overrides=overrides)
+    return resolve(workflow, store_types=store_types)
 
 
 def aim_json(handle: AIMHandle) -> dict[str, Any]:
@@ -92,6 +99,8 @@ class JobManager:
     def __init__(self, store: JobStore, controller: Controller, scheduler: Scheduler) -> None:
         self.store = store
         self.controller = controller
+        #: Where ``store:`` AIMs of submitted workflows are installed and fetched from.
+        self.store_types = StoreTypes.default(controller.state_dir)
         self.scheduler = scheduler
         self._attempts: dict[str, _Attempt] = {}
         self.events = EventLog(store)
@@ -158,13 +167,11 @@ class JobManager:
         """Check the workflow as ``aif validate`` does, then queue it; returns the job."""
         if self.draining:
             raise LifecycleError("the controller is shutting down and takes no new jobs")
-        resolved = load_job(text, source, overrides)
+        resolved = load_job(text, source, overrides, self.store_types)
         wf = resolved.workflow
-        if wf.profile != "basic":
-            raise LifecycleError(
-                f"workflow {wf.name!r} asks for profile {wf.profile!r}, which this controller "
-                "does not provide yet; use profile: basic"
-            )
+        if wf.profile == "secure":
+            # Refused now, with the reason, rather than as a failed job later.
+            self.controller.secure.check(resolved, curve_api=self.controller.curve_api)
         record = self.store.add(
             NewJob(
                 id=f"{wf.name}-{uuid.uuid4().hex[:8]}",
@@ -347,7 +354,9 @@ class JobManager:
 
     async def _attempt(self, record: JobRecord, attempt: _Attempt) -> None:
         try:
-            resolved = load_job(self.store.text(record.id), record.source, record.overrides)
+            resolved = load_job(
+                self.store.text(record.id), record.source, record.overrides, self.store_types
+            )
             run = await self.controller.launch(
                 resolved, run_id=record.id, base_dir=record.base_dir, work_dir=record.work_dir
             )

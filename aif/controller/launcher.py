@@ -19,6 +19,7 @@ import zmq.asyncio
 
 from aif.aims.host import AIMHost
 from aif.controller.plan import PlannedAIM
+from aif.security.curve import ControllerCurve, key_text
 
 
 class Launcher(Protocol):
@@ -154,16 +155,31 @@ class RemoteLauncher:
             await asyncio.wait_for(asyncio.shield(self._ended), grace)
 
 
-def serve_command(aim_type: str, controller: str, name: str) -> str:
-    """The command that starts the host of a ``placement: remote`` AIM, ready to paste."""
+def serve_command(
+    aim_type: str, controller: str, name: str, server_key: bytes | None = None
+) -> str:
+    """The command that starts the host of a ``placement: remote`` AIM, ready to paste.
+
+    ``server_key``: the controller's CURVE public key when its AIM API is CURVE (secure
+    profile); the host then needs its own identity (``aif keys init``) trusted there.
+    """
     words = ["aif", "aim", "serve", aim_type, "--controller", controller, "--name", name]
+    if server_key is not None:
+        words += ["--server-key", key_text(server_key)]
     return shlex.join(words)
 
 
 def launcher_for(
-    aim: PlannedAIM, ctx: zmq.asyncio.Context, endpoints: dict[str, str], workflow: str
+    aim: PlannedAIM,
+    ctx: zmq.asyncio.Context,
+    endpoints: dict[str, str],
+    workflow: str,
+    curve: ControllerCurve | None = None,
 ) -> Launcher:
-    """The launcher for an AIM's placement, given the controller's AIM API endpoints."""
+    """The launcher for an AIM's placement, given the controller's AIM API endpoints.
+
+    ``curve``: the controller's secure profile, with which it asks peers to host AIMs.
+    """
     if aim.placement == "inproc":
         return InprocLauncher(ctx, endpoints["inproc"], aim.name, workflow)
     if aim.placement == "process":
@@ -171,7 +187,7 @@ def launcher_for(
     if aim.peers:
         from aif.controller.remote import PeerLauncher
 
-        return PeerLauncher(ctx, aim, endpoints.get("tcp"), workflow)
+        return PeerLauncher(ctx, aim, endpoints.get("tcp"), workflow, curve)
     return RemoteLauncher()
 
 

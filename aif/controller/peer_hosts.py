@@ -13,6 +13,10 @@ reaped by its own task; ``peer.release`` (A's run ended) and shutdown end them
 (SIGTERM, then SIGKILL); the last :data:`FINISHED_KEPT` that ended stay listed for
 ``aif aims``, and the latest few are reported in ``peer.offer`` answers so that A
 learns when a host it waits for ended before it registered.
+
+Secure profile: B's hosts dial A's CURVE AIM API with B's identity (handed to each host
+on its stdin, never on its command line) and the key A sent in ``peer.host``; A must
+trust B's key. B, in the secure profile, hosts only for controllers that send one.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from aif.controller.children import guarded_argv
 from aif.controller.launcher import describe_exit
 from aif.controller.user_api import PeerHost, PeerOffer, PeerRelease
 from aif.errors import AIFError, ChannelError, ControllerError
+from aif.security.curve import CurvePair
 
 log = logging.getLogger("aif.c2c")
 
@@ -111,8 +116,15 @@ class PeerHosts:
     anywhere; use it inside the event loop that serves the API.
     """
 
-    def __init__(self, state_dir: Path, offered: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        offered: Sequence[str] | None = None,
+        identity: CurvePair | None = None,
+    ) -> None:
+        """``identity``: this controller's CURVE pair (secure profile), its hosts' too."""
         self.state_dir = Path(state_dir)
+        self.identity = identity
         self.offered = list(offered) if offered is not None else None
         self.machine = socket.gethostname()
         self._running: dict[int, _Hosted] = {}
@@ -171,6 +183,7 @@ class PeerHosts:
             raise ControllerError(f"the controller on {self.machine} is shutting down")
         await self._check_type(request.type)
         self._check_controller(request.controller)
+        self._check_security(request)
         for old in list(self._running.values()):
             if (old.request.workflow, old.request.name) == (request.workflow, request.name):
                 log.warning("%s is asked for again: ending the old host", old.label)
@@ -242,6 +255,21 @@ class PeerHosts:
                 f"address {self.machine} can dial; send the address it reaches you from"
             )
 
+    def _check_security(self, request: PeerHost) -> None:
+        """Both ends CURVE, or neither: a host never dials a secure AIM API in the clear."""
+        if request.server_key is not None and self.identity is None:
+            raise ControllerError(
+                f"the controller at {request.controller} serves its AIM API with CURVE, but the "
+                f"controller on {self.machine} runs the basic profile and has no identity to "
+                "dial it with; start it with `aif controller start --profile secure`"
+            )
+        if request.server_key is None and self.identity is not None:
+            raise ControllerError(
+                f"the controller on {self.machine} runs the secure profile and its hosts dial "
+                "only CURVE AIM APIs, but the asking controller sent no key; run it in the "
+                "secure profile too (`aif controller start --profile secure`)"
+            )
+
     # -- the host processes -------------------------------------------------------------
 
     async def _spawn(self, request: PeerHost) -> _Hosted:
@@ -252,21 +280,28 @@ class PeerHosts:
             f"--name={request.name}",
             f"--workflow={request.workflow}",
             f"--state-dir={self.state_dir}",
-            "--",
-            request.type,
         ]
+        if request.server_key is not None and self.identity is not None:
+            args += [f"--server-key={request.server_key}", "--identity-stdin"]
+        args += ["--", request.type]
         # SIGKILL when B dies: a host that tore down politely would tell A "interrupted by
         # SIGTERM" first, hiding the real cause (B is gone) that A's watchdog reports.
         argv = guarded_argv("aif.cli", args, death_signal=signal.SIGKILL)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         process = await asyncio.create_subprocess_exec(
             *argv,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if "--identity-stdin" in args else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,  # Ctrl-C at B's terminal goes to B, which ends them
         )
+        if process.stdin is not None:  # its identity: one line, the CURVE secret key
+            assert self.identity is not None
+            process.stdin.write(self.identity.secret + b"\n")
+            with contextlib.suppress(ConnectionError):  # it died at once: the reaper says so
+                await process.stdin.drain()
+            process.stdin.close()
         hosted = _Hosted(request, process)
         self._running[process.pid] = hosted
         hosted.reader = asyncio.create_task(self._read(hosted), name=f"peer-host-{process.pid}")

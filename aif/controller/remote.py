@@ -31,6 +31,12 @@ a watchdog that fails the run, naming B, when B stops answering for
 
 The basic profile has no authentication here: any client that reaches B's tcp User API
 can ask it to host the AIM types it offers. Serve it on a trusted network only.
+
+In the secure profile every hop is CURVE, and each controller lets in only keys it
+trusts: A dials B's User API with A's identity and the key A trusts for B's endpoint
+(``aif keys trust B curve:KEY --endpoint tcp://B:7001``), so B must trust A; the host B
+starts dials A's AIM API with B's identity and A's key (sent in ``peer.host``), so A
+must trust B. A peer that does not trust A refuses the handshake, and A says so.
 """
 
 from __future__ import annotations
@@ -53,6 +59,13 @@ from aif.controller.launcher import RemoteLauncher, describe_exit
 from aif.controller.peer_hosts import PeerHosts
 from aif.controller.plan import PlannedAIM
 from aif.errors import AIFError, ConfigError, DaemonError
+from aif.security.curve import (
+    ClientKeys,
+    ControllerCurve,
+    handshake_failure,
+    key_text,
+    trust_command,
+)
 
 __all__ = ["PEER_PING_INTERVAL", "PEER_TIMEOUT", "PeerHosts", "PeerLauncher", "ask"]
 
@@ -70,18 +83,34 @@ PEER_RELEASE_TIMEOUT: Final = 2.0
 
 
 async def ask(
-    ctx: zmq.asyncio.Context, address: str, op: str, timeout: float, **params: Any
+    ctx: zmq.asyncio.Context,
+    address: str,
+    op: str,
+    timeout: float,
+    keys: ClientKeys | None = None,
+    **params: Any,
 ) -> Any:
     """One C2C request to the controller at ``address``; its result, or the error it names.
 
     Unlike a plain request it watches the connection too: when nothing listens
-    at ``address`` (refused, no route) or the connection drops before the answer, it
-    raises at once instead of after ``timeout``, so an unreachable peer costs
-    milliseconds, not seconds. Messages are relative to ``address`` (callers name it).
+    at ``address`` (refused, no route), the handshake fails (``keys``: dial with CURVE;
+    a server that does not trust the key, a wrong server key, a CURVE/plain mismatch)
+    or the connection drops before the answer, it raises at once instead of after
+    ``timeout``, so an unreachable peer costs milliseconds, not seconds. Messages are
+    relative to ``address`` (callers name it).
     """
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
-    events = zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_DISCONNECTED
+    if keys is not None:
+        keys.apply(sock)
+    events = (
+        zmq.EVENT_CONNECTED
+        | zmq.EVENT_CONNECT_RETRIED
+        | zmq.EVENT_DISCONNECTED
+        | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+        | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+        | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    )
     monitor = sock.get_monitor_socket(events)
     poller = zmq.asyncio.Poller()
     poller.register(sock, zmq.POLLIN)
@@ -101,7 +130,11 @@ async def ask(
                 raise DaemonError(f"no answer to {op!r} within {timeout:g} s")
             if sock in ready:
                 return user_api.reply_result(user_api.unpack(await sock.recv()), address)
-            event = parse_monitor_message(await monitor.recv_multipart())["event"]
+            message = parse_monitor_message(await monitor.recv_multipart())
+            event = message["event"]
+            failed = handshake_failure(event, message["value"], address, keys is not None)
+            if failed is not None:
+                raise DaemonError(failed)
             if event == zmq.EVENT_CONNECTED:
                 connected = True
             elif event == zmq.EVENT_CONNECT_RETRIED and not connected:
@@ -127,10 +160,19 @@ class PeerLauncher(RemoteLauncher):
     """
 
     def __init__(
-        self, ctx: zmq.asyncio.Context, aim: PlannedAIM, aim_api_tcp: str | None, workflow: str
+        self,
+        ctx: zmq.asyncio.Context,
+        aim: PlannedAIM,
+        aim_api_tcp: str | None,
+        workflow: str,
+        curve: ControllerCurve | None = None,
     ) -> None:
+        """``curve``: this controller's secure profile (peers are asked over CURVE)."""
         super().__init__()
         self._ctx = ctx
+        self._curve = curve
+        #: How to dial the peer that agreed to host the AIM (CURVE keys, or plain).
+        self._keys: ClientKeys | None = None
         self._aim = aim
         self._tcp = aim_api_tcp
         self._workflow = workflow
@@ -188,6 +230,7 @@ class PeerLauncher(RemoteLauncher):
                     self.peer,
                     "peer.release",
                     PEER_RELEASE_TIMEOUT,
+                    self._keys,
                     workflow=self._workflow,
                 )
         await super().terminate(grace)
@@ -196,24 +239,44 @@ class PeerLauncher(RemoteLauncher):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watchdog
 
+    def _keys_for(self, peer: str) -> ClientKeys | None:
+        """CURVE keys to dial ``peer`` with (secure profile), or None (basic: plain)."""
+        if self._curve is None:
+            return None
+        server_key = self._curve.server_key_for(peer)
+        if server_key is None:
+            mine = self._curve.pair.public
+            raise DaemonError(
+                f"no CURVE key is trusted for the controller at {peer}, and the secure profile "
+                "asks peers over CURVE only; on that machine run `aif keys show`, here run "
+                f"`aif keys trust NAME curve:KEY --endpoint {peer}`; it must also trust this "
+                f"controller's key {key_text(mine)} (`{trust_command(mine)}` there)"
+            )
+        return ClientKeys(self._curve.pair, server_key)
+
     async def _ask_to_host(self, peer: str) -> None:
         controller = self._dialable_from(peer)
-        await ask(self._ctx, peer, "peer.offer", PEER_TIMEOUT)  # there at all? (fails fast)
+        keys = self._keys_for(peer)
+        await ask(self._ctx, peer, "peer.offer", PEER_TIMEOUT, keys)  # there at all? (fast)
+        secure = {} if self._curve is None else {"server_key": key_text(self._curve.pair.public)}
         reply = await ask(
             self._ctx,
             peer,
             "peer.host",
             PEER_HOST_TIMEOUT,
+            keys,
             type=self._aim.type,
             name=self._aim.name,
             workflow=self._workflow,
             controller=controller,
             origin=f"{socket.gethostname()} (controller pid {os.getpid()}, AIM API {controller})",
+            **secure,
         )
         pid = reply.get("pid") if isinstance(reply, dict) else None
         if not isinstance(pid, int):
             raise DaemonError(f"its answer to 'peer.host' names no host pid: {reply!r:.200}")
         self.peer, self.host_pid, self.machine = peer, pid, str(reply.get("machine", "?"))
+        self._keys = keys
         self.description = f"host on controller {peer} (pid {pid} on {self.machine})"
         log.info("AIM %r of run %s: %s", self._aim.name, self._workflow, self.description)
 
@@ -237,7 +300,7 @@ class PeerLauncher(RemoteLauncher):
         while not self._ended.done():
             asked = time.monotonic()
             try:
-                offer = await ask(self._ctx, peer, "peer.offer", PEER_PING_INTERVAL)
+                offer = await ask(self._ctx, peer, "peer.offer", PEER_PING_INTERVAL, self._keys)
             except Exception as exc:  # whatever the failure, the peer did not answer
                 if time.monotonic() - answered >= PEER_TIMEOUT:
                     log.error("AIM %r: peer %s is lost: %s", self._aim.name, peer, exc)

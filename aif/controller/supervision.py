@@ -131,12 +131,13 @@ async def wait_for_state(
     timeout: float,
     tcp_endpoint: str | None,
     fail: FailRun,
+    server_key: bytes | None = None,
 ) -> bool:
     """Wait until every AIM of the run reached ``state``; False when the run failed.
 
     After ``timeout`` seconds the first AIM still short of it fails the run, with
-    ``tcp_endpoint`` (the controller's, if it listens on tcp) in the hint for a
-    remote AIM that never came.
+    ``tcp_endpoint`` (the controller's, if it listens on tcp) and its CURVE
+    ``server_key`` (secure profile) in the hint for a remote AIM that never came.
     """
     order = list(AIMState)
     deadline = time.monotonic() + timeout
@@ -145,7 +146,8 @@ async def wait_for_state(
             handle.changed.clear()
             left = deadline - time.monotonic()
             if left <= 0:
-                await fail(run, handle.name, late_reason(handle, what, timeout, tcp_endpoint))
+                reason = late_reason(handle, what, timeout, tcp_endpoint, server_key)
+                await fail(run, handle.name, reason)
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(handle.changed.wait(), left)
@@ -154,7 +156,13 @@ async def wait_for_state(
     return True
 
 
-def late_reason(handle: AIMHandle, what: str, timeout: float, tcp_endpoint: str | None) -> str:
+def late_reason(
+    handle: AIMHandle,
+    what: str,
+    timeout: float,
+    tcp_endpoint: str | None,
+    server_key: bytes | None = None,
+) -> str:
     """Why an AIM is late, and for a remote one that never came, how to start it."""
     text = (
         f"did not {what} within {timeout:g} s "
@@ -165,7 +173,8 @@ def late_reason(handle: AIMHandle, what: str, timeout: float, tcp_endpoint: str 
         if tcp_endpoint is None:
             text += "; remote AIMs need a controller listening on tcp (Controller(tcp=...))"
         else:
-            text += f"; start it with: {serve_command(handle.type, tcp_endpoint, handle.name)}"
+            command = serve_command(handle.type, tcp_endpoint, handle.name, server_key)
+            text += f"; start it with: {command}"
     return text
 
 

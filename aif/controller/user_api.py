@@ -110,6 +110,17 @@ class Shutdown(_Request):
     op: Literal["shutdown"] = "shutdown"
 
 
+class Attest(_Request):
+    """A report of this controller and its loaded AIMs, signed with its identity key.
+
+    ``nonce`` is the verifier's fresh challenge, echoed in the signed report so an old
+    report cannot be replayed (16 to 128 hex digits).
+    """
+
+    op: Literal["attest"] = "attest"
+    nonce: str = pydantic.Field(pattern=r"^[0-9a-fA-F]{16,128}$")
+
+
 class PeerOffer(_Request):
     """C2C: which AIM types this controller hosts for others, and its load."""
 
@@ -125,6 +136,9 @@ class PeerHost(_Request):
     workflow: str = pydantic.Field(min_length=1, max_length=200)
     controller: str = pydantic.Field(pattern=r"^tcp://")
     origin: str = ""
+    #: Secure profile: the asking controller's CURVE key (``curve:KEY``), which its AIM API
+    #: serves with; the host dials it as a CURVE client with this controller's identity.
+    server_key: str | None = pydantic.Field(default=None, pattern=r"^curve:[!-~]{40}$")
 
 
 class PeerRelease(_Request):
@@ -145,6 +159,7 @@ Request = Annotated[
     | Cancel
     | AIMs
     | Shutdown
+    | Attest
     | PeerOffer
     | PeerHost
     | PeerRelease,

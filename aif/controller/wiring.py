@@ -7,6 +7,10 @@ changed) in one place. Each channel's transport follows from where its two ends
 live: ``inproc`` inside the controller's process, ``ipc`` on this machine, ``tcp``
 when a remote host is involved. The controller itself is an end for the AIW's
 declared inputs (feeders) and outputs (collectors) and for each AIM's control lane.
+
+A secure run has one CURVE key pair (``new_channel_keys``), handed to every AIM in
+its ``Setup``; every ``tcp`` channel of the run, the controller's own ends included,
+serves and dials with it, so only the run's AIMs can reach the run's channels.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from aif.controller import aim_api
 from aif.controller.plan import RunPlan
 from aif.controller.run import AIMHandle, WorkflowRun
 from aif.errors import AIFError
+from aif.security.curve import CurveKeys, CurvePair, run_domain
 
 
 def choose_transport(*placements: str) -> Transport:
@@ -34,6 +39,16 @@ def choose_transport(*placements: str) -> Transport:
     return "ipc"
 
 
+def new_channel_keys(run_id: str) -> aim_api.ChannelKeys:
+    """A fresh key pair for one secure run's tcp channels, in the run's own ZAP domain."""
+    pair = CurvePair.generate()
+    return aim_api.ChannelKeys(
+        public=pair.public.decode("ascii"),
+        secret=pair.secret.decode("ascii"),
+        domain=run_domain(run_id),
+    )
+
+
 def setup_message(
     plan: RunPlan,
     name: str,
@@ -43,6 +58,7 @@ def setup_message(
     ipc_dir: Path,
     heartbeat_interval: float,
     tcp_host: str = "127.0.0.1",
+    channel_keys: aim_api.ChannelKeys | None = None,
 ) -> aim_api.Setup:
     """What the host of AIM ``name`` needs to instantiate it and bind its inputs."""
     aim = plan.aims[name]
@@ -64,6 +80,7 @@ def setup_message(
         base_dir=plan.base_dir,
         work_dir=plan.work_dir,
         tcp_host=tcp_host,
+        channel_keys=channel_keys,
     )
 
 
@@ -107,8 +124,10 @@ def open_collectors(
     run: WorkflowRun,
     plan: RunPlan,
     tcp_host: str = "127.0.0.1",
+    curve: CurveKeys | None = None,
 ) -> dict[str, ChannelReader]:
-    """Readers in the controller for the AIW's declared outputs (``tcp_host``: see Setup)."""
+    """Readers in the controller for the AIW's declared outputs (``tcp_host``: see Setup;
+    ``curve``: a secure run's channel keys)."""
     collectors: dict[str, ChannelReader] = {}
     for ref in plan.outputs:
         aim = ref.split(".", 1)[0]
@@ -118,6 +137,7 @@ def open_collectors(
             choose_transport("controller", plan.aims[aim].placement),
             ipc_dir=ipc_dir,
             tcp_host=tcp_host,
+            curve=curve,
         )
         collectors[ref] = reader
         run.outputs[ref] = []
@@ -125,7 +145,7 @@ def open_collectors(
 
 
 def open_feeders(
-    ctx: zmq.asyncio.Context, run: WorkflowRun, plan: RunPlan
+    ctx: zmq.asyncio.Context, run: WorkflowRun, plan: RunPlan, curve: CurveKeys | None = None
 ) -> dict[str, tuple[ChannelWriter, list[Any]]]:
     """Writers from the controller into the AIM ports the AIW's ``inputs`` feed."""
     feeders = {}
@@ -139,12 +159,15 @@ def open_feeders(
             ref,
             ChannelEndpoints(normal=ep.normal, high=ep.high),
             record_type=plan.aims[aim].port_types[port],
+            curve=curve,
         )
         feeders[ref] = (writer, records)
     return feeders
 
 
-def open_control(ctx: zmq.asyncio.Context, handle: AIMHandle) -> ChannelWriter:
+def open_control(
+    ctx: zmq.asyncio.Context, handle: AIMHandle, curve: CurveKeys | None = None
+) -> ChannelWriter:
     """The controller's writer into the control reader the AIM said it is ready on."""
     assert handle.ready is not None
     ctrl = handle.ready.control
@@ -153,6 +176,7 @@ def open_control(ctx: zmq.asyncio.Context, handle: AIMHandle) -> ChannelWriter:
         "control",
         ChannelEndpoints(normal=ctrl.normal, high=ctrl.high),
         queue_size=16,
+        curve=curve,
     )
 
 

@@ -15,17 +15,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pydantic
 
 from aif.aims.base import AIM
-from aif.aims.registry import resolve_aim_type
+from aif.aims.registry import STORE_PREFIX, resolve_aim_type
 from aif.communication.ports import PortSpec
 from aif.communication.types import compatibility_problem
-from aif.errors import PortTypeError, RegistryError, WorkflowError
+from aif.errors import PortTypeError, RegistryError, SecurityError, StoreError, WorkflowError
 from aif.workflow.messages import format_problems, suggest, validation_problems
 from aif.workflow.model import AIMDecl, Connection, Loc, PortRef, Workflow, format_loc
+
+if TYPE_CHECKING:
+    from aif.store.aim_types import StoreTypes
 
 Direction = Literal["input", "output"]
 
@@ -81,16 +84,21 @@ class ResolvedWorkflow:
         return [c for c in self.connections if c.target == ref]
 
 
-def resolve(workflow: Workflow) -> ResolvedWorkflow:
-    """Resolve and check ``workflow``; raises ``WorkflowError`` listing every problem."""
-    return _Resolver(workflow).run()
+def resolve(workflow: Workflow, *, store_types: StoreTypes | None = None) -> ResolvedWorkflow:
+    """Resolve and check ``workflow``; raises ``WorkflowError`` listing every problem.
+
+    ``store_types`` says where ``store:NAME@VERSION`` AIMs are installed and fetched
+    from (default: the default state directory and ``$AIF_STORE``).
+    """
+    return _Resolver(workflow, store_types).run()
 
 
 class _Resolver:
     """One pass over a workflow that collects problems instead of stopping at the first."""
 
-    def __init__(self, workflow: Workflow) -> None:
+    def __init__(self, workflow: Workflow, store_types: StoreTypes | None = None) -> None:
         self.workflow = workflow
+        self.store_types = store_types
         self.map = workflow.source_map
         self.problems: list[tuple[Loc, str]] = []
         self.warnings: list[str] = []
@@ -129,8 +137,8 @@ class _Resolver:
     def _resolve_aim(self, name: str, decl: AIMDecl) -> None:
         loc: Loc = ("aims", name)
         try:
-            cls = resolve_aim_type(decl.type)
-        except RegistryError as exc:
+            cls = self._aim_class(decl.type)
+        except (RegistryError, StoreError, SecurityError) as exc:
             self.problem((*loc, "type"), str(exc))
             return
         except Exception as exc:  # a plug-in that fails to import must not crash validate
@@ -158,6 +166,17 @@ class _Resolver:
         except (ValueError, TypeError) as exc:
             self.problem((*loc, "params"), str(exc))
         self.aims[name] = ResolvedAIM(name=name, decl=decl, cls=cls, params=params, ports=ports)
+
+    def _aim_class(self, type_text: str) -> type[AIM]:
+        if not type_text.startswith(STORE_PREFIX):
+            return resolve_aim_type(type_text)
+        from aif.store.aim_types import StoreTypes
+
+        if self.store_types is None:
+            self.store_types = StoreTypes.default()
+        cls, warnings = self.store_types.aim_class(type_text, self.workflow.profile)
+        self.warnings.extend(warnings)
+        return cls
 
     # -- port references -----------------------------------------------------------------
 

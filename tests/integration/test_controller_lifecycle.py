@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from aif import CleanupError, ConfigError, Controller, LifecycleError, RunState
+from aif import CleanupError, Controller, LifecycleError, RunState
 from aif.workflow import load_workflow_text, resolve
 
 pytestmark = pytest.mark.integration
@@ -44,13 +44,6 @@ async def test_cleanup_runs_every_step_in_reverse_and_collects_errors(tmp_path: 
     assert order == ["c", "b", "a"]
     assert [str(e) for e in caught.value.errors] == ["c broke", "a broke"]
     assert controller.phase.value == "closed"
-
-
-async def test_secure_profile_is_refused_until_it_exists(tmp_path: Path) -> None:
-    wf = resolve(load_workflow_text(RELAY.replace("name: r\n", "name: r\nprofile: secure\n")))
-    async with Controller(tmp_path) as controller:
-        with pytest.raises(ConfigError, match="use profile: basic"):
-            await controller.launch(wf)
 
 
 async def test_a_remote_aim_that_never_comes_fails_with_how_to_start_it(tmp_path: Path) -> None:

@@ -1,0 +1,115 @@
+"""What the secure profile adds to a controller's runs: identity, storage keys, checks.
+
+A workflow with ``profile: secure`` runs like any other, plus:
+
+* its AIMs' storage is encrypted. The controller derives each AIM's storage key and
+  the Global Storage key from its own X25519 key (``aif.security.exchange``) and
+  hands each host only the keys of its own AIM and of Global Storage, in ``Setup``;
+* its tcp channels are CURVE-encrypted (the run's ``ChannelKeys``, see ``wiring``);
+* its AIMs from a Store must be signed by a trusted publisher (``aif.store``).
+
+The controller's identity (``aif keys init``) is loaded once, on the first secure run,
+so a controller that never runs one never asks for a passphrase.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from aif.aims.registry import loaded_types
+from aif.controller import aim_api
+from aif.errors import ConfigError
+from aif.security.attestation import LoadedAIM, build_report, class_digest
+from aif.security.exchange import StorageInUse, StorageKeys
+from aif.security.keys import Identity, KeyRing
+from aif.workflow import ResolvedWorkflow
+
+#: The storage scope of Global Storage; an AIM's own is ``aim/<name>``.
+GLOBAL_SCOPE = "global"
+
+
+def aim_scope(aim: str) -> str:
+    """The storage scope of AIM ``aim``'s own storage."""
+    return f"aim/{aim}"
+
+
+def _encoded(keys: Mapping[int, bytes]) -> dict[str, str]:
+    return {str(gen): base64.b64encode(key).decode("ascii") for gen, key in keys.items()}
+
+
+def decoded(keys: Mapping[str, str]) -> dict[int, bytes]:
+    """The generation -> key map a ``StorageGrant`` carries, as bytes."""
+    return {int(gen): base64.b64decode(key) for gen, key in keys.items()}
+
+
+class SecureProfile:
+    """The secure profile's side of one controller: its identity and storage keys."""
+
+    def __init__(self, state_dir: Path, identity: Identity | None = None) -> None:
+        self.state_dir = state_dir
+        self._identity = identity
+        self._storage_keys: StorageKeys | None = None
+        # Held (shared) while this controller may hand out storage keys, so that
+        # `aif keys rotate` never re-encrypts under a live run.
+        self._in_use = StorageInUse(state_dir)
+
+    def close(self) -> None:
+        """Let go of the storage-use lock (the controller's cleanup calls this)."""
+        self._in_use.release()
+
+    @property
+    def identity(self) -> Identity:
+        """The controller's identity, loaded on first use (a passphrase may be asked)."""
+        if self._identity is None:
+            self._identity = KeyRing(self.state_dir).identity()
+        return self._identity
+
+    def check(self, resolved: ResolvedWorkflow, *, curve_api: bool) -> None:
+        """Refuse a secure workflow this controller cannot run as the profile requires.
+
+        Storage keys travel to each host on the AIM API. Inside one host (inproc, ipc)
+        that is as safe as the machine; to a remote host over tcp only when the AIM
+        API itself is CURVE-encrypted.
+        """
+        remote = sorted(n for n, a in resolved.workflow.aims.items() if a.placement == "remote")
+        if remote and not curve_api:
+            raise ConfigError(
+                f"workflow {resolved.name!r} has profile: secure and remote AIMs "
+                f"({', '.join(remote)}), but this controller's tcp AIM API is not "
+                "CURVE-encrypted, so their storage keys would cross the network in the "
+                "clear; run it on a daemon started with `aif controller start --profile "
+                "secure` (or through `aif run`, which encrypts for a secure workflow)"
+            )
+        self.identity  # noqa: B018 (load it now: a missing identity fails before any AIM starts)
+        self._in_use.acquire()  # refused, saying so, while `aif keys rotate` runs
+
+    def attest(self, nonce: str, profile: str) -> dict[str, Any]:
+        """A report, signed with the identity, of this controller and every AIM it loaded."""
+        from aif import __version__
+
+        loaded = [
+            LoadedAIM(
+                type=type_text,
+                cls=entry.cls.class_path(),
+                source=entry.source,
+                digest=entry.digest or class_digest(entry.cls),
+            )
+            for type_text, entry in loaded_types().items()
+        ]
+        return build_report(
+            self.identity, version=__version__, profile=profile, aims=loaded, nonce=nonce
+        )
+
+    def storage_grant(self, aim: str) -> aim_api.StorageGrant:
+        """The keys AIM ``aim`` gets: its own storage's and Global Storage's."""
+        if self._storage_keys is None:
+            self._in_use.acquire()
+            self._storage_keys = StorageKeys(self.state_dir, self.identity)
+        keys = self._storage_keys
+        return aim_api.StorageGrant(
+            aim=_encoded(keys.keys_for(aim_scope(aim))),
+            shared=_encoded(keys.keys_for(GLOBAL_SCOPE)),
+        )
