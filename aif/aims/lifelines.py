@@ -19,6 +19,8 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
+from aif.security.curve import handshake_failure
+
 #: ``leave(reason, exit_status)``: the host's way out.
 Leave = Callable[[str, int], None]
 
@@ -43,7 +45,16 @@ def monitor_connection(dealer: zmq.asyncio.Socket) -> zmq.asyncio.Socket:
     """
     dealer.setsockopt(zmq.HEARTBEAT_IVL, PING_INTERVAL_MS)
     dealer.setsockopt(zmq.HEARTBEAT_TIMEOUT, PING_TIMEOUT_MS)
-    return dealer.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+    return dealer.get_monitor_socket(zmq.EVENT_DISCONNECTED | _HANDSHAKE_FAILED)
+
+
+#: Handshake failures: the controller refused this host's CURVE key, or one side
+#: speaks CURVE and the other does not, or the server key is not the controller's.
+_HANDSHAKE_FAILED = (
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+)
 
 
 async def watch_controller(
@@ -52,16 +63,27 @@ async def watch_controller(
     registered: Callable[[], bool],
     finished: Callable[[], bool],
     leave: Leave,
+    curve: bool = False,
 ) -> None:
     """Leave when the connection to the controller drops once the host is registered.
 
     Before registration a refused or dropped connection is retried by ZeroMQ and the
-    host's ``connect_timeout`` bounds the wait; after it, the controller that set the
+    host's ``connect_timeout`` bounds the wait, but a failed CURVE handshake (this
+    host's key is not trusted there, or ``curve`` disagrees with the controller) makes
+    it leave at once, saying why; after it, the controller that set the
     AIM up is gone (it exited, was killed, or its machine left the network) and nobody
     would wire, start, stop or reap it. An AIM that already finished just tears down.
     """
     while True:
         event = parse_monitor_message(await monitor.recv_multipart())
+        if event["event"] & _HANDSHAKE_FAILED:
+            # Refused at the door (secure profile): say why now, rather than wait out
+            # the connect timeout for an answer that cannot come.
+            why = handshake_failure(int(event["event"]), int(event["value"]), controller, curve)
+            if why is not None and not registered():
+                leave(why, 1)
+                return
+            continue
         if event["event"] != zmq.EVENT_DISCONNECTED or not registered():
             continue
         if not finished():

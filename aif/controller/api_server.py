@@ -28,6 +28,7 @@ from aif.communication.addresses import bind
 from aif.controller import user_api
 from aif.errors import AIFError, ChannelError, ConfigError, ControllerError, MalformedMessage
 from aif.security.curve import USER_API_DOMAIN, ControllerCurve, Gatekeeper, curve_server, plain
+from aif.security.gatekeeper import HandshakeWatch
 
 log = logging.getLogger("aif.daemon")
 
@@ -45,6 +46,7 @@ class ApiServer:
         self._ctx = ctx
         self._curve = curve
         self._keeper: Gatekeeper | None = None
+        self._watch: HandshakeWatch | None = None
         self._sock = ctx.socket(zmq.ROUTER)
         self._sock.setsockopt(zmq.LINGER, 0)
         self._handler = handler
@@ -61,6 +63,7 @@ class ApiServer:
             if self._keeper is None:
                 self._keeper = Gatekeeper.of(self._ctx)
                 self._keeper.allow(USER_API_DOMAIN, curve.clients)
+                self._watch = HandshakeWatch(self._sock, "User API")
             curve_server(self._sock, curve.pair.secret, curve.pair.public, USER_API_DOMAIN)
         else:
             plain(self._sock)
@@ -86,6 +89,8 @@ class ApiServer:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._watch is not None:
+            await self._watch.close()
         self._sock.close(linger=0)
         if self._keeper is not None:
             self._keeper.forget(USER_API_DOMAIN)

@@ -46,6 +46,7 @@ from aif.security.curve import (
     Gatekeeper,
     serve_trusted,
 )
+from aif.security.gatekeeper import HandshakeWatch
 from aif.security.keys import Identity
 from aif.workflow import ResolvedWorkflow
 
@@ -137,6 +138,8 @@ class Controller:
             if self.curve is not None:  # set before the tcp bind: inproc and ipc stay plain
                 serve_trusted(ctx, router, self.curve, AIM_API_DOMAIN)
                 self.curve_api = True
+                watch = HandshakeWatch(router, "AIM API")
+                self._on_cleanup("AIM API handshake watch", watch.close)
             try:
                 router.bind(self._tcp)
             except zmq.ZMQError as exc:

@@ -11,6 +11,7 @@ minute per client and domain: a refused client keeps reconnecting).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from typing import Any, ClassVar
 import zmq
 import zmq.asyncio
 from zmq.auth.asyncio import AsyncioAuthenticator
+from zmq.utils.monitor import parse_monitor_message
 
 from aif.errors import LifecycleError, SecurityError
 from aif.security.curve_keys import key_text, parse_curve_key, require_curve, trust_command
@@ -166,3 +168,58 @@ class Gatekeeper:
         elif self._auth.zap_socket is not None:  # its task ended with its loop
             self._auth.zap_socket.close(linger=0)
             self._auth.zap_socket = None  # type: ignore[assignment]
+
+
+class HandshakeWatch:
+    """Logs the clients a CURVE server refuses before ZAP is asked.
+
+    A client that does not speak CURVE (a basic-profile client), or that dialled with
+    another server key, fails the handshake inside libzmq: the Gatekeeper never hears
+    of it. A socket monitor does; each such failure is kept in ``failed`` and logged at
+    WARNING on ``aif.security`` (at most once a minute per endpoint and cause), so every
+    refused client leaves a trace on the server, as the trusted-key refusals do.
+    """
+
+    _EVENTS = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+
+    def __init__(self, sock: zmq.asyncio.Socket, what: str) -> None:
+        self.what = what
+        self.failed: list[tuple[str, int]] = []
+        self._sock = sock
+        self._monitor: zmq.asyncio.Socket = sock.get_monitor_socket(self._EVENTS)
+        self._logged: dict[tuple[str, int], float] = {}
+        self._task = asyncio.create_task(self._watch(), name=f"handshakes-{what}")
+
+    async def _watch(self) -> None:
+        while True:
+            try:
+                frames = await self._monitor.recv_multipart()
+                event = parse_monitor_message(frames)
+            except (zmq.ZMQError, ValueError):  # closed, or a frame that is not an event
+                return
+            endpoint = event["endpoint"].decode(errors="replace")
+            cause = int(event["event"])
+            self.failed.append((endpoint, cause))
+            del self.failed[:-REFUSALS_KEPT]
+            now = time.monotonic()
+            if now - self._logged.get((endpoint, cause), -REFUSAL_LOG_INTERVAL) >= (
+                REFUSAL_LOG_INTERVAL
+            ):
+                self._logged[(endpoint, cause)] = now
+                log.warning(
+                    "refused a client of the %s on %s: it failed the CURVE handshake (it "
+                    "does not speak CURVE, or dialled with another server key); it must "
+                    "dial with this server's key (`aif controller status` shows it) and "
+                    "its own key trusted here",
+                    self.what,
+                    endpoint,
+                )
+
+    async def close(self) -> None:
+        """Stop watching (before the socket closes)."""
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        with contextlib.suppress(zmq.ZMQError):
+            self._sock.disable_monitor()
+        self._monitor.close(linger=0)

@@ -21,6 +21,7 @@ from aif.security.attestation import new_nonce, verify_report
 from aif.security.keys import KeyRing
 from aif.store.aim_types import StoreTypes
 from aif.workflow import load_workflow, resolve
+from tests.helpers.daemon import DaemonProcess
 
 pytestmark = pytest.mark.integration
 
@@ -144,3 +145,17 @@ async def test_attestation_reports_the_package_digest(published: dict[str, Path]
         "source": "store:gain@1.0.0",
         "digest": f"sha256:{installed['sha256']}",
     }
+
+
+def test_the_daemon_fetches_store_aims_of_submitted_jobs(published: dict[str, Path]) -> None:
+    p = published
+    KeyRing(p["user"]).trust("acme", KeyRing(p["publisher"]).public().texts()["ed25519"])
+    daemon = DaemonProcess(p["user"], "--store", str(p["store"])).start()
+    try:
+        with daemon.client() as client:
+            job = client.submit(p["dir"] / "secure.yml")
+            record = client.wait(job["id"], timeout=60)
+            assert record["state"] == "succeeded", client.status(job["id"])
+    finally:
+        assert daemon.stop() == 0, daemon.text()
+    assert (p["user"] / "packages" / "gain" / "1.0.0" / "installed.json").is_file()
