@@ -170,7 +170,7 @@ class AIMHost:
                 lambda: self._registered,
                 lambda: self._finished,
                 self._leave,
-                curve=self._curve is not None,
+                own_key=self._curve[0].public if self._curve is not None else None,
             )
             self._tasks.append(asyncio.create_task(watch))
         if self._curve is not None:

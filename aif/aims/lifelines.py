@@ -19,7 +19,7 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
-from aif.security.curve import handshake_failure
+from aif.security.curve import handshake_failure, trust_command
 
 #: ``leave(reason, exit_status)``: the host's way out.
 Leave = Callable[[str, int], None]
@@ -63,14 +63,14 @@ async def watch_controller(
     registered: Callable[[], bool],
     finished: Callable[[], bool],
     leave: Leave,
-    curve: bool = False,
+    own_key: bytes | None = None,
 ) -> None:
     """Leave when the connection to the controller drops once the host is registered.
 
     Before registration a refused or dropped connection is retried by ZeroMQ and the
     host's ``connect_timeout`` bounds the wait, but a failed CURVE handshake (this
-    host's key is not trusted there, or ``curve`` disagrees with the controller) makes
-    it leave at once, saying why; after it, the controller that set the
+    host's key, ``own_key`` when it dials CURVE, is not trusted there, or one side
+    does not speak CURVE) makes it leave at once, saying why; after it, the controller that set the
     AIM up is gone (it exited, was killed, or its machine left the network) and nobody
     would wire, start, stop or reap it. An AIM that already finished just tears down.
     """
@@ -79,8 +79,11 @@ async def watch_controller(
         if event["event"] & _HANDSHAKE_FAILED:
             # Refused at the door (secure profile): say why now, rather than wait out
             # the connect timeout for an answer that cannot come.
-            why = handshake_failure(int(event["event"]), int(event["value"]), controller, curve)
+            code, value = int(event["event"]), int(event["value"])
+            why = handshake_failure(code, value, controller, own_key is not None)
             if why is not None and not registered():
+                if own_key is not None:  # the key to trust there, ready to paste
+                    why += f"; this host's key: `{trust_command(own_key)}`"
                 leave(why, 1)
                 return
             continue

@@ -107,10 +107,8 @@ class Controller:
         self.secure = SecureProfile(self.state_dir, identity)
         self.curve = curve
         #: Each secure run's CURVE key pair for its tcp channels (``wiring``).
-        self._channel_keys: dict[str, aim_api.ChannelKeys] = {}
         #: True when the tcp AIM API is CURVE-encrypted (keys may then go to remote hosts).
         self.curve_api = False
-        self._secure_runs: set[str] = set()
 
     # -- phases -----------------------------------------------------------------------
 
@@ -256,8 +254,7 @@ class Controller:
         run = WorkflowRun(run_id, plan.name, handles, self._signal_all)
         self.runs[run_id] = run
         if secure:
-            self._secure_runs.add(run_id)
-            self._channel_keys[run_id] = wiring.new_channel_keys(run_id)
+            self.secure.begin(run_id)
         self._emit("state", "controller", run_id, {"run": "starting"})
         try:
             await self._bring_up(run, plan)
@@ -310,7 +307,7 @@ class Controller:
         if not await self._until(run, AIMState.READY, "become ready"):
             return
         assert self.ctx is not None
-        curve = CurveKeys.of(self._channel_keys.get(run.id))
+        curve = CurveKeys.of(self.secure.channel_keys(run.id))
         collectors = wiring.open_collectors(self.ctx, self.ipc_dir, run, plan, self.tcp_host, curve)
         for name, handle in run.handles.items():
             await self._send(handle, wiring.wire_message(run, plan, name, collectors))
@@ -348,8 +345,7 @@ class Controller:
         """After a run ended: let hosts exit, force stragglers, close writers."""
         await supervision.reap_run(run, self.stop_grace)
         self._plans.pop(run.id, None)
-        self._secure_runs.discard(run.id)
-        self._channel_keys.pop(run.id, None)
+        self.secure.end(run.id)
         for identity, (owner, _) in list(self._by_identity.items()):
             if owner is run:
                 del self._by_identity[identity]
@@ -413,10 +409,9 @@ class Controller:
             ipc_dir=self.ipc_dir,
             heartbeat_interval=self.heartbeat_interval,
             tcp_host=self.tcp_host,
-            channel_keys=self._channel_keys.get(run.id),
+            channel_keys=self.secure.channel_keys(run.id),
+            storage=self.secure.storage_for(run.id, handle.name),
         )
-        if run.id in self._secure_runs:
-            setup = setup.model_copy(update={"storage": self.secure.storage_grant(handle.name)})
         await self._send(handle, setup)
 
     async def _refuse(self, identity: bytes, hello: aim_api.Hello, reason: str) -> None:

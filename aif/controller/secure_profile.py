@@ -55,6 +55,26 @@ class SecureProfile:
         # Held (shared) while this controller may hand out storage keys, so that
         # `aif keys rotate` never re-encrypts under a live run.
         self._in_use = StorageInUse(state_dir)
+        #: The channel keys of each live secure run, by run id.
+        self._runs: dict[str, aim_api.ChannelKeys] = {}
+
+    def begin(self, run_id: str) -> None:
+        """A secure run starts: make its tcp channels' key pair."""
+        from aif.controller.wiring import new_channel_keys
+
+        self._runs[run_id] = new_channel_keys(run_id)
+
+    def end(self, run_id: str) -> None:
+        """The run is reaped: forget its keys."""
+        self._runs.pop(run_id, None)
+
+    def channel_keys(self, run_id: str) -> aim_api.ChannelKeys | None:
+        """The run's channel keys (None: not a secure run)."""
+        return self._runs.get(run_id)
+
+    def storage_for(self, run_id: str, aim: str) -> aim_api.StorageGrant | None:
+        """The storage keys AIM ``aim`` of the run gets (None: not a secure run)."""
+        return self.storage_grant(aim) if run_id in self._runs else None
 
     def close(self) -> None:
         """Let go of the storage-use lock (the controller's cleanup calls this)."""

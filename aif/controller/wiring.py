@@ -59,6 +59,7 @@ def setup_message(
     heartbeat_interval: float,
     tcp_host: str = "127.0.0.1",
     channel_keys: aim_api.ChannelKeys | None = None,
+    storage: aim_api.StorageGrant | None = None,
 ) -> aim_api.Setup:
     """What the host of AIM ``name`` needs to instantiate it and bind its inputs."""
     aim = plan.aims[name]
@@ -81,6 +82,7 @@ def setup_message(
         work_dir=plan.work_dir,
         tcp_host=tcp_host,
         channel_keys=channel_keys,
+        storage=storage,
     )
 
 
