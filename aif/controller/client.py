@@ -180,12 +180,15 @@ class Client:
             self.keys.apply(self._sock)
         if address.startswith("tcp://"):  # a handshake that fails says why, at once
             self._monitor = self._sock.get_monitor_socket(
-                zmq.EVENT_HANDSHAKE_SUCCEEDED
+                zmq.EVENT_CONNECTED
+                | zmq.EVENT_HANDSHAKE_SUCCEEDED
                 | zmq.EVENT_HANDSHAKE_FAILED_AUTH
                 | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
                 | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
             )
         self._handshaken = False
+        #: A tcp connection came up at least once (it may then fail the handshake).
+        self._connected = False
         self._sock.connect(address)
         self._rids = itertools.count(1)
 
@@ -217,8 +220,17 @@ class Client:
             left = deadline - time.monotonic()
             ready = dict(poller.poll(int(left * 1000) + 1)) if left > 0 else {}
             if not ready:
+                if self._monitor is not None:
+                    self._check_handshake(self._monitor)
                 if self.keys is not None and not self._handshaken:
                     raise DaemonError(no_handshake(self.address, wait))
+                if self._connected and not self._handshaken:
+                    # Reached, but no handshake ever completed: a plain client of a
+                    # CURVE server, whose mismatch libzmq did not get to report.
+                    why = handshake_failure(
+                        zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, 0, self.address, curve=False
+                    )
+                    raise DaemonError(f"no answer within {wait:g} s; {why}")
                 raise DaemonError(
                     f"the controller at {self.address} did not answer {op!r} within {wait:g} s; "
                     "is it running? (`aif controller status`)"
@@ -236,6 +248,9 @@ class Client:
         """Raise ``DaemonError`` saying why, if the monitor reports a failed handshake."""
         while monitor.poll(0):
             event = parse_monitor_message(monitor.recv_multipart())
+            if event["event"] == zmq.EVENT_CONNECTED:
+                self._connected = True
+                continue
             if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self._handshaken = True
                 continue
