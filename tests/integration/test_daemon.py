@@ -415,8 +415,17 @@ def test_a_thousand_queued_jobs_run_with_bounded_memory(tmp_path: Path, trivial:
                 what="the first 100 jobs",
             )
             after_100 = rss_kib(proc.pid)
+            # Eight tickers take every slot (cpu=2x4), so the next 900 must queue up
+            # however fast they would run: a race between submit and run otherwise.
+            blockers = [client.submit(ticker(tmp_path, f"block{n}"))["id"] for n in range(8)]
+            wait_for(
+                lambda: all(state_of(client, b) == "running" for b in blockers),
+                what="eight tickers running",
+            )
             ids += [client.submit(trivial)["id"] for _ in range(900)]
             queued = len(client.jobs(["queued"]))
+            for blocker in blockers:
+                client.cancel(blocker)
             wait_for(
                 lambda: not client.jobs(["queued", "starting", "running"]),
                 timeout=240,
