@@ -46,7 +46,8 @@ def decoded(keys: Mapping[str, str]) -> dict[int, bytes]:
 
 
 class SecureProfile:
-    """The secure profile's side of one controller: its identity and storage keys."""
+    """The secure profile's side of one controller: its identity, the storage keys it
+    derives, and the channel keys of each secure run it has live."""
 
     def __init__(self, state_dir: Path, identity: Identity | None = None) -> None:
         self.state_dir = state_dir
