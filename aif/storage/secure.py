@@ -163,13 +163,18 @@ class SecureStorage(Storage):
             )
         return header, secret
 
-    def _reader(self, key: str) -> StreamDecryptor:
+    def _opened(self, key: str) -> tuple[BinaryIO, StreamHeader, bytes]:
+        """The stored object open for reading, its checked header and its object key."""
         source = self.inner.open_read(self._key(key))
         try:
             header, secret = self._header(source, key)
         except BaseException:
             source.close()
             raise
+        return source, header, secret
+
+    def _reader(self, key: str) -> StreamDecryptor:
+        source, header, secret = self._opened(key)
         return StreamDecryptor(secret, source, self._aad(key), what=self._what(key), header=header)
 
     def _write(self, key: str, feed: Callable[[StreamEncryptor], object]) -> None:
@@ -212,12 +217,7 @@ class SecureStorage(Storage):
 
     def get(self, key: str) -> bytes:
         """The decrypted object (IntegrityError if it fails authentication)."""
-        source = self.inner.open_read(self._key(key))
-        try:
-            header, secret = self._header(source, key)
-        except BaseException:
-            source.close()
-            raise
+        source, header, secret = self._opened(key)
         return decrypt_file(secret, source, self._aad(key), what=self._what(key), header=header)
 
     def exists(self, key: str) -> bool:
