@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from aif import cli_store
 from aif.errors import AIFError
 from aif.security.keys import KeyRing
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("clean_imports")]
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = "tiny_cli_pkg"
@@ -71,16 +70,6 @@ def world(tmp_path: Path) -> dict[str, Path]:
     KeyRing(publisher).init()
     KeyRing(consumer).init()
     return {"src": src, "store": tmp_path / "store", "pub": publisher, "use": consumer}
-
-
-@pytest.fixture(autouse=True)
-def clean_imports(tmp_path: Path) -> Iterator[None]:
-    path_before = list(sys.path)
-    yield
-    sys.path[:] = path_before
-    for name, module in list(sys.modules.items()):
-        if str(getattr(module, "__file__", None) or "").startswith(str(tmp_path)):
-            del sys.modules[name]
 
 
 def test_publish_list_install(world: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.client
 import socket
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from aif.errors import ConfigError, StoreError, UnsafeArchive
 from aif.security.keys import Identity
 from aif.store import Limits, StoreClient, StoreServer, install, load_aim_class, publish_source
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("clean_imports")]
 
 MODULE = "tiny_served_pkg"
 ENTRY = f"{MODULE}:TinyServed"
@@ -55,16 +54,6 @@ def store(tmp_path: Path, alice: Identity) -> Path:
 def server(store: Path) -> Iterator[StoreServer]:
     with StoreServer(store, "127.0.0.1:0").start() as running:
         yield running
-
-
-@pytest.fixture(autouse=True)
-def clean_imports(tmp_path: Path) -> Iterator[None]:
-    path_before = list(sys.path)
-    yield
-    sys.path[:] = path_before
-    for name, module in list(sys.modules.items()):
-        if str(getattr(module, "__file__", None) or "").startswith(str(tmp_path)):
-            del sys.modules[name]
 
 
 def raw_get(server: StoreServer, path: str, method: str = "GET") -> http.client.HTTPResponse:

@@ -23,7 +23,7 @@ from aif.store.aim_types import StoreTypes
 from aif.workflow import load_workflow, resolve
 from tests.helpers.daemon import DaemonProcess
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("clean_imports")]
 
 GAIN = '''"""Multiplies what it receives: an AIM from a Store."""
 

@@ -7,7 +7,7 @@ import io
 import json
 import sys
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -55,19 +55,10 @@ class TinyCounter(AIM):
         for i in (1, 2, 3):
             await self.send("out", i)
 '''
+pytestmark = pytest.mark.usefixtures("clean_imports")
+
 MODULE = "tiny_counter_pkg"
 ENTRY = f"{MODULE}:TinyCounter"
-
-
-@pytest.fixture(autouse=True)
-def clean_imports(tmp_path: Path) -> Iterator[None]:
-    """Forget the modules and sys.path entries a test loaded from its tmp_path."""
-    path_before = list(sys.path)
-    yield
-    sys.path[:] = path_before
-    for name, module in list(sys.modules.items()):
-        if str(getattr(module, "__file__", None) or "").startswith(str(tmp_path)):
-            del sys.modules[name]
 
 
 @pytest.fixture(scope="module")
