@@ -48,7 +48,6 @@ from aif.errors import (
 )
 from aif.security.keys import KeyRing
 from aif.storage.secure import SecureStorage
-from aif.store.client import StoreClient
 
 __version__ = "0.1.0"
 
@@ -95,7 +94,6 @@ __all__ = [
     "StateError",
     "Stop",
     "StorageError",
-    "StoreClient",
     "StoreError",
     "TypeSyntaxError",
     "UnsafeArchive",

@@ -17,15 +17,16 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aif.aims.registry import loaded_types
 from aif.controller import aim_api
 from aif.errors import ConfigError
-from aif.security.attestation import LoadedAIM, build_report, class_digest
-from aif.security.exchange import StorageInUse, StorageKeys
-from aif.security.keys import Identity, KeyRing
 from aif.workflow import ResolvedWorkflow
+
+if TYPE_CHECKING:
+    from aif.security.exchange import StorageInUse, StorageKeys
+    from aif.security.keys import Identity
 
 #: The storage scope of Global Storage; an AIM's own is ``aim/<name>``.
 GLOBAL_SCOPE = "global"
@@ -55,7 +56,7 @@ class SecureProfile:
         self._storage_keys: StorageKeys | None = None
         # Held (shared) while this controller may hand out storage keys, so that
         # `aif keys rotate` never re-encrypts under a live run.
-        self._in_use = StorageInUse(state_dir)
+        self._in_use: StorageInUse | None = None
         #: The channel keys of each live secure run, by run id.
         self._runs: dict[str, aim_api.ChannelKeys] = {}
 
@@ -79,12 +80,23 @@ class SecureProfile:
 
     def close(self) -> None:
         """Let go of the storage-use lock (the controller's cleanup calls this)."""
-        self._in_use.release()
+        if self._in_use is not None:
+            self._in_use.release()
+
+    def _hold_storage(self) -> None:
+        """Take the storage-use lock (refused, saying so, while `aif keys rotate` runs)."""
+        if self._in_use is None:
+            from aif.security.exchange import StorageInUse
+
+            self._in_use = StorageInUse(self.state_dir)
+        self._in_use.acquire()
 
     @property
     def identity(self) -> Identity:
         """The controller's identity, loaded on first use (a passphrase may be asked)."""
         if self._identity is None:
+            from aif.security.keys import KeyRing
+
             self._identity = KeyRing(self.state_dir).identity()
         return self._identity
 
@@ -105,11 +117,12 @@ class SecureProfile:
                 "secure` (or through `aif run`, which encrypts for a secure workflow)"
             )
         self.identity  # noqa: B018 (load it now: a missing identity fails before any AIM starts)
-        self._in_use.acquire()  # refused, saying so, while `aif keys rotate` runs
+        self._hold_storage()
 
     def attest(self, nonce: str, profile: str) -> dict[str, Any]:
         """A report, signed with the identity, of this controller and every AIM it loaded."""
         from aif import __version__
+        from aif.security.attestation import LoadedAIM, build_report, class_digest
 
         loaded = [
             LoadedAIM(
@@ -127,7 +140,9 @@ class SecureProfile:
     def storage_grant(self, aim: str) -> aim_api.StorageGrant:
         """The keys AIM ``aim`` gets: its own storage's and Global Storage's."""
         if self._storage_keys is None:
-            self._in_use.acquire()
+            from aif.security.exchange import StorageKeys
+
+            self._hold_storage()
             self._storage_keys = StorageKeys(self.state_dir, self.identity)
         keys = self._storage_keys
         return aim_api.StorageGrant(

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from aif.aims.registry import STORE_PREFIX, Loaded, record_loaded
 from aif.errors import PackageNotFound, StoreError
-from aif.store.client import STORE_ENV
+from aif.store.names import STORE_ENV
 
 if TYPE_CHECKING:
     from aif.aims.base import AIM

@@ -19,11 +19,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from aif.errors import ConfigError, StoreError, UnsafeArchive
 from aif.store.archive import DEFAULT_LIMITS, Limits
 from aif.store.index import INDEX_FILE, INDEX_SIG, MAX_INDEX_BYTES, Index, IndexEntry, verify_index
-from aif.store.names import store_path
+from aif.store.names import STORE_ENV, store_path
 from aif.store.signing import MAX_SIGNATURE_BYTES, Verified
 
 #: Environment variable naming the default Store (``--store``).
-STORE_ENV = "AIF_STORE"
 _CHUNK = 256 * 1024
 
 

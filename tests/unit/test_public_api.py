@@ -45,7 +45,6 @@ EXPECTED = [
     "StateError",
     "Stop",
     "StorageError",
-    "StoreClient",
     "StoreError",
     "TypeSyntaxError",
     "UnsafeArchive",
