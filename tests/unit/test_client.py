@@ -45,3 +45,11 @@ def test_requests_name_their_wrong_fields() -> None:
     assert "priority" in text and "source" in text and "work_dir" in text
     with pytest.raises(MalformedMessage, match="not valid msgpack"):
         user_api.parse_request(b"\xc1")
+
+
+def test_an_attest_request_needs_a_hex_nonce() -> None:
+    bad = user_api.pack({"op": "attest", "rid": 1, "nonce": "not hex; rm -rf"})
+    with pytest.raises(MalformedMessage, match="nonce"):
+        user_api.parse_request(bad)
+    good = user_api.parse_request(user_api.pack({"op": "attest", "rid": 2, "nonce": "ab" * 16}))
+    assert isinstance(good, user_api.Attest)
