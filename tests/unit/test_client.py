@@ -53,3 +53,10 @@ def test_an_attest_request_needs_a_hex_nonce() -> None:
         user_api.parse_request(bad)
     good = user_api.parse_request(user_api.pack({"op": "attest", "rid": 2, "nonce": "ab" * 16}))
     assert isinstance(good, user_api.Attest)
+
+
+def test_a_peer_host_request_names_a_malformed_server_key() -> None:
+    fields = {"op": "peer.host", "rid": 1, "type": "relay", "name": "r", "workflow": "w"}
+    bad = user_api.pack({**fields, "controller": "tcp://a:1", "server_key": "curve:short"})
+    with pytest.raises(MalformedMessage, match="server_key"):
+        user_api.parse_request(bad)
