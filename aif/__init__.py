@@ -6,9 +6,9 @@ This module is the public API; everything else may change without notice.
 from aif.aims.analog.spec import Experiment
 from aif.aims.base import AIM, Peer
 from aif.communication.ports import EndOfStream, Record, Signal, SignalCode, Stop
-from aif.controller.client import Client
 from aif.controller.controller import Controller
 from aif.controller.run import RunState, WorkflowResult, WorkflowRun
+from aif.daemon.client import Client
 from aif.errors import (
     AIFError,
     AIMError,

@@ -2,6 +2,6 @@
 
 import sys
 
-from aif.cli import main
+from aif.cli.main import main
 
 sys.exit(main())

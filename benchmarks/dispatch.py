@@ -10,7 +10,7 @@ is aif's dispatch: submit, queue, AIM start-up and wiring, completion, reaping, 
 the state database at every step.
 
 * **daemon**: a real ``python -m aif controller start --instances cpu=2`` process on a
-  fresh state directory, driven by ``aif.controller.client.Client``. After one warm-up
+  fresh state directory, driven by ``aif.daemon.client.Client``. After one warm-up
   job (reported as *cold first job*: it imports torch and aihwkit):
 
   - *latency*: with the daemon idle, one job submitted and awaited, K times (20,
@@ -55,9 +55,9 @@ from typing import Any
 
 import zmq
 
-from aif.controller.client import Client, read_daemon_file
 from aif.controller.controller import Controller
 from aif.controller.run import RunState
+from aif.daemon.client import Client, read_daemon_file
 from aif.workflow import load_workflow, resolve
 from benchmarks.machine import describe, rounded
 

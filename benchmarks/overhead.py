@@ -137,12 +137,12 @@ def prepare(folder: Path, epochs: int, repetitions: int) -> Path:
 
 
 def aif_command() -> list[str]:
-    """The ``aif`` console script beside this interpreter (``python -m aif.cli`` if none)."""
+    """The ``aif`` console script beside this interpreter (``python -m aif.cli.main`` if none)."""
     script = Path(sys.executable).parent / "aif"
     if script.exists():
         return [str(script)]
     found = shutil.which("aif")
-    return [found] if found else [sys.executable, "-m", "aif.cli"]
+    return [found] if found else [sys.executable, "-m", "aif.cli.main"]
 
 
 def environment(policy: str) -> dict[str, str]:

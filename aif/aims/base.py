@@ -37,7 +37,7 @@ import pydantic
 from aif.communication.ports import AIMEvent, PortSpec
 
 if TYPE_CHECKING:
-    from aif.controller.aim_api import EventTopic
+    from aif.api.aim import EventTopic
     from aif.storage.base import Storage
 
 

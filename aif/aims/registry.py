@@ -1,27 +1,82 @@
 """Where AIM types come from: built-in short names, ``package.module:Class`` paths,
-and the ``aif.aims`` entry-point group (third-party plug-ins).
+the ``aif.aims`` entry-point group (third-party plug-ins), and prefixed types such as
+``store:NAME@VERSION`` whose resolver another package publishes.
 
-Resolution order for a workflow's ``type``: a ``:`` means a class path; otherwise a
-built-in short name, then an entry point of that name. Nothing is imported until a
-name is resolved, so listing names stays cheap.
+Resolution order for a workflow's ``type``: a ``PREFIX:REF`` whose prefix a package
+published in the ``aif.aim_type_prefixes`` entry-point group goes to that package
+(the Store publishes ``store``: the registry knows nothing of it); any other ``:``
+means a class path; otherwise a built-in short name, then an entry point of that name.
+Nothing is imported until a name is resolved, so listing names stays cheap.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Protocol
 
 from aif.aims.base import AIM
 from aif.errors import RegistryError
 
-#: The prefix of an AIM type installed from a Store: ``store:NAME@VERSION``.
-STORE_PREFIX = "store:"
-
 #: Entry-point group third-party packages use to publish AIMs.
 ENTRY_POINT_GROUP = "aif.aims"
+
+#: Entry-point group of prefixed-type resolvers: name ``PREFIX``, value a class that
+#: follows :class:`PrefixedTypes` (aif's own pyproject publishes ``store``).
+PREFIX_GROUP = "aif.aim_type_prefixes"
+
+
+class PrefixedTypes(Protocol):
+    """Resolves the AIM types of one prefix, e.g. the Store's ``store:NAME@VERSION``.
+
+    The controller's side asks :meth:`aim_class` (it may fetch, and it decides trust
+    under the workflow's profile); an AIM host asks :meth:`installed_class` (it only
+    loads what the controller already accepted).
+    """
+
+    def aim_class(self, type_text: str, profile: str) -> tuple[type[AIM], list[str]]:
+        """The class of ``type_text`` for a workflow of ``profile``, and any warnings."""
+        ...
+
+    def installed_class(self, type_text: str) -> type[AIM]:
+        """The class of ``type_text`` as already installed here (never fetches)."""
+        ...
+
+
+@functools.cache
+def _prefix_factories() -> dict[str, str]:
+    return {ep.name: ep.value for ep in entry_points(group=PREFIX_GROUP)}
+
+
+def type_prefix(type_text: str) -> str | None:
+    """The published prefix ``type_text`` starts with (``store`` for ``store:x@1``), or None."""
+    prefix, colon, _ = type_text.partition(":")
+    return prefix if colon and prefix in _prefix_factories() else None
+
+
+def prefixed_types(prefix: str, state_dir: Path | None = None) -> PrefixedTypes:
+    """The resolver a package published for ``prefix``, for ``state_dir`` (default: the
+    default state directory); RegistryError when nothing published it."""
+    value = _prefix_factories().get(prefix)
+    if value is None:
+        raise RegistryError(
+            f"no installed package resolves AIM types '{prefix}:...'; is aif installed "
+            "(pip install -e .), so that its entry points are registered?"
+        )
+    module_name, _, attr = value.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise RegistryError(
+            f"the resolver of '{prefix}:' types ({value}) failed to load: {exc}"
+        ) from exc
+    resolver: PrefixedTypes = factory.default(state_dir)
+    return resolver
+
 
 _BUILTINS: dict[str, str] = {
     "source": "aif.aims.builtin:Source",
@@ -29,12 +84,12 @@ _BUILTINS: dict[str, str] = {
     "relay": "aif.aims.builtin:Relay",
     "tensor-source": "aif.aims.builtin:TensorSource",
     "checksum": "aif.aims.builtin:Checksum",
-    "digits-source": "aif.aims.digits:DigitsSource",
-    "analog-classifier": "aif.aims.digits:AnalogClassifier",
+    "digits-source": "aif.aims.analog.digits:DigitsSource",
+    "analog-classifier": "aif.aims.analog.digits:AnalogClassifier",
     "experiment-source": "aif.aims.analog.experiments:ExperimentSource",
     "analog-validator": "aif.aims.analog.validator:AnalogValidator",
     "analog-simulator": "aif.aims.analog.simulator:AnalogSimulator",
-    "analog-reporter": "aif.aims.reporter:AnalogReporter",
+    "analog-reporter": "aif.aims.analog.reporter:AnalogReporter",
 }
 
 
@@ -107,14 +162,12 @@ def record_loaded(type_text: str, loaded: Loaded) -> type[AIM]:
 def resolve_aim_type(type_text: str, *, state_dir: Path | None = None) -> type[AIM]:
     """Turn a workflow's ``type`` into an AIM class, or say what is known instead.
 
-    A ``store:NAME@VERSION`` type is an AIM installed from a Store into ``state_dir``
-    (default: the default state directory); the workflow resolver fetches and verifies
-    it (``aif.store.aim_types``) before any host asks for it here.
+    A prefixed type (``store:NAME@VERSION``) is loaded as already installed in
+    ``state_dir`` (default: the default state directory): the workflow resolver, on
+    the controller's side, fetched and verified it before any host asks for it here.
     """
-    if type_text.startswith(STORE_PREFIX):
-        from aif.store.aim_types import installed_aim_class
-
-        return installed_aim_class(type_text, state_dir)
+    if (prefix := type_prefix(type_text)) is not None:
+        return prefixed_types(prefix, state_dir).installed_class(type_text)
     if ":" in type_text:
         return record_loaded(type_text, Loaded(load_class_path(type_text), "path"))
     if type_text in _BUILTINS:

@@ -41,6 +41,8 @@ SCHEMES = ("inproc://", "ipc://", "tcp://")
 
 #: Hosts a tcp socket binds to mean "every interface": not an address a peer can dial.
 WILDCARD_HOSTS = ("0.0.0.0", "*")
+#: Where a controller's AIM API listens for remote hosts unless told: loopback, a free port.
+DEFAULT_LISTEN = "tcp://127.0.0.1:*"
 
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 

@@ -52,6 +52,7 @@ import zmq.asyncio
 from aif.communication import codec
 from aif.communication.addresses import MAX_IPC_PATH as MAX_IPC_PATH
 from aif.communication.addresses import SCHEMES, Transport, bind, new_address
+from aif.communication.limits import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_QUEUE_SIZE, HIGH_LANE_QUEUE
 from aif.communication.ports import EndOfStream, Record, Signal
 from aif.communication.socket_wait import Waker
 from aif.errors import ChannelClosed, ChannelError, MalformedMessage, MessageTooLarge
@@ -71,10 +72,6 @@ __all__ = [
     "new_address",
 ]
 
-DEFAULT_QUEUE_SIZE = 1000
-DEFAULT_MAX_MESSAGE_SIZE = 256 * 2**20
-#: Signals are tiny and rare: the high lane gets its own, fixed, queue depth.
-HIGH_LANE_QUEUE = 1000
 #: A reader or writer that never has to wait still yields to the event loop this often,
 #: so that a steady stream cannot starve the loop's other tasks (heartbeats, signals).
 YIELD_EVERY = 64

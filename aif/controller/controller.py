@@ -30,14 +30,15 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
+from aif.api import aim as aim_api
 from aif.communication.addresses import tcp_host
 from aif.communication.events import Event, EventPublisher, Topic
-from aif.controller import aim_api, host_messages, supervision, wiring
-from aif.controller.launcher import ProcessLauncher, launcher_for
-from aif.controller.paths import default_state_dir
+from aif.controller import host_messages, supervision, wiring
+from aif.controller.launchers.local import ProcessLauncher
+from aif.controller.launchers.placement import launcher_for
 from aif.controller.plan import RunPlan, plan_run
 from aif.controller.run import AIMHandle, AIMState, RunState, WorkflowResult, WorkflowRun
-from aif.controller.secure_profile import SecureProfile
+from aif.controller.secure_profile import SecureProfile, secure_keys
 from aif.errors import AIFError, CleanupError, ConfigError, LifecycleError
 from aif.security.curve import (
     AIM_API_DOMAIN,
@@ -48,6 +49,7 @@ from aif.security.curve import (
 )
 from aif.security.gatekeeper import HandshakeWatch
 from aif.security.keys import Identity
+from aif.storage.paths import default_state_dir
 from aif.workflow import ResolvedWorkflow
 
 log = logging.getLogger("aif.controller")
@@ -109,6 +111,22 @@ class Controller:
         #: Each secure run's CURVE key pair for its tcp channels (``wiring``).
         #: True when the tcp AIM API is CURVE-encrypted (keys may then go to remote hosts).
         self.curve_api = False
+
+    @classmethod
+    def with_identity(
+        cls, state_dir: Path | None = None, *, passphrase: str | None = None, **options: Any
+    ) -> Controller:
+        """A controller that serves the secure profile on tcp (remote AIMs, peers).
+
+        Loads the identity of ``state_dir`` (``aif keys init``) and its CURVE side
+        (:func:`~aif.controller.secure_profile.secure_keys`), so the tcp AIM API
+        (``tcp=...``) is CURVE and only trusted hosts and peers get in; ``options``
+        are the constructor's. Without tcp a plain ``Controller`` runs secure
+        workflows too: it loads the identity on the first one.
+        """
+        state = Path(state_dir) if state_dir is not None else default_state_dir()
+        identity, curve = secure_keys(state, passphrase)
+        return cls(state, curve=curve, identity=identity, **options)
 
     # -- phases -----------------------------------------------------------------------
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import zmq.asyncio
 
+from aif.api import aim as aim_api
 from aif.communication.events import Topic
-from aif.controller import aim_api
-from aif.controller.launcher import RemoteLauncher
+from aif.controller.launchers.hand_started import RemoteLauncher
 from aif.controller.plan import PlannedAIM
 from aif.controller.run import AIMHandle, AIMState, WorkflowRun
 from aif.errors import MalformedMessage

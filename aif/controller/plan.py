@@ -11,13 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aif.communication.limits import DEFAULT_MAX_MESSAGE_SIZE
 from aif.communication.types import RecordType
 from aif.workflow import ResolvedWorkflow
 
 #: Seconds without a heartbeat before an AIM counts as failed, unless the AIW says.
 DEFAULT_HEARTBEAT_TIMEOUT = 5.0
-#: Largest message on a channel unless the connection says otherwise.
-DEFAULT_MAX_MESSAGE_SIZE = 256 * 2**20
 
 
 @dataclass(frozen=True)

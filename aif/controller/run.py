@@ -14,9 +14,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from aif.api import aim as aim_api
 from aif.communication.channel import ChannelWriter
-from aif.controller import aim_api
-from aif.controller.launcher import Launcher
+from aif.controller.launchers.protocol import Launcher
 from aif.errors import LifecycleError
 
 

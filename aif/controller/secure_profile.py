@@ -14,17 +14,16 @@ so a controller that never runs one never asks for a passphrase.
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aif.aims.registry import loaded_types
-from aif.controller import aim_api
+from aif.api import aim as aim_api
 from aif.errors import ConfigError
 from aif.workflow import ResolvedWorkflow
 
 if TYPE_CHECKING:
+    from aif.security.curve import ControllerCurve
     from aif.security.exchange import StorageInUse, StorageKeys
     from aif.security.keys import Identity
 
@@ -37,13 +36,20 @@ def aim_scope(aim: str) -> str:
     return f"aim/{aim}"
 
 
-def _encoded(keys: Mapping[int, bytes]) -> dict[str, str]:
-    return {str(gen): base64.b64encode(key).decode("ascii") for gen, key in keys.items()}
+def secure_keys(state_dir: Path, passphrase: str | None = None) -> tuple[Identity, ControllerCurve]:
+    """The keys a controller on ``state_dir`` needs to serve the secure profile over tcp.
 
+    Its identity (``aif keys init``; a protected one is opened with ``passphrase``,
+    else ``$AIF_PASSPHRASE``, else a prompt on a tty) and its CURVE side (its pair, the
+    clients it trusts, the keys it trusts for peers). Storage keys are derived from
+    the identity on the first secure run (:class:`SecureProfile`). ``aif run``, the
+    daemon and ``Controller.with_identity`` all compose them here.
+    """
+    from aif.security.curve import load_controller_curve
+    from aif.security.keys import KeyRing
 
-def decoded(keys: Mapping[str, str]) -> dict[int, bytes]:
-    """The generation -> key map a ``StorageGrant`` carries, as bytes."""
-    return {int(gen): base64.b64decode(key) for gen, key in keys.items()}
+    identity = KeyRing(state_dir).identity(passphrase)
+    return identity, load_controller_curve(state_dir, identity)
 
 
 class SecureProfile:
@@ -121,7 +127,7 @@ class SecureProfile:
 
     def attest(self, nonce: str, profile: str) -> dict[str, Any]:
         """A report, signed with the identity, of this controller and every AIM it loaded."""
-        from aif import __version__
+        from aif.version import __version__
         from aif.security.attestation import LoadedAIM, build_report, class_digest
 
         loaded = [
@@ -145,7 +151,4 @@ class SecureProfile:
             self._hold_storage()
             self._storage_keys = StorageKeys(self.state_dir, self.identity)
         keys = self._storage_keys
-        return aim_api.StorageGrant(
-            aim=_encoded(keys.keys_for(aim_scope(aim))),
-            shared=_encoded(keys.keys_for(GLOBAL_SCOPE)),
-        )
+        return aim_api.StorageGrant.of(keys.keys_for(aim_scope(aim)), keys.keys_for(GLOBAL_SCOPE))

@@ -17,11 +17,12 @@ from typing import Any
 
 import zmq
 
+from aif.api import aim as aim_api
 from aif.communication.channel import ChannelReader
 from aif.communication.ports import SignalCode
-from aif.controller import aim_api
 from aif.controller.host_messages import Emit
-from aif.controller.launcher import RemoteLauncher, describe_exit, serve_command
+from aif.controller.launchers.hand_started import RemoteLauncher, serve_command
+from aif.controller.launchers.protocol import describe_exit
 from aif.controller.run import AIMHandle, AIMState, RunState, WorkflowRun
 from aif.controller.wiring import collect
 from aif.errors import AIFError, AIMFailed

@@ -21,9 +21,10 @@ from typing import Any
 
 import zmq.asyncio
 
+from aif.api import aim as aim_api
 from aif.communication.channel import ChannelEndpoints, ChannelReader, ChannelWriter, Transport
+from aif.communication.limits import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_QUEUE_SIZE
 from aif.communication.ports import EndOfStream, Record
-from aif.controller import aim_api
 from aif.controller.plan import RunPlan
 from aif.controller.run import AIMHandle, WorkflowRun
 from aif.errors import AIFError
@@ -113,8 +114,8 @@ def wire_message(
                 aim_api.Target(
                     endpoints=aim_api.Endpoints(normal=ep.normal, high=ep.high),
                     target=f"controller:{ref}",
-                    queue_size=1000,
-                    max_message_size=256 * 2**20,
+                    queue_size=DEFAULT_QUEUE_SIZE,
+                    max_message_size=DEFAULT_MAX_MESSAGE_SIZE,
                 )
             )
     return aim_api.Wire(outputs=outputs, writers=plan.writers_per_input(name))

@@ -13,5 +13,5 @@
 - ``curve``: CURVE encryption and client allow-lists for ZeroMQ sockets.
 
 Secure storage itself is ``aif.storage.secure``; the ``aif keys`` commands are
-``aif.cli_keys``. The whole design, file formats included, is in ``docs/security.md``.
+``aif.cli.keys``. The whole design, file formats included, is in ``docs/security.md``.
 """

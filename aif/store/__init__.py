@@ -9,7 +9,7 @@
 - ``server`` / ``client``: serving a Store over HTTP, reading one from anywhere.
 - ``install``: the install cache (``STATE_DIR/packages``) and loading AIMs from it.
 
-The formats are drawn in docs/store.md; the ``aif store`` commands are ``aif.cli_store``.
+The formats are drawn in docs/store.md; the ``aif store`` commands are ``aif.cli.store``.
 """
 
 from aif.store.archive import DEFAULT_LIMITS, Limits

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aif.aims.registry import STORE_PREFIX, Loaded, record_loaded
+from aif.aims.registry import Loaded, record_loaded
 from aif.errors import PackageNotFound, StoreError
-from aif.store.names import STORE_ENV
+from aif.store.names import STORE_ENV, STORE_PREFIX
 
 if TYPE_CHECKING:
     from aif.aims.base import AIM
@@ -48,7 +48,12 @@ def _loaded(type_text: str, installed: InstalledPackage, cls: type[AIM]) -> type
 
 @dataclass
 class StoreTypes:
-    """How one controller resolves ``store:`` types: its state directory and Store."""
+    """How one controller resolves ``store:`` types: its state directory and Store.
+
+    It is the registry's resolver of the ``store`` prefix (``aif.aim_type_prefixes``
+    in aif's pyproject), so neither the registry nor an AIM host imports the Store
+    until a ``store:`` type is met.
+    """
 
     state_dir: Path
     store: str | None = None
@@ -56,7 +61,7 @@ class StoreTypes:
     @classmethod
     def default(cls, state_dir: Path | None = None, store: str | None = None) -> StoreTypes:
         """The default state directory and ``$AIF_STORE``, unless given."""
-        from aif.controller.paths import default_state_dir
+        from aif.storage.paths import default_state_dir
 
         return cls(
             state_dir if state_dir is not None else default_state_dir(),
@@ -96,17 +101,15 @@ class StoreTypes:
         cls = load_aim_class(result.package)
         return _loaded(type_text, result.package, cls), result.warnings
 
+    def installed_class(self, type_text: str) -> type[AIM]:
+        """The class of an installed package, for an AIM host (it never fetches).
 
-def installed_aim_class(type_text: str, state_dir: Path | None = None) -> type[AIM]:
-    """The class of an installed package, for an AIM host (it never fetches).
+        The controller verified the package before it asked any host to load it; the
+        host trusts its own state directory as the controller did.
+        """
+        from aif.store.install import find_installed, load_aim_class
+        from aif.store.names import parse_ref
 
-    The controller verified the package before it asked any host to load it; the
-    host trusts its own state directory as the controller did.
-    """
-    from aif.controller.paths import default_state_dir
-    from aif.store.install import find_installed, load_aim_class
-    from aif.store.names import parse_ref
-
-    name, version = parse_ref(package_ref(type_text))
-    installed = find_installed(state_dir or default_state_dir(), name, version)
-    return _loaded(type_text, installed, load_aim_class(installed))
+        name, version = parse_ref(package_ref(type_text))
+        installed = find_installed(self.state_dir, name, version)
+        return _loaded(type_text, installed, load_aim_class(installed))

@@ -16,6 +16,8 @@ from aif.errors import StoreError
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 VERSION_RE = re.compile(r"[0-9A-Za-z.+-]{1,32}")
+#: The prefix of an AIM type installed from a Store: ``store:NAME@VERSION``.
+STORE_PREFIX = "store:"
 #: The environment variable that names the Store when no ``--store`` is given.
 STORE_ENV = "AIF_STORE"
 #: Suffix of a plain package archive and of an encrypted one.

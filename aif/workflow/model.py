@@ -51,6 +51,8 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
+from aif.communication.limits import DEFAULT_QUEUE_SIZE, MAX_QUEUE_SIZE
+
 #: Workflow names: lowercase letters, digits and dashes (they become ids and file names).
 WORKFLOW_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 #: AIM names: a lowercase letter, then lowercase letters, digits, '_' or '-'.
@@ -76,10 +78,6 @@ OnRestart = Literal["requeue", "interrupt"]
 PEER_ADDRESS_PATTERN = r"^tcp://[^\s:]+:[0-9]{1,5}$"
 PeerAddress = Annotated[str, StringConstraints(pattern=PEER_ADDRESS_PATTERN)]
 AIMName = Annotated[str, StringConstraints(pattern=AIM_NAME_PATTERN)]
-
-#: Default and bounds of a channel's queue (records buffered before the writer waits).
-DEFAULT_QUEUE_SIZE = 1000
-MAX_QUEUE_SIZE = 1_000_000
 
 
 @dataclass(frozen=True)

@@ -15,20 +15,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import pydantic
 
 from aif.aims.base import AIM
-from aif.aims.registry import STORE_PREFIX, resolve_aim_type
+from aif.aims.registry import PrefixedTypes, prefixed_types, resolve_aim_type, type_prefix
 from aif.communication.ports import PortSpec
 from aif.communication.types import compatibility_problem
 from aif.errors import PortTypeError, RegistryError, SecurityError, StoreError, WorkflowError
 from aif.workflow.messages import format_problems, suggest, validation_problems
 from aif.workflow.model import AIMDecl, Connection, Loc, PortRef, Workflow, format_loc
-
-if TYPE_CHECKING:
-    from aif.store.aim_types import StoreTypes
 
 Direction = Literal["input", "output"]
 
@@ -84,11 +81,12 @@ class ResolvedWorkflow:
         return [c for c in self.connections if c.target == ref]
 
 
-def resolve(workflow: Workflow, *, store_types: StoreTypes | None = None) -> ResolvedWorkflow:
+def resolve(workflow: Workflow, *, store_types: PrefixedTypes | None = None) -> ResolvedWorkflow:
     """Resolve and check ``workflow``; raises ``WorkflowError`` listing every problem.
 
-    ``store_types`` says where ``store:NAME@VERSION`` AIMs are installed and fetched
-    from (default: the default state directory and ``$AIF_STORE``).
+    ``store_types`` (an ``aif.store.StoreTypes``) says where ``store:NAME@VERSION`` AIMs
+    are installed and fetched from (default: the default state directory and
+    ``$AIF_STORE``).
     """
     return _Resolver(workflow, store_types).run()
 
@@ -96,7 +94,7 @@ def resolve(workflow: Workflow, *, store_types: StoreTypes | None = None) -> Res
 class _Resolver:
     """One pass over a workflow that collects problems instead of stopping at the first."""
 
-    def __init__(self, workflow: Workflow, store_types: StoreTypes | None = None) -> None:
+    def __init__(self, workflow: Workflow, store_types: PrefixedTypes | None = None) -> None:
         self.workflow = workflow
         self.store_types = store_types
         self.map = workflow.source_map
@@ -168,12 +166,11 @@ class _Resolver:
         self.aims[name] = ResolvedAIM(name=name, decl=decl, cls=cls, params=params, ports=ports)
 
     def _aim_class(self, type_text: str) -> type[AIM]:
-        if not type_text.startswith(STORE_PREFIX):
+        prefix = type_prefix(type_text)
+        if prefix is None:
             return resolve_aim_type(type_text)
-        from aif.store.aim_types import StoreTypes
-
         if self.store_types is None:
-            self.store_types = StoreTypes.default()
+            self.store_types = prefixed_types(prefix)
         cls, warnings = self.store_types.aim_class(type_text, self.workflow.profile)
         self.warnings.extend(warnings)
         return cls

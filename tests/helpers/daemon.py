@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aif.controller.client import Client, pid_alive, read_daemon_file
+from aif.daemon.client import Client, pid_alive, read_daemon_file
 
 ROOT = Path(__file__).resolve().parents[2]
 START = [sys.executable, "-m", "aif", "controller", "start"]

@@ -20,9 +20,9 @@ from typing import Any
 
 import zmq.asyncio
 
-from aif.controller import user_api
-from aif.controller.api_server import ApiServer
-from aif.controller.remote import PeerHosts
+from aif.api import user as user_api
+from aif.daemon.peer_hosting import PeerHosts
+from aif.daemon.server import ApiServer
 from aif.errors import ControllerError
 
 

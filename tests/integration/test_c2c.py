@@ -27,7 +27,7 @@ import zmq.asyncio
 
 from aif import Controller, RunState
 from aif.communication.events import Event
-from aif.controller.remote import PeerLauncher, ask
+from aif.controller.launchers.peer import PeerLauncher, ask
 from aif.errors import ControllerError, MalformedMessage
 from aif.workflow import ResolvedWorkflow, load_workflow_text, resolve
 

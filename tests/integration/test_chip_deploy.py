@@ -32,7 +32,7 @@ def test_the_chip_measures_what_the_simulator_predicts(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "aif.cli",
+            "aif.cli.main",
             "run",
             str(ROOT / "workflows" / "chip-deploy.yaml"),
             "--state-dir",

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def aif(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "aif.cli", *args],
+        [sys.executable, "-m", "aif.cli.main", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -100,7 +100,7 @@ def test_ctrl_c_stops_the_run_cleanly_and_keeps_results(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "aif.cli",
+            "aif.cli.main",
             "run",
             str(wf),
             "--state-dir",
@@ -154,7 +154,7 @@ def test_kill_9_of_the_controller_leaves_no_orphan_aim_process(tmp_path: Path) -
         "name: orphan\naims:\n  t: {type: 'tests.helpers.aims:Ticker', placement: process}\n"
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "aif.cli", "run", str(wf), "--state-dir", str(tmp_path / "s")],
+        [sys.executable, "-m", "aif.cli.main", "run", str(wf), "--state-dir", str(tmp_path / "s")],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -251,7 +251,7 @@ def test_chip_emulate_serves_a_chip_until_sigterm() -> None:
     from aif.aims.analog.imc_chip.client import ChipClient
 
     with subprocess.Popen(
-        [sys.executable, "-m", "aif.cli", "chip", "emulate", "--tiles", "2", "--seed", "0"],
+        [sys.executable, "-m", "aif.cli.main", "chip", "emulate", "--tiles", "2", "--seed", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

@@ -14,7 +14,7 @@ import pytest
 import zmq
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from aif.controller.daemon import StateLock
+from aif.daemon.daemon import StateLock
 from aif.security.exchange import StorageKeys
 from aif.security.keys import PASSPHRASE_ENV, KeyRing, curve_text, format_public_key
 from aif.storage.secure import secure_aim_storage, secure_global_storage

@@ -1,6 +1,6 @@
 """``aif store publish|list|install|serve`` with real key rings, files and a real server.
 
-The commands run in-process through ``aif.cli_store.add_commands`` (what ``aif.cli``
+The commands run in-process through ``aif.cli.store.add_commands`` (what ``aif.cli.main``
 wires in), except ``serve``, which runs as its own process and is stopped with SIGINT.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from aif import cli_store
+from aif.cli import store as cli_store
 from aif.errors import AIFError
 from aif.security.keys import KeyRing
 
@@ -41,7 +41,7 @@ class TinyCli(AIM):
 '''
 SERVE = (
     "import argparse, sys\n"
-    "from aif import cli_store\n"
+    "from aif.cli import store as cli_store\n"
     "p = argparse.ArgumentParser(); cli_store.add_commands(p.add_subparsers())\n"
     "a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))\n"
 )

@@ -196,7 +196,7 @@ connections: [frames.out -> check.in]
             [
                 sys.executable,
                 "-m",
-                "aif.cli",
+                "aif.cli.main",
                 "aim",
                 "serve",
                 "tests.helpers.aims:FrameSource",

@@ -157,7 +157,7 @@ outputs: [relay.out]
 def serve_relay(controller: str, state_dir: Path, server_key: bytes) -> list[str]:
     """``aif aim serve relay`` as a person starts it for a secure controller."""
     return [
-        sys.executable, "-m", "aif.cli", "aim", "serve", "relay", "--controller", controller,
+        sys.executable, "-m", "aif.cli.main", "aim", "serve", "relay", "--controller", controller,
         "--name", "relay", "--state-dir", str(state_dir), "--server-key", key_text(server_key),
     ]  # fmt: skip
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from aif.controller.client import Client
+from aif.daemon.client import Client
 from aif.errors import DaemonError, JobNotFound, LifecycleError, WorkflowError
 from tests.helpers.daemon import ROOT, DaemonProcess, gone, wait_for
 

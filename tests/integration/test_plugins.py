@@ -42,7 +42,7 @@ EXAMPLE = ROOT / "examples" / "aif-int8-accelerator"
 #: The `aif` command of this venv, as a user types it.
 AIF = [str(Path(sys.executable).with_name("aif"))]
 if not Path(AIF[0]).exists():
-    AIF = [sys.executable, "-m", "aif.cli"]
+    AIF = [sys.executable, "-m", "aif.cli.main"]
 
 W = [
     [0.50, -0.25, 0.10, 0.00, 0.80, -0.60, 0.30, 0.05],
@@ -391,7 +391,7 @@ inputs:
             ROOT,  # tests.helpers is importable from here, with python -m
             "--state-dir",
             str(own),
-            aif=[sys.executable, "-m", "aif.cli"],
+            aif=[sys.executable, "-m", "aif.cli.main"],
         )
         result = await controller.wait_run(await hot_plugged(launch, proc), timeout=30)
         status, printed = await asyncio.to_thread(finish, proc)
@@ -467,7 +467,7 @@ class AifRun:
 
     def __init__(self, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "aif.cli", "run", *args],
+            [sys.executable, "-m", "aif.cli.main", "run", *args],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -23,7 +23,7 @@ from aif.workflow import load_workflow_text, resolve
 
 pytestmark = pytest.mark.integration
 
-REPORTER = "aif.aims.reporter:AnalogReporter"
+REPORTER = "aif.aims.analog.reporter:AnalogReporter"
 HERE = "tests.integration.test_reporter_run"
 TIMES = [1.0, 3600.0, 86400.0, 31536000.0]
 

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from aif import Client, Controller, DaemonError
-from aif.controller.client import read_daemon_file
+from aif.daemon.client import read_daemon_file
 from aif.security.curve import (
     OWN_KEY_NAME,
     ControllerCurve,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from aif.cli import main
+from aif.cli.main import main
 from aif.errors import AttestationError
 from aif.security.attestation import LoadedAIM, build_report, new_nonce, verify_report
 from aif.security.keys import KeyRing

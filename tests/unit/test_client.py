@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from aif import Client, DaemonError
-from aif.controller import user_api
+from aif.api import user as user_api
 from aif.errors import JobNotFound, MalformedMessage
 
 

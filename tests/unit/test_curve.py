@@ -303,7 +303,7 @@ def test_key_texts_parse_and_bad_ones_are_refused_naming_the_form() -> None:
 
 
 def test_a_tcp_client_finds_the_daemon_key_in_the_local_controller_json(tmp_path: Path) -> None:
-    from aif.controller.client import DAEMON_FILE, client_keys, server_key_of
+    from aif.daemon.client import DAEMON_FILE, client_keys, server_key_of
 
     server, me = CurvePair.generate(), CurvePair.generate()
     (tmp_path / DAEMON_FILE).write_text(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from aif.doctor import (
+from aif.cli.doctor import (
     ABI_FIX,
     SETUP_FIX,
     Check,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from aif.aims.event_stream import EventStream
 from aif.communication.ports import EndOfStream, Record, Stop
+from aif.host.event_stream import EventStream
 
 
 async def collect(stream: EventStream) -> list[object]:

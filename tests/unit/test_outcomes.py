@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from aif.controller.job_records import JobState
-from aif.controller.outcomes import Outcome, settle
 from aif.controller.plan import PlannedAIM
 from aif.controller.run import RunState
+from aif.daemon.outcomes import Outcome, settle
+from aif.daemon.records import JobState
 
 
 def aim(restart: str = "on-failure", max_restarts: int = 2, backoff: float = 0.5) -> PlannedAIM:

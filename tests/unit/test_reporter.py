@@ -13,10 +13,10 @@ import numpy as np
 import pydantic
 import pytest
 
-from aif.aims import report_plots
+from aif.aims.analog import report_plots
 from aif.aims.analog.records import METRICS_RECORD, REJECTION_RECORD, RESULT_RECORD
-from aif.aims.report_plots import duration_ticks
-from aif.aims.reporter import (
+from aif.aims.analog.report_plots import duration_ticks
+from aif.aims.analog.reporter import (
     AnalogReporter,
     Report,
     ReporterParams,
@@ -287,7 +287,7 @@ def test_plots_off_and_drift_edge_cases(tmp_path: Path) -> None:
 
 
 def test_a_deployed_job_shares_its_trained_jobs_colour() -> None:
-    from aif.aims.report_plots import colours_for
+    from aif.aims.analog.report_plots import colours_for
 
     colours = colours_for(["hwa", "ideal", "hwa@chip", "ideal@chip", "other"])
     assert colours["hwa@chip"] == colours["hwa"] == "C0"

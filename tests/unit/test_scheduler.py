@@ -8,7 +8,7 @@ import pydantic
 import pytest
 
 from aif import AIM
-from aif.controller.scheduler import (
+from aif.daemon.scheduler import (
     Instance,
     Scheduler,
     default_instances,

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from aif.controller import state as state_module
-from aif.controller.state import EventRow, JobRecord, JobState, JobStore, NewJob
+from aif.daemon import state as state_module
+from aif.daemon.state import EventRow, JobRecord, JobState, JobStore, NewJob
 from aif.errors import JobNotFound, LifecycleError, StateError
 
 
@@ -331,7 +331,7 @@ _KILLED_WRITER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from aif.controller.state import JobStore, NewJob
+    from aif.daemon.state import JobStore, NewJob
 
     store = JobStore(Path(sys.argv[1]))
     for n in range(50):

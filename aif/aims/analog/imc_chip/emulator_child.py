@@ -17,7 +17,7 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Final
 
-from aif.controller.children import guarded_argv
+from aif.aims.children import guarded_argv
 from aif.errors import ChipConnectionError
 
 #: Seconds the emulator may take to print its address (it imports aihwkit first).
@@ -27,7 +27,7 @@ STOP_GRACE: Final = 5.0
 
 _LISTENING = re.compile(r"listening on (tcp://\S+)")
 #: The module the child becomes, after asking for a parent-death signal
-#: (:mod:`aif.controller.children`): it ends even when the AIM's process is killed.
+#: (:mod:`aif.aims.children`): it ends even when the AIM's process is killed.
 EMULATOR_MODULE: Final = "aif.aims.analog.imc_chip.emulator"
 
 

@@ -16,16 +16,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from aif.cli.common import EXIT_FAILED, EXIT_OK
 from aif.errors import AttestationError, ConfigError
-
-EXIT_OK, EXIT_FAILED = 0, 1
 
 
 def cmd_attest(args: argparse.Namespace) -> int:
     """Get a report from the daemon, or verify one (``--verify FILE``)."""
     if args.verify:
         return _verify(args)
-    from aif.cli_daemon import connect
+    from aif.cli.common import connect
     from aif.security.attestation import new_nonce
 
     nonce = args.nonce or new_nonce()
@@ -76,7 +75,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _controller_key(args: argparse.Namespace) -> Any:
     """``--key`` as an Ed25519 public key: key text, or a trusted name."""
-    from aif.cli_daemon import state_dir_of
+    from aif.cli.common import state_dir_of
     from aif.security.keys import KeyRing, parse_public_key
 
     text: str = args.key
@@ -117,7 +116,7 @@ def _read_json(path: Path, what: str) -> Any:
 
 def add_commands(sub: Any) -> None:
     """Add ``aif attest`` to ``aif``'s subparsers."""
-    from aif.cli_daemon import add_target
+    from aif.cli.common import add_target
 
     p = sub.add_parser(
         "attest",

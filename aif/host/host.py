@@ -2,7 +2,7 @@
 
 The same host runs every placement. ``inproc``: an asyncio task inside the
 controller's process (sharing its ZeroMQ context, so channels can be ``inproc://``).
-``process``: ``python -m aif.aims.host`` as a child the controller supervises.
+``process``: ``python -m aif.host.host`` as a child the controller supervises.
 ``remote``: ``aif aim serve package.module:Class --controller tcp://...`` started by
 hand, possibly on another machine. The AIM code cannot tell which.
 
@@ -44,15 +44,15 @@ import pydantic
 import zmq
 import zmq.asyncio
 
-from aif.aims import lifelines
 from aif.aims.base import AIM
-from aif.aims.host_runtime import HostRuntime
 from aif.aims.registry import resolve_aim_type
+from aif.api import aim as aim_api
 from aif.communication.addresses import facing_interface
 from aif.communication.channel import ChannelEndpoints, ChannelReader
 from aif.communication.ports import Signal, SignalCode
-from aif.controller import aim_api
 from aif.errors import AIFError, ConfigError, LifecycleError
+from aif.host import lifelines
+from aif.host.runtime import HostRuntime
 from aif.security.curve import (
     CurveKeys,
     CurvePair,
@@ -493,8 +493,8 @@ def remote_curve(
     """
     if not controller.startswith("tcp://"):
         return None, None
-    from aif.controller.paths import default_state_dir
     from aif.security.curve import parse_curve_key, trusted_server_key
+    from aif.storage.paths import default_state_dir
 
     state = state_dir or default_state_dir()
     key = (

@@ -34,15 +34,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from aif.communication.addresses import MAX_IPC_PATH
-from aif.controller import user_api
-from aif.controller.api_server import ApiServer
-from aif.controller.client import DAEMON_FILE, read_daemon_file
+from aif.api import user as user_api
+from aif.communication.addresses import DEFAULT_LISTEN, MAX_IPC_PATH
 from aif.controller.controller import Controller
-from aif.controller.jobs import JobManager
-from aif.controller.remote import PeerHosts
-from aif.controller.scheduler import Instance, Scheduler, default_instances
-from aif.controller.state import JobStore
+from aif.daemon.client import DAEMON_FILE, read_daemon_file
+from aif.daemon.jobs import JobManager
+from aif.daemon.peer_hosting import PeerHosts
+from aif.daemon.scheduler import Instance, Scheduler, default_instances
+from aif.daemon.server import ApiServer
+from aif.daemon.state import JobStore
 from aif.errors import DaemonError
 from aif.security.curve import (
     AIM_API_DOMAIN,
@@ -51,7 +51,6 @@ from aif.security.curve import (
     ControllerCurve,
     Gatekeeper,
     key_text,
-    load_controller_curve,
 )
 from aif.store.aim_types import StoreTypes
 
@@ -60,7 +59,6 @@ log = logging.getLogger("aif.daemon")
 LOCK_FILE = "controller.lock"
 #: Where the AIM API listens on tcp unless told: loopback, any free port (remote hosts
 #: and peers' hosts on this machine; give --listen for other machines).
-DEFAULT_LISTEN = "tcp://127.0.0.1:*"
 
 
 @dataclass
@@ -163,20 +161,19 @@ class Daemon:
 
     async def _serve(self, store: JobStore) -> int:
         config = self.config
-        identity = None
+        options: dict[str, Any] = {
+            "tcp": config.listen,
+            "heartbeat_interval": config.heartbeat_interval,
+        }
         if config.profile == "secure":
-            from aif.security.keys import KeyRing
-
-            identity = KeyRing(self.state_dir).identity(config.passphrase)
-            self.curve = load_controller_curve(self.state_dir, identity)
+            controller = Controller.with_identity(
+                self.state_dir, passphrase=config.passphrase, **options
+            )
+            self.curve = controller.curve
+            assert self.curve is not None
             self.peers.identity = self.curve.pair
-        controller = Controller(
-            self.state_dir,
-            tcp=config.listen,
-            heartbeat_interval=config.heartbeat_interval,
-            curve=self.curve,
-            identity=identity,
-        )
+        else:
+            controller = Controller(self.state_dir, **options)
         self.controller = controller
         async with controller:
             jobs = self.jobs = JobManager(store, controller, Scheduler(config.instances))
@@ -296,7 +293,7 @@ class Daemon:
 
     def _ping(self) -> dict[str, Any]:
         assert self.jobs is not None and self.controller is not None
-        from aif import __version__
+        from aif.version import __version__
 
         return {
             "pid": os.getpid(),

@@ -24,7 +24,7 @@ import msgpack
 import pydantic
 
 from aif import errors
-from aif.controller.aim_api import unpack_api_message, validate_api_message
+from aif.api.aim import unpack_api_message, validate_api_message
 from aif.errors import AIFError, ControllerError, MalformedMessage
 
 _STRICT = pydantic.ConfigDict(extra="forbid", frozen=True)

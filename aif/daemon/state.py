@@ -36,14 +36,14 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, get_args
 
-from aif.controller.job_records import (
+from aif.daemon.records import (
     EventRow,
     JobRecord,
     JobState,
     NewJob,
-    OnRestart,
 )
 from aif.errors import JobNotFound, LifecycleError, StateError
+from aif.workflow.model import OnRestart
 
 __all__ = ["EventRow", "JobRecord", "JobState", "JobStore", "NewJob", "OnRestart"]
 

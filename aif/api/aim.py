@@ -23,6 +23,8 @@ channel, so they overtake any backlog.
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import msgpack
@@ -160,6 +162,27 @@ class StorageGrant(pydantic.BaseModel):
     model_config = _STRICT
     aim: dict[str, str]
     shared: dict[str, str]
+
+    @classmethod
+    def of(cls, aim: Mapping[int, bytes], shared: Mapping[int, bytes]) -> StorageGrant:
+        """The grant of an AIM's own keys and Global Storage's, by generation."""
+        return cls(aim=_encoded(aim), shared=_encoded(shared))
+
+    def aim_keys(self) -> dict[int, bytes]:
+        """The AIM's own storage keys, generation -> 32-byte key."""
+        return _decoded(self.aim)
+
+    def shared_keys(self) -> dict[int, bytes]:
+        """Global Storage's keys, generation -> 32-byte key."""
+        return _decoded(self.shared)
+
+
+def _encoded(keys: Mapping[int, bytes]) -> dict[str, str]:
+    return {str(gen): base64.b64encode(key).decode("ascii") for gen, key in keys.items()}
+
+
+def _decoded(keys: Mapping[str, str]) -> dict[int, bytes]:
+    return {int(gen): base64.b64decode(key) for gen, key in keys.items()}
 
 
 class ChannelKeys(pydantic.BaseModel):

@@ -16,7 +16,7 @@ import os
 import sys
 from typing import Any
 
-from aif.cli_daemon import EXIT_FAILED, EXIT_OK, print_json, state_dir_of
+from aif.cli.common import EXIT_FAILED, EXIT_OK, print_json, state_dir_of
 from aif.errors import KeyFileError
 from aif.security.keys import PASSPHRASE_ENV, KeyRing
 
@@ -119,7 +119,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
     """Re-encrypt every secure storage scope under a new key generation."""
-    from aif.controller.daemon import StateLock
+    from aif.daemon.daemon import StateLock
     from aif.security.exchange import StorageKeys, StorageRotationLock
     from aif.storage.secure import secure_scope_storage, secure_scopes
 

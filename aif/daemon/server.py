@@ -24,8 +24,8 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
+from aif.api import user as user_api
 from aif.communication.addresses import bind
-from aif.controller import user_api
 from aif.errors import AIFError, ChannelError, ConfigError, ControllerError, MalformedMessage
 from aif.security.curve import USER_API_DOMAIN, ControllerCurve, Gatekeeper, curve_server, plain
 from aif.security.gatekeeper import HandshakeWatch

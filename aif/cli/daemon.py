@@ -1,15 +1,14 @@
-"""The daemon commands of ``aif`` (``controller start|stop|status``) and what every
-command that talks to a daemon shares: finding it, tables, JSON.
+"""The daemon commands of ``aif`` (``controller start|stop|status``), with detaching
+and stopping a daemon.
 
-The job commands (``submit``, ``ps``, ``status``, ``logs``, ...) are in ``cli_jobs``.
+The job commands (``submit``, ``ps``, ``status``, ``logs``, ...) are in ``aif.cli.jobs``;
+what every command shares (finding a daemon, tables, JSON) in ``aif.cli.common``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
-import json
 import logging
 import os
 import subprocess
@@ -18,65 +17,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aif.controller.paths import default_state_dir
+from aif.cli.common import EXIT_FAILED, EXIT_OK, add_target, connect, print_json, state_dir_of
 from aif.errors import DaemonError
 
-EXIT_OK, EXIT_FAILED = 0, 1
 #: Seconds ``controller start --detach`` waits for the daemon to serve.
 DETACH_TIMEOUT = 60.0
-
-
-def state_dir_of(args: argparse.Namespace) -> Path:
-    """``--state-dir``, else the default state directory."""
-    return Path(args.state_dir) if args.state_dir else default_state_dir()
-
-
-def connect(args: argparse.Namespace) -> Any:
-    """A client of the daemon ``--controller``, ``$AIF_CONTROLLER`` or the state dir names.
-
-    Over tcp to a secure daemon it dials CURVE with this state directory's identity and
-    the daemon's key (``--server-key``, else found as ``aif.Client`` finds it).
-    """
-    from aif.controller.client import Client
-
-    address = args.controller or os.environ.get("AIF_CONTROLLER") or None
-    server_key = getattr(args, "server_key", None)
-    return Client(
-        address or None,
-        state_dir=state_dir_of(args),
-        timeout=args.api_timeout,
-        server_key=server_key,
-    )
-
-
-def print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, default=str))
-
-
-def age(stamp: float | None) -> str:
-    if stamp is None:
-        return "-"
-    seconds = max(0.0, time.time() - stamp)
-    if seconds < 60:
-        return f"{seconds:.0f}s ago"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f}m ago"
-    if seconds < 86400:
-        return f"{seconds / 3600:.1f}h ago"
-    return dt.datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M")
-
-
-def table(title: str | None, columns: list[str], rows: list[list[str]]) -> None:
-    from rich.table import Table
-
-    from aif.cli import _console
-
-    table = Table(title=title, box=None, header_style="bold", pad_edge=False)
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*row)
-    _console().print(table)
 
 
 # -- the daemon ------------------------------------------------------------------------
@@ -84,8 +29,8 @@ def table(title: str | None, columns: list[str], rows: list[list[str]]) -> None:
 
 def cmd_controller_start(args: argparse.Namespace) -> int:
     """Run the daemon in the foreground, or start it detached and return once it serves."""
-    from aif.controller.daemon import DaemonConfig, serve_daemon
-    from aif.controller.scheduler import default_instances, parse_instances
+    from aif.daemon.daemon import DaemonConfig, serve_daemon
+    from aif.daemon.scheduler import default_instances, parse_instances
 
     state_dir = state_dir_of(args)
     if args.drain_timeout <= 0:
@@ -137,7 +82,7 @@ def _passphrase_to_hand_on(args: argparse.Namespace, state_dir: Path) -> str | N
 
 
 def _detach(args: argparse.Namespace, state_dir: Path, passphrase: str | None = None) -> int:
-    from aif.controller.client import pid_alive, read_daemon_file
+    from aif.daemon.client import pid_alive, read_daemon_file
 
     argv = [a for a in sys.argv[1:] if a != "--detach"] if args.argv is None else args.argv
     if passphrase is not None:  # handed on through a pipe, never on the command line
@@ -180,7 +125,7 @@ def _detach(args: argparse.Namespace, state_dir: Path, passphrase: str | None = 
 
 def cmd_controller_stop(args: argparse.Namespace) -> int:
     """Ask the daemon to drain and exit, and wait until it has."""
-    from aif.controller.client import pid_alive, read_daemon_file
+    from aif.daemon.client import pid_alive, read_daemon_file
 
     state_dir = state_dir_of(args)
     info = read_daemon_file(state_dir)
@@ -236,33 +181,9 @@ def cmd_controller_status(args: argparse.Namespace) -> int:
 # -- the parser -------------------------------------------------------------------------
 
 
-def add_target(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
-    p.add_argument(
-        "--state-dir",
-        help="the daemon's state directory (default: $AIF_STATE_DIR or ~/.local/share/aif)",
-    )
-    p.add_argument(
-        "--controller",
-        metavar="ADDRESS",
-        help="the daemon's User API address (ipc://... or tcp://HOST:PORT; default: "
-        "$AIF_CONTROLLER, else the daemon of the state directory)",
-    )
-    p.add_argument(
-        "--api-timeout", type=float, default=10.0, metavar="S", help="seconds to wait for an answer"
-    )
-    p.add_argument(
-        "--server-key",
-        metavar="curve:KEY",
-        help="the daemon's CURVE key, for a tcp --controller in the secure profile (default: "
-        "from the local controller.json, or the key trusted for that endpoint)",
-    )
-    if json_flag:
-        p.add_argument("--json", action="store_true", help="print JSON for scripts")
-
-
 def add_commands(sub: Any) -> None:
     """Add the daemon commands, then the job commands, to ``aif``'s subparsers."""
-    from aif.controller.daemon import DEFAULT_LISTEN
+    from aif.communication.addresses import DEFAULT_LISTEN
 
     controller = sub.add_parser("controller", help="run the controller daemon").add_subparsers(
         dest="controller_command", required=True, metavar="CONTROLLER_COMMAND"
@@ -337,6 +258,6 @@ def add_commands(sub: Any) -> None:
     add_target(p)
     p.set_defaults(func=cmd_controller_status)
 
-    from aif import cli_jobs
+    from aif.cli import jobs as cli_jobs
 
     cli_jobs.add_commands(sub)

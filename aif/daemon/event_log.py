@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Any
 
-from aif.controller.state import JobStore
+from aif.daemon.state import JobStore
 from aif.errors import AIFError
 
 log = logging.getLogger("aif.daemon")

@@ -1,4 +1,4 @@
-"""The Controller-to-Controller (C2C) API: controllers that host AIMs for each other.
+"""The peer launcher: an AIM hosted by a peer controller over the Controller-to-Controller API.
 
 MPAI-AIF's remote ports across machines. Controller A runs an AIW with an AIM declared
 ``placement: remote, peers: [tcp://B:7001, ...]``; controller B serves its User API
@@ -26,8 +26,8 @@ a watchdog that fails the run, naming B, when B stops answering for
   attempt asks the peers in order again, and a dead one does not answer.
 * B (``PeerHosts``) hosts only the types it offers (``--offer``; default any it can
   load), gives each host a parent-death signal so no host outlives B (even ``kill -9``),
-  reaps them, and keeps the last ones that ended for ``aif aims``. It lives in
-  :mod:`aif.controller.peer_hosts` and is re-exported here.
+  reaps them, and keeps the last ones that ended for ``aif aims``. B's side is the
+  daemon's: it lives in :mod:`aif.daemon.peer_hosting`.
 
 The basic profile has no authentication here: any client that reaches B's tcp User API
 can ask it to host the AIM types it offers. Serve it on a trusted network only.
@@ -53,10 +53,10 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
+from aif.api import user as user_api
 from aif.communication.addresses import WILDCARD_HOSTS, facing_interface, tcp_host
-from aif.controller import user_api
-from aif.controller.launcher import RemoteLauncher, describe_exit
-from aif.controller.peer_hosts import PeerHosts
+from aif.controller.launchers.hand_started import RemoteLauncher
+from aif.controller.launchers.protocol import describe_exit
 from aif.controller.plan import PlannedAIM
 from aif.errors import AIFError, ConfigError, DaemonError
 from aif.security.curve import (
@@ -67,7 +67,7 @@ from aif.security.curve import (
     trust_command,
 )
 
-__all__ = ["PEER_PING_INTERVAL", "PEER_TIMEOUT", "PeerHosts", "PeerLauncher", "ask"]
+__all__ = ["PEER_PING_INTERVAL", "PEER_TIMEOUT", "PeerLauncher", "ask"]
 
 log = logging.getLogger("aif.c2c")
 

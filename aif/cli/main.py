@@ -7,7 +7,7 @@ tcp for the AIW's ``placement: remote`` AIMs), ``aim serve`` (host one AIM for a
 controller elsewhere: hot-plug), ``chip emulate`` (an emulated IMC chip behind the
 chip protocol), and the daemon's commands (``controller start|stop|status``, ``submit``,
 ``ps``, ``status``, ``logs``, ``suspend``, ``resume``, ``cancel``, ``aims``: see
-``aif.cli_daemon``). Exit codes: 0 success,
+``aif.cli.daemon``). Exit codes: 0 success,
 1 the run or a check failed, 2 bad input (file, arguments).
 """
 
@@ -23,25 +23,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from aif.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, console
+from aif.communication.addresses import DEFAULT_LISTEN
 from aif.errors import AIFError
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-
-def _console() -> Any:
-    from rich.console import Console
-
-    console = Console(stderr=False, highlight=False)
-    if not console.is_terminal:
-        # piped or logged: rich would assume 80 columns and squeeze the jobs table
-        console = Console(stderr=False, highlight=False, width=140)
-    return console
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Check torch, aihwkit, CUDA and ZeroMQ; print the fix for each problem."""
-    from aif.controller.paths import default_state_dir
-    from aif.doctor import format_report, run_checks
+    from aif.cli.doctor import format_report, run_checks
+    from aif.storage.paths import default_state_dir
 
     checks = run_checks(default_state_dir())
     print(format_report(checks))
@@ -114,10 +104,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a workflow to its end in an embedded controller."""
-    from aif.progress import RunDisplay
+    from aif.cli.progress import RunDisplay
 
     resolved = _load(args)
-    display = RunDisplay(_console(), quiet=args.quiet)
+    display = RunDisplay(console(), quiet=args.quiet)
     interrupts: list[int] = []
     result = asyncio.run(_run(resolved, args, display, interrupts))
     display.summary(result)
@@ -126,10 +116,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if interrupts:
         return EXIT_INTERRUPTED
     return EXIT_OK if result.ok else EXIT_FAILED
-
-
-#: Where ``aif run`` listens when the workflow has remote AIMs and ``--listen`` is not given.
-DEFAULT_LISTEN = "tcp://127.0.0.1:*"
 
 
 async def _run(resolved: Any, args: argparse.Namespace, display: Any, interrupts: list[int]) -> Any:
@@ -142,18 +128,10 @@ async def _run(resolved: Any, args: argparse.Namespace, display: Any, interrupts
     by_hand = {n: t for n, t in remote.items() if not aims[n].peers}
     listen = args.listen or (DEFAULT_LISTEN if remote else None)
     # A secure workflow that listens on tcp: its AIM API is CURVE, with this identity.
-    curve, identity = None, None
-    if resolved.workflow.profile == "secure" and listen is not None:
-        from aif.controller.paths import default_state_dir
-        from aif.security.curve import load_controller_curve
-        from aif.security.keys import KeyRing
-
-        keys_dir = state_dir or default_state_dir()
-        identity = KeyRing(keys_dir).identity()
-        curve = load_controller_curve(keys_dir, identity)
-    async with Controller(
-        state_dir, tcp=listen, ready_timeout=args.ready_timeout, curve=curve, identity=identity
-    ) as controller:
+    secure = resolved.workflow.profile == "secure" and listen is not None
+    make = Controller.with_identity if secure else Controller
+    async with make(state_dir, tcp=listen, ready_timeout=args.ready_timeout) as controller:
+        curve = controller.curve
         controller.subscribe(display.on_event)
         if listen is not None:
             key = curve.pair.public if curve is not None else None
@@ -196,7 +174,7 @@ def _announce(
     from rich.markup import escape
 
     from aif.communication.addresses import WILDCARD_HOSTS, tcp_host
-    from aif.controller.launcher import serve_command
+    from aif.controller.launchers.hand_started import serve_command
 
     console.print(f"controller listening on {endpoint}", soft_wrap=True)
     if tcp_host(endpoint) in WILDCARD_HOSTS:
@@ -228,10 +206,10 @@ def _result_json(result: Any) -> dict[str, Any]:
 
 def cmd_aim_serve(args: argparse.Namespace) -> int:
     """Host one AIM for a running controller (``placement: remote`` in the AIW)."""
-    from aif.aims.host import remote_curve, serve_host
     from aif.aims.registry import resolve_aim_type
     from aif.communication.addresses import tcp_host
     from aif.errors import ConfigError
+    from aif.host.host import remote_curve, serve_host
 
     resolve_aim_type(args.type)  # fail here, with the registry's message, not later
     if args.controller.startswith("tcp://"):
@@ -271,7 +249,7 @@ def cmd_aim_serve(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``aif`` (exposed for the docs and tests)."""
-    from aif import __version__
+    from aif.version import __version__
 
     parser = argparse.ArgumentParser(
         prog="aif", description="An MPAI-AIF runtime for analog AI experiments."
@@ -367,7 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_arguments(p)
     p.set_defaults(func=cmd_chip_emulate)
 
-    from aif import cli_attest, cli_daemon, cli_keys, cli_store
+    from aif.cli import attest as cli_attest
+    from aif.cli import daemon as cli_daemon
+    from aif.cli import keys as cli_keys
+    from aif.cli import store as cli_store
 
     cli_daemon.add_commands(sub)
     cli_keys.add_commands(sub)

@@ -1,6 +1,6 @@
 """B's side of the Controller-to-Controller API: hosting AIMs for peer controllers.
 
-A peer (controller A, see :mod:`aif.controller.remote`) asks with ``peer.host`` for a
+A peer (controller A, see :mod:`aif.controller.launchers.peer`) asks with ``peer.host`` for a
 host of one AIM of its run; ``PeerHosts`` checks the type (only those offered with
 ``--offer``, default any this machine can load; an un-offered one is refused without
 being imported), starts ``aif aim serve TYPE --controller A ...`` as a child process and
@@ -8,7 +8,7 @@ answers once the host dials A. From then on the host is A's like any remote host
 registers, is wired and supervised over A's AIM API, and says ``bye`` to A.
 
 B's part is the processes: each host gets a parent-death signal
-(:mod:`aif.controller.children`), so none outlives B even after ``kill -9``; each is
+(:mod:`aif.aims.children`), so none outlives B even after ``kill -9``; each is
 reaped by its own task; ``peer.release`` (A's run ended) and shutdown end them
 (SIGTERM, then SIGKILL); the last :data:`FINISHED_KEPT` that ended stay listed for
 ``aif aims``, and the latest few are reported in ``peer.offer`` answers so that A
@@ -35,11 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from aif.aims.children import guarded_argv
 from aif.aims.registry import resolve_aim_type
+from aif.api.user import PeerHost, PeerOffer, PeerRelease
 from aif.communication.addresses import WILDCARD_HOSTS, tcp_host
-from aif.controller.children import guarded_argv
-from aif.controller.launcher import describe_exit
-from aif.controller.user_api import PeerHost, PeerOffer, PeerRelease
+from aif.controller.launchers.protocol import describe_exit
 from aif.errors import AIFError, ChannelError, ControllerError
 from aif.security.curve import CurvePair
 
@@ -286,7 +286,7 @@ class PeerHosts:
         args += ["--", request.type]
         # SIGKILL when B dies: a host that tore down politely would tell A "interrupted by
         # SIGTERM" first, hiding the real cause (B is gone) that A's watchdog reports.
-        argv = guarded_argv("aif.cli", args, death_signal=signal.SIGKILL)
+        argv = guarded_argv("aif.cli.main", args, death_signal=signal.SIGKILL)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         process = await asyncio.create_subprocess_exec(
             *argv,

@@ -14,14 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aif.cli_daemon import print_json, state_dir_of, table
+from aif.cli.common import EXIT_OK, print_json, state_dir_of, table
 from aif.errors import ConfigError
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
-EXIT_OK = 0
 _PROFILES = ("basic", "secure")
 
 

@@ -30,12 +30,12 @@ from typing import Any
 
 from aif.communication.events import Event
 from aif.controller.controller import Controller
-from aif.controller.event_log import EventLog
-from aif.controller.outcomes import result_json, settle
 from aif.controller.plan import plan_run
 from aif.controller.run import AIMHandle, WorkflowResult, WorkflowRun
-from aif.controller.scheduler import Instance, Scheduler, job_queues
-from aif.controller.state import JobRecord, JobState, JobStore, NewJob
+from aif.daemon.event_log import EventLog
+from aif.daemon.outcomes import result_json, settle
+from aif.daemon.scheduler import Instance, Scheduler, job_queues
+from aif.daemon.state import JobRecord, JobState, JobStore, NewJob
 from aif.errors import AIFError, LifecycleError
 from aif.store.aim_types import StoreTypes
 from aif.workflow import ResolvedWorkflow, load_workflow_text, resolve

@@ -15,7 +15,7 @@ listens on three inputs and writes, into one folder per run::
 JSON has no NaN: a missing accuracy (a job that never evaluated) is written as
 ``null``. ``metrics.csv`` writes it as ``nan``, which both ``float()`` and pandas read.
 The folder is never reused: when it exists, ``-2``, ``-3``... is appended. The plots
-live in :mod:`aif.aims.report_plots`; this module has no matplotlib in it.
+live in :mod:`aif.aims.analog.report_plots`; this module has no matplotlib in it.
 """
 
 from __future__ import annotations
@@ -248,7 +248,7 @@ class Report:
         return self.summary()
 
     def _plot(self) -> None:
-        from aif.aims import report_plots
+        from aif.aims.analog import report_plots
 
         results = list(self.results.values())
         jobs = [str(m["job"]) for m in self.metrics] + list(self.results)
@@ -300,7 +300,7 @@ class AnalogReporter(AIM):
         self.report.write_results()
         self.log.info("writing the report to %s", folder)
         #: matplotlib loads while the jobs run, not after the last one.
-        self._preload = Preload(["aif.aims.report_plots"] if self.params.plots else [])
+        self._preload = Preload(["aif.aims.analog.report_plots"] if self.params.plots else [])
 
     async def run(self) -> None:
         assert isinstance(self.params, ReporterParams)

@@ -15,7 +15,7 @@ import json
 import sys
 from typing import Any
 
-from aif.cli_daemon import EXIT_FAILED, EXIT_OK, add_target, age, connect, print_json, table
+from aif.cli.common import EXIT_FAILED, EXIT_OK, add_target, age, connect, print_json, table
 
 # -- jobs ----------------------------------------------------------------------------------
 
@@ -67,7 +67,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
 
 
 def _all(client: Any) -> list[Any]:
-    from aif.controller.state import JobState
+    from aif.daemon.state import JobState
 
     result: list[Any] = client.jobs([s.value for s in JobState])
     return result

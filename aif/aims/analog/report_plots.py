@@ -1,6 +1,6 @@
 """The reporter's figures: PNGs a reader can open without Python.
 
-Split from :mod:`aif.aims.reporter` so the file writers stay free of matplotlib.
+Split from :mod:`aif.aims.analog.reporter` so the file writers stay free of matplotlib.
 Every figure is drawn with the object-oriented API on its own ``Figure`` attached to
 an Agg canvas: no pyplot, no global backend switch, no figure registry, so plotting
 from a worker thread cannot disturb anything else in the process. Each function

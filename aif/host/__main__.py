@@ -2,6 +2,6 @@
 
 import sys
 
-from aif.aims.host import main
+from aif.host.host import main
 
 sys.exit(main())

@@ -19,9 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aif.controller.job_records import JobState, OnRestart
 from aif.controller.plan import PlannedAIM
 from aif.controller.run import RunState, WorkflowResult
+from aif.daemon.records import JobState
+from aif.workflow.model import OnRestart
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,13 @@ import pydantic
 import zmq.asyncio
 
 from aif.aims.base import AIM, Peer
-from aif.aims.event_stream import EventStream
+from aif.api import aim as aim_api
 from aif.communication.addresses import dialable
 from aif.communication.channel import ChannelEndpoints, ChannelReader, ChannelWriter
+from aif.communication.limits import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_QUEUE_SIZE
 from aif.communication.ports import AIMEvent, PortSpec
-from aif.controller import aim_api
 from aif.errors import ChannelError
+from aif.host.event_stream import EventStream
 from aif.security.curve import CurveKeys
 from aif.storage.base import Storage
 from aif.storage.local import aim_storage, global_storage
@@ -151,11 +152,10 @@ class HostRuntime:
             self._storage = aim_storage(self.state_dir, self.name)
             self._global = global_storage(self.state_dir)
             return
-        from aif.controller.secure_profile import decoded
         from aif.storage.secure import secure_aim_storage, secure_global_storage
 
-        self._storage = secure_aim_storage(self.state_dir, self.name, decoded(storage.aim))
-        self._global = secure_global_storage(self.state_dir, decoded(storage.shared))
+        self._storage = secure_aim_storage(self.state_dir, self.name, storage.aim_keys())
+        self._global = secure_global_storage(self.state_dir, storage.shared_keys())
 
     def bind_inputs(
         self, specs: Mapping[str, PortSpec], setup: aim_api.Setup, ipc_dir: Path, tcp_host: str
@@ -173,8 +173,8 @@ class HostRuntime:
                 port,
                 setup.transports[port],
                 ipc_dir=ipc_dir,
-                queue_size=setup.queue_sizes.get(port, 1000),
-                max_message_size=setup.max_message_sizes.get(port, 256 * 2**20),
+                queue_size=setup.queue_sizes.get(port, DEFAULT_QUEUE_SIZE),
+                max_message_size=setup.max_message_sizes.get(port, DEFAULT_MAX_MESSAGE_SIZE),
                 tcp_host=tcp_host,
                 curve=self._curve,
             )

@@ -7,7 +7,7 @@ daemon by its ``ipc://`` or ``tcp://`` User API address. Calls are synchronous a
 out with a ``DaemonError`` that says how to check on the daemon; scripts need no asyncio.
 
 From inside an event loop (a controller asking another to host AIMs), use
-``aif.controller.remote.ask``, which also notices a peer that is not there at once.
+``aif.controller.launchers.peer.ask``, which also notices a peer that is not there at once.
 
 A daemon in the secure profile serves its tcp User API with CURVE. A tcp client then
 needs the daemon's public key (``server_key=`` / ``--server-key curve:KEY``; else the
@@ -32,9 +32,8 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
+from aif.api import user as user_api
 from aif.communication.addresses import WILDCARD_HOSTS, tcp_host
-from aif.controller import user_api
-from aif.controller.paths import default_state_dir
 from aif.errors import ChannelError, DaemonError
 from aif.security.curve import (
     ClientKeys,
@@ -44,6 +43,7 @@ from aif.security.curve import (
     parse_curve_key,
     trusted_server_key,
 )
+from aif.storage.paths import default_state_dir
 
 #: The file a serving daemon writes into its state directory.
 DAEMON_FILE = "controller.json"

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, fields
-from typing import Any, Literal
+from typing import Any
+
+from aif.workflow.model import OnRestart
 
 
 class JobState(enum.StrEnum):
@@ -39,8 +41,6 @@ class JobState(enum.StrEnum):
 
 _FINAL = frozenset(map(JobState, ("succeeded", "failed", "cancelled", "stopped", "interrupted")))
 _LIVE = frozenset(map(JobState, ("starting", "running", "suspended", "stopping")))
-
-OnRestart = Literal["requeue", "interrupt"]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,12 @@
+"""Launchers: the seam between the Controller and the place an AIM's host runs.
+
+* ``protocol``: the interface (``Launcher``: launch, wait, terminate) and ``describe_exit``;
+* ``local``: an asyncio task in the controller (``inproc``) or a supervised child
+  process (``process``, ``python -m aif.host``);
+* ``hand_started``: a host started by hand elsewhere (``remote``; ``aif aim serve``);
+* ``peer``: a host that a peer controller starts for us over the C2C API (``peers:``);
+* ``placement``: which of these an AIM's placement gets.
+
+May import: ``aif.host`` (the inproc host), ``aif.api``, ``aif.communication``,
+``aif.security``, ``aif.errors`` and ``aif.controller.plan``; never the daemon or the CLI.
+"""

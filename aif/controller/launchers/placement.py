@@ -1,0 +1,35 @@
+"""Which launcher an AIM's placement gets."""
+
+from __future__ import annotations
+
+import zmq.asyncio
+
+from aif.controller.launchers.hand_started import RemoteLauncher
+from aif.controller.launchers.local import InprocLauncher, ProcessLauncher
+from aif.controller.launchers.protocol import Launcher
+from aif.controller.plan import PlannedAIM
+from aif.security.curve import ControllerCurve
+
+
+def launcher_for(
+    aim: PlannedAIM,
+    ctx: zmq.asyncio.Context,
+    endpoints: dict[str, str],
+    workflow: str,
+    curve: ControllerCurve | None = None,
+) -> Launcher:
+    """The launcher for an AIM's placement, given the controller's AIM API endpoints.
+
+    ``curve``: the controller's secure profile, with which it asks peers to host AIMs.
+    """
+    if aim.placement == "inproc":
+        return InprocLauncher(ctx, endpoints["inproc"], aim.name, workflow)
+    if aim.placement == "process":
+        return ProcessLauncher(endpoints["ipc"], aim.name, workflow)
+    if aim.peers:
+        from aif.controller.launchers.peer import (
+            PeerLauncher,  # only AIMs with peers: pay for it then
+        )
+
+        return PeerLauncher(ctx, aim, endpoints.get("tcp"), workflow, curve)
+    return RemoteLauncher()
