@@ -209,7 +209,7 @@ def cmd_aim_serve(args: argparse.Namespace) -> int:
     from aif.aims.registry import resolve_aim_type
     from aif.communication.addresses import tcp_host
     from aif.errors import ConfigError
-    from aif.host.host import remote_curve, serve_host
+    from aif.host.serve import remote_curve, serve_host
 
     resolve_aim_type(args.type)  # fail here, with the registry's message, not later
     if args.controller.startswith("tcp://"):

@@ -1,7 +1,7 @@
-"""``python -m aif.aims``: run one AIM host (the ``process`` placement's child)."""
+"""``python -m aif.host``: run one AIM host (the ``process`` placement's child)."""
 
 import sys
 
-from aif.host.host import main
+from aif.host.serve import main
 
 sys.exit(main())

@@ -2,7 +2,7 @@
 
 The same host runs every placement. ``inproc``: an asyncio task inside the
 controller's process (sharing its ZeroMQ context, so channels can be ``inproc://``).
-``process``: ``python -m aif.host.host`` as a child the controller supervises.
+``process``: ``python -m aif.host`` as a child the controller supervises (``serve``).
 ``remote``: ``aif aim serve package.module:Class --controller tcp://...`` started by
 hand, possibly on another machine. The AIM code cannot tell which.
 
@@ -15,10 +15,12 @@ after registration (the controller died or its machine went away), so that it ne
 waits for a controller that is gone.
 
 The host owns the AIM's lifecycle over the AIM API: it registers, has the AIM's
-runtime (``host_runtime``: what the AIM sees, its storage, channels and events) bind
+runtime (``runtime``: what the AIM sees, its storage, channels and events) bind
 its input readers at setup and connect its writers at wiring, binds a control reader
 whose high lane carries the controller's lifecycle signals, pumps the readers into
-the event stream, sends heartbeats, runs and tears the AIM down, and says ``bye``.
+the event stream, sends heartbeats, runs and tears the AIM down, and says ``bye``
+(over its ``link``). Where it is in that life is one ``HostState`` (``lifecycle``),
+which also gives what the ``bye`` says and the exit status.
 
 Secure profile: a remote host dials a CURVE AIM API as a CURVE client with its own
 identity (``identity``) and the controller's public key (``server_key``: given with
@@ -29,19 +31,15 @@ channel keys from ``setup`` (``aif.communication.channel``).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
 import os
 import socket
-import sys
 import traceback
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import pydantic
-import zmq
 import zmq.asyncio
 
 from aif.aims.base import AIM
@@ -50,21 +48,14 @@ from aif.api import aim as aim_api
 from aif.communication.addresses import facing_interface
 from aif.communication.channel import ChannelEndpoints, ChannelReader
 from aif.communication.ports import Signal, SignalCode
-from aif.errors import AIFError, ConfigError, LifecycleError
+from aif.errors import AIFError, ConfigError
 from aif.host import lifelines
+from aif.host.lifecycle import HostLifecycle, HostState
+from aif.host.link import ControllerLink
 from aif.host.runtime import HostRuntime
-from aif.security.curve import (
-    CurveKeys,
-    CurvePair,
-    Gatekeeper,
-    curve_client,
-    key_text,
-    trust_command,
-)
+from aif.security.curve import CurveKeys, CurvePair
 
 log = logging.getLogger("aif.host")
-
-_M = TypeVar("_M", aim_api.Setup, aim_api.Wire, aim_api.Start)
 
 #: How long a host waits for each controller reply before giving up.
 CONTROLLER_TIMEOUT = 30.0
@@ -106,35 +97,27 @@ class AIMHost:
         self._parent = os.getppid() if watch_parent else None
         self._cls: type[AIM] | None = None
         self._serving: asyncio.Task[Any] | None = None
-        #: Set once the host must go (signal, lost controller): why, and the exit status.
-        self._leaving: tuple[str, int] | None = None
-        #: Milestones: setup received, AIM.setup() done, run ended (done or failed
-        #: sent: nothing left to abort), AIM.teardown() called.
-        self._registered = False
-        self._set_up = False
-        self._finished = False
-        self._torn_down = False
-        #: What the host says in its bye when nothing cut it short.
-        self._outcome = "exit"
-        self._monitor: zmq.asyncio.Socket | None = None
+        #: Where the host is in its life, and why it must go (signal, lost controller).
+        self.lifecycle = HostLifecycle(aim)
         #: Where a remote host keeps storage on its own machine (default: the controller's
         #: state directory path, which is right when both share a machine or a file system).
         self._own_state_dir = state_dir
-        self._dealer: zmq.asyncio.Socket | None = None
         if server_key is not None and identity is None:
             raise ConfigError(f"AIM {aim!r}: a server key needs this host's own CURVE key pair")
-        self._curve = (identity, server_key) if identity and server_key and self._over_tcp else None
+        curve = (identity, server_key) if identity and server_key and self._over_tcp else None
+        #: The AIM API connection to the controller.
+        self._link = ControllerLink(ctx, controller, aim, curve, remote=bool(type_text))
         self._control: ChannelReader | None = None
         #: What the AIM sees of its host: storage, its channels, its events.
-        self._runtime = HostRuntime(ctx, aim, workflow or "", self._api_send)
+        self._runtime = HostRuntime(ctx, aim, workflow or "", self._link.send)
         self._aim: AIM | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._run_task: asyncio.Task[None] | None = None
 
     async def serve(self) -> int:
         """Register, set up, run and tear down the AIM. Returns the exit status."""
+        self.lifecycle.require(HostState.CREATED, "serve")
         self._serving = asyncio.current_task()
-        status = 1
         with contextlib.ExitStack() as stack:
             if self._handle_signals:
                 stack.enter_context(lifelines.leave_on_signals(self._leave))
@@ -143,64 +126,52 @@ class AIMHost:
                 if self._parent is not None:
                     watch = lifelines.watch_parent(self._parent, self._leave)
                     self._tasks.append(asyncio.create_task(watch))
-                status = await self._serve()
+                await self._serve()
             except AIFError as exc:
                 log.error("%s", exc)
             except asyncio.CancelledError:
-                if self._leaving is None:
+                if self.lifecycle.leaving is None:
                     raise
                 await self._teardown()  # left while waiting to be wired or started
             finally:
-                if self._leaving is not None:
-                    log.error("AIM %r: %s; exiting", self.name, self._leaving[0])
-                    status = self._leaving[1]
+                if self.lifecycle.leaving is not None:
+                    log.error("AIM %r: %s; exiting", self.name, self.lifecycle.leaving.reason)
                 await self._close()
-        return status
+        assert self.lifecycle.ending is not None
+        return self.lifecycle.ending.status
 
     def _connect(self) -> None:
         """Open the AIM API socket; over tcp, watch it for a controller that goes away."""
-        dealer = self.ctx.socket(zmq.DEALER)
-        self._dealer = dealer
-        dealer.setsockopt(zmq.LINGER, 2000)
-        if self._over_tcp:
-            self._monitor = lifelines.monitor_connection(dealer)
+        self._link.open()
+        if self._link.monitor is not None:
+            curve = self._link.curve
             watch = lifelines.watch_controller(
-                self._monitor,
+                self._link.monitor,
                 self.controller_endpoint,
-                lambda: self._registered,
-                lambda: self._finished,
+                lambda: self.lifecycle.registered,
+                lambda: self.lifecycle.finished,
                 self._leave,
-                own_key=self._curve[0].public if self._curve is not None else None,
+                own_key=curve[0].public if curve is not None else None,
             )
             self._tasks.append(asyncio.create_task(watch))
-        if self._curve is not None:
-            identity, server_key = self._curve
-            curve_client(dealer, identity.public, identity.secret, server_key)
-        try:
-            dealer.connect(self.controller_endpoint)
-        except zmq.ZMQError as exc:
-            raise ConfigError(
-                f"AIM {self.name!r}: cannot connect to the controller at "
-                f"{self.controller_endpoint!r} ({exc}); give its address as tcp://HOST:PORT"
-            ) from exc
+        self.lifecycle.to(HostState.CONNECTED)
         self._say("connecting to the controller at %s", self.controller_endpoint)
 
     def _leave(self, reason: str, status: int) -> None:
         """Go now: abort a running AIM (its teardown still runs), else stop serving."""
-        first = self._leaving is None
-        if first:
-            self._leaving = (reason, status)
+        first = self.lifecycle.leave(reason, status)
         if self._run_task is not None and not self._run_task.done():
             self._run_task.cancel()
-        elif self._serving is not None and (not first or not self._finished):
+        elif self._serving is not None and (not first or not self.lifecycle.finished):
             self._serving.cancel()  # a second signal also cuts a slow teardown short
 
-    async def _serve(self) -> int:
+    async def _serve(self) -> None:
+        """Walk the AIM API up to the run; how it ended is the state it stops in."""
         brought = None
         if self.type_text is not None:
             self._cls = resolve_aim_type(self.type_text, state_dir=self._own_state_dir)
             brought = self._cls.class_path()
-        await self._api_send(
+        await self._link.send(
             aim_api.Hello(
                 aim=self.name,
                 workflow=self._runtime.workflow or None,
@@ -209,31 +180,31 @@ class AIMHost:
                 host=socket.gethostname() if brought is not None else None,
             )
         )
-        setup = await self._expect(aim_api.Setup, self.connect_timeout)
+        setup = await self._link.expect(aim_api.Setup, self.connect_timeout)
         if setup is None:
-            self._outcome = "refused"
-            return 1
-        self._registered = True
+            self.lifecycle.to(HostState.REFUSED)
+            return
+        self.lifecycle.to(HostState.REGISTERED)
         self._say("registered with run %s; setting up", setup.workflow)
         try:
             await self._setup(setup)
         except Exception as exc:
-            await self._api_send(aim_api.Failed(aim=self.name, error=_describe(exc, "setup")))
-            self._outcome = "setup failed"
-            return 1
-        self._tasks.append(asyncio.create_task(self._heartbeat(setup.heartbeat_interval)))
+            await self._link.send(aim_api.Failed(aim=self.name, error=_describe(exc, "setup")))
+            self.lifecycle.to(HostState.SETUP_FAILED)
+            return
+        self._tasks.append(asyncio.create_task(self._link.heartbeat(setup.heartbeat_interval)))
         self._say("ready; waiting for the other AIMs of the run")
-        wire = await self._expect(aim_api.Wire, PEER_TIMEOUT)
+        wire = await self._link.expect(aim_api.Wire, PEER_TIMEOUT)
         if wire is None:
             await self._teardown()
-            return 1
+            return
         self._wire(wire)
-        await self._api_send(aim_api.Wired(aim=self.name))
-        if await self._expect(aim_api.Start, PEER_TIMEOUT) is None:
+        await self._link.send(aim_api.Wired(aim=self.name))
+        if await self._link.expect(aim_api.Start, PEER_TIMEOUT) is None:
             await self._teardown()
-            return 1
+            return
         self._say("running")
-        return await self._run()
+        await self._run()
 
     async def _setup(self, setup: aim_api.Setup) -> None:
         cls = self._cls or resolve_aim_type(setup.type, state_dir=Path(setup.state_dir))
@@ -264,65 +235,68 @@ class AIMHost:
         self._runtime.aim = self._aim
         self._runtime.stream.drain_on_stop = cls.drain_on_stop
         await self._aim.setup()
-        self._set_up = True
+        self.lifecycle.to(HostState.SET_UP)
         ready = aim_api.Ready(
             aim=self.name,
             inputs={p: _api_endpoints(r.endpoints) for p, r in self._runtime.readers.items()},
             control=_api_endpoints(self._control.endpoints),
             capabilities=dict(self._aim.capabilities()),
         )
-        await self._api_send(ready)
+        await self._link.send(ready)
 
     def _wire(self, wire: aim_api.Wire) -> None:
         self._runtime.connect_outputs(wire, self.controller_endpoint)
         for reader in self._runtime.readers.values():
             self._tasks.append(asyncio.create_task(self._runtime.stream.pump(reader)))
-        assert self._control is not None
-        self._tasks.append(asyncio.create_task(self._watch_control(self._control)))
+        assert self._control is not None and self._aim is not None
+        watch = self._watch_control(self._control, self._aim)
+        self._tasks.append(asyncio.create_task(watch))
+        self.lifecycle.to(HostState.WIRED)
 
-    async def _run(self) -> int:
+    async def _run(self) -> None:
         assert self._aim is not None
-        await self._api_send(aim_api.StateChange(aim=self.name, state="running"))
+        self.lifecycle.to(HostState.RUNNING)
+        await self._link.send(aim_api.StateChange(aim=self.name, state="running"))
         self._run_task = asyncio.create_task(self._aim.run())
-        status = 0
+        ended = HostState.FAILED
         try:
             await self._run_task
         except asyncio.CancelledError:
-            why = self._leaving[0] if self._leaving else "aborted by the controller"
-            await self._api_send(aim_api.Failed(aim=self.name, error=why))
-            status = 1
+            leaving = self.lifecycle.leaving
+            why = leaving.reason if leaving else "aborted by the controller"
+            await self._link.send(aim_api.Failed(aim=self.name, error=why))
         except Exception as exc:
-            await self._api_send(aim_api.Failed(aim=self.name, error=_describe(exc, "run")))
-            status = 1
+            await self._link.send(aim_api.Failed(aim=self.name, error=_describe(exc, "run")))
         else:
             try:
                 await self._runtime.end_outputs()
             except Exception as exc:
-                await self._api_send(
+                await self._link.send(
                     aim_api.Failed(aim=self.name, error=_describe(exc, "closing outputs"))
                 )
-                status = 1
             else:
-                await self._api_send(aim_api.Done(aim=self.name))
-        self._finished = True
-        self._outcome = "done" if status == 0 else "failed"
-        self._say("%s; tearing down", self._outcome)
+                await self._link.send(aim_api.Done(aim=self.name))
+                ended = HostState.DONE
+        self.lifecycle.to(ended)
+        self._say("%s; tearing down", ended.value)
         await self._teardown()
-        return status
 
     async def _teardown(self) -> None:
-        """``AIM.teardown`` once, if its ``setup`` completed (a failed setup cleans up itself)."""
-        if self._aim is None or not self._set_up or self._torn_down:
+        """``AIM.teardown`` once, if its ``setup`` completed (a failed setup cleans up itself).
+
+        The host lets go of the AIM as it starts, so a second call (a leave that cut the
+        first short) does nothing.
+        """
+        if self._aim is None or not self.lifecycle.state.aim_set_up:
             return
-        self._torn_down = True
+        aim, self._aim = self._aim, None
         try:
-            await self._aim.teardown()
+            await aim.teardown()
         except Exception:
             log.exception("AIM %r: teardown failed", self.name)
 
-    async def _watch_control(self, reader: ChannelReader) -> None:
+    async def _watch_control(self, reader: ChannelReader, aim: AIM) -> None:
         """Apply the controller's lifecycle signals even while the AIM computes."""
-        assert self._aim is not None
         stream = self._runtime.stream
         while True:
             event = await reader.recv()
@@ -331,64 +305,22 @@ class AIMHost:
             code = event.code
             if code == SignalCode.SUSPEND and stream.resumed.is_set():
                 stream.resumed.clear()
-                await self._aim.on_suspend()
-                await self._api_send(aim_api.StateChange(aim=self.name, state="suspended"))
+                await aim.on_suspend()
+                await self._link.send(aim_api.StateChange(aim=self.name, state="suspended"))
             elif code == SignalCode.RESUME and not stream.resumed.is_set():
-                await self._aim.on_resume()
+                await aim.on_resume()
                 stream.resumed.set()
-                await self._api_send(aim_api.StateChange(aim=self.name, state="running"))
+                await self._link.send(aim_api.StateChange(aim=self.name, state="running"))
             elif code == SignalCode.STOP:
                 stream.stopping = True
                 stream.resumed.set()
                 stream.signal(Signal(code=code, port=None))
-                await self._api_send(aim_api.StateChange(aim=self.name, state="stopping"))
+                await self._link.send(aim_api.StateChange(aim=self.name, state="stopping"))
             elif code == SignalCode.ABORT:
                 if self._run_task is not None:
                     self._run_task.cancel()
             else:
                 stream.signal(Signal(code=code, port=None))
-
-    async def _heartbeat(self, interval: float) -> None:
-        beat = aim_api.pack(aim_api.Heartbeat(aim=self.name))
-        while True:
-            await asyncio.sleep(interval)
-            assert self._dealer is not None
-            await self._dealer.send(beat)
-
-    async def _api_send(self, message: pydantic.BaseModel) -> None:
-        assert self._dealer is not None
-        await self._dealer.send(aim_api.pack(message))
-
-    async def _expect(self, kind: type[_M], timeout: float = CONTROLLER_TIMEOUT) -> _M | None:
-        """Wait for the next controller message; None when told to terminate."""
-        assert self._dealer is not None
-        while True:
-            try:
-                frame = await asyncio.wait_for(self._dealer.recv(), timeout)
-            except TimeoutError as exc:
-                what = "answer" if kind is aim_api.Setup else kind.__name__.lower()
-                raise LifecycleError(
-                    f"AIM {self.name!r}: no {what} from the controller at "
-                    f"{self.controller_endpoint} within {timeout:g} s; is the controller "
-                    "running and listening there (aif run --listen), and is the address right?"
-                    + self._curve_hint()
-                ) from exc
-            try:
-                message = aim_api.parse_controller_message(frame)
-            except AIFError as exc:
-                log.warning("AIM %r: ignoring a malformed controller message: %s", self.name, exc)
-                continue
-            if isinstance(message, aim_api.Terminate):
-                refused = kind is aim_api.Setup
-                level = logging.ERROR if refused and self.type_text else logging.INFO
-                verb = "refused" if refused else "terminated"
-                log.log(level, "AIM %r: %s by the controller: %s", self.name, verb, message.reason)
-                return None
-            if isinstance(message, kind):
-                return message
-            log.warning(
-                "AIM %r: expected %s, got %s; ignored", self.name, kind.__name__, message.op
-            )
 
     async def _close(self) -> None:
         for task in self._tasks:
@@ -399,33 +331,9 @@ class AIMHost:
         self._runtime.close()
         if self._control is not None:
             self._control.close()
-        if self._monitor is not None and self._dealer is not None:
-            self._dealer.disable_monitor()
-            self._monitor.close(linger=0)
-        if self._dealer is not None:
-            reason = self._leaving[0] if self._leaving else self._outcome
-            bye = aim_api.pack(aim_api.Bye(aim=self.name, reason=reason))
-            with contextlib.suppress(zmq.ZMQError, TimeoutError):
-                await asyncio.wait_for(self._dealer.send(bye), 1.0)
-            self._dealer.close(linger=1000)
-            if self._registered:
-                self._say("deregistered (%s)", reason)
-
-    def _curve_hint(self) -> str:
-        """What else may keep a secure host from its controller."""
-        if self._curve is None:
-            if not self._over_tcp:
-                return ""
-            return (
-                " A controller in the secure profile answers only CURVE clients: give its key "
-                "with --server-key curve:KEY"
-            )
-        mine = self._curve[0].public
-        return (
-            f" Over CURVE: is --server-key the controller's key (`aif controller status` "
-            f"there), and does the controller trust this host's key {key_text(mine)} "
-            f"(`{trust_command(mine)}` there, then restart it or send it SIGHUP)?"
-        )
+        ending = self.lifecycle.end()
+        if await self._link.close(ending.reason) and ending.last.registered:
+            self._say("deregistered (%s)", ending.reason)
 
     def _say(self, text: str, *args: object) -> None:
         """A lifecycle line for the person who started a remote host (quiet in children)."""
@@ -441,94 +349,3 @@ def _describe(exc: BaseException, phase: str) -> str:
     tb = traceback.extract_tb(exc.__traceback__)
     where = f" (at {tb[-1].filename}:{tb[-1].lineno})" if tb else ""
     return f"{type(exc).__name__} in {phase}: {exc}{where}"
-
-
-async def serve_host(
-    controller: str,
-    aim: str,
-    workflow: str | None,
-    type_text: str | None,
-    *,
-    watch_parent: bool = False,
-    connect_timeout: float = CONTROLLER_TIMEOUT,
-    handle_signals: bool = False,
-    state_dir: Path | None = None,
-    identity: CurvePair | None = None,
-    server_key: bytes | None = None,
-) -> int:
-    """Run one host in a fresh ZeroMQ context (child and remote placements)."""
-    ctx = zmq.asyncio.Context()
-    try:
-        host = AIMHost(
-            ctx,
-            controller,
-            aim,
-            workflow=workflow,
-            type_text=type_text,
-            watch_parent=watch_parent,
-            connect_timeout=connect_timeout,
-            handle_signals=handle_signals,
-            state_dir=state_dir,
-            identity=identity,
-            server_key=server_key,
-        )
-        return await host.serve()
-    finally:
-        Gatekeeper.stop_for(ctx)
-        ctx.destroy(linger=0)
-
-
-def remote_curve(
-    controller: str,
-    server_key: str | None,
-    state_dir: Path | None,
-    identity_stdin: bool = False,
-) -> tuple[CurvePair | None, bytes | None]:
-    """The CURVE identity and server key of a remote host (``aif aim serve``), or Nones.
-
-    CURVE when the controller's key is known: ``--server-key``, else the key trusted
-    for that endpoint in this machine's key ring. The host's own pair is read from
-    stdin (``identity_stdin``: a peer controller that started it hands on its own),
-    else it is this state directory's identity (a passphrase may be asked).
-    """
-    if not controller.startswith("tcp://"):
-        return None, None
-    from aif.security.curve import parse_curve_key, trusted_server_key
-    from aif.storage.paths import default_state_dir
-
-    state = state_dir or default_state_dir()
-    key = (
-        parse_curve_key(server_key, "--server-key")
-        if server_key
-        else trusted_server_key(state, controller)
-    )
-    if key is None:
-        return None, None
-    if identity_stdin:
-        secret = sys.stdin.readline().strip().encode("ascii", "replace")
-        try:
-            return CurvePair(zmq.curve_public(secret), secret), key
-        except (zmq.ZMQError, ValueError) as exc:
-            raise ConfigError(f"--identity-stdin: no CURVE secret key on stdin ({exc})") from exc
-    from aif.security.keys import KeyRing
-
-    own = KeyRing(state).identity()
-    return CurvePair(own.curve_public, own.curve_secret), key
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m aif.aims`` (the ``process`` placement)."""
-    parser = argparse.ArgumentParser(prog="python -m aif.aims")
-    parser.add_argument("--controller", required=True, help="AIM API endpoint of the controller")
-    parser.add_argument("--aim", required=True, help="name of the AIM in its workflow")
-    parser.add_argument("--workflow", default=None, help="workflow instance id")
-    parser.add_argument("--type", default=None, help="AIM type this host brings (remote hosts)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=f"%(levelname)s [{args.aim}] %(message)s")
-    return asyncio.run(
-        serve_host(args.controller, args.aim, args.workflow, args.type, watch_parent=True)
-    )
-
-
-if __name__ == "__main__":
-    sys.exit(main())
