@@ -17,6 +17,13 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from aif.communication.event_payloads import (
+    AIMStateChanged,
+    LogLine,
+    ProgressUpdate,
+    RunStateChanged,
+    Unrecognized,
+)
 from aif.communication.events import Event
 from aif.controller.run import WorkflowResult
 
@@ -82,34 +89,36 @@ class RunDisplay:
         self._progress.stop()
 
     def on_event(self, event: Event) -> None:
-        """Controller listener: state changes as lines, progress as bars."""
+        """Controller listener: state changes as lines, progress as bars.
+
+        Whatever an AIM sent is shown, escaped, never raised on: data that fits no
+        payload (``Unrecognized``) is printed as it came when it is a log line.
+        """
         if self.quiet:
             return
-        data = event.data
-        if event.topic == "progress":
-            task = self._tasks.get(event.source)
-            fields = " ".join(
-                f"{k}={_fmt(v)}" for k, v in data.items() if k not in ("step", "total")
-            )
-            total = float(data["total"]) if isinstance(data.get("total"), int | float) else None
-            step = float(data["step"]) if isinstance(data.get("step"), int | float) else None
-            count = f"{step:.0f}/{total:.0f}" if step is not None and total is not None else ""
-            if task is None:
-                task = self._progress.add_task(fields, total=total, aim=event.source, count=count)
-                self._tasks[event.source] = task
-            self._progress.update(
-                task, description=fields, total=total, completed=step, count=count
-            )
-        elif event.topic == "state":
-            if "run" in data:
-                msg = f"run {event.workflow}: {data['run']}"
-                if data.get("error"):
-                    msg += f": {data['error']}"
-                self._progress.console.print(f"[dim]{msg}[/dim]")
-            elif data.get("state") in ("running", "done", "suspended", "stopping"):
-                self._progress.console.print(f"[dim]  {event.source}: {data['state']}[/dim]")
-        elif event.topic == "log":
-            self._progress.console.print(f"  {event.source}: {data.get('message', data)}")
+        match event.payload:
+            case ProgressUpdate(step=step, total=total, values=values):
+                self._on_progress(event.source, step, total, values)
+            case RunStateChanged(state=state, error=error):
+                msg = f"run {event.workflow}: {state}" + (f": {error}" if error else "")
+                self._progress.console.print(f"[dim]{escape(msg)}[/dim]")
+            case AIMStateChanged(state="running" | "done" | "suspended" | "stopping" as state):
+                self._progress.console.print(f"[dim]  {escape(event.source)}: {state}[/dim]")
+            case LogLine(message=message):
+                self._progress.console.print(f"  {escape(event.source)}: {escape(message)}")
+            case Unrecognized(topic="log", data=data):
+                self._progress.console.print(f"  {escape(event.source)}: {escape(str(data))}")
+
+    def _on_progress(
+        self, aim: str, step: float | None, total: float | None, values: dict[str, Any]
+    ) -> None:
+        fields = " ".join(f"{escape(str(k))}={_fmt(v)}" for k, v in values.items())
+        count = f"{step:.0f}/{total:.0f}" if step is not None and total is not None else ""
+        task = self._tasks.get(aim)
+        if task is None:
+            task = self._progress.add_task(fields, total=total, aim=aim, count=count)
+            self._tasks[aim] = task
+        self._progress.update(task, description=fields, total=total, completed=step, count=count)
 
     def note(self, text: str) -> None:
         """A one-line message between progress updates."""

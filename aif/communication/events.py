@@ -10,6 +10,11 @@ is PUB's contract). On the wire an event is two frames::
 
 ``data`` holds plain values only (no arrays); results that carry arrays travel on
 channels. A subscriber drops frames that do not decode, counting them in ``dropped``.
+
+Readers take ``Event.payload``: ``data`` read once as a typed payload (``RunStateChanged``,
+``ProgressUpdate``, ... in ``aif.communication.event_payloads``), never a raise, whatever
+an AIM sent. Writers build events from payloads (``Event.of``, ``Event.run_state``,
+``Event.aim_state``), so nobody hand-writes the maps.
 """
 
 from __future__ import annotations
@@ -22,19 +27,28 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import zmq
 import zmq.asyncio
 
 from aif.communication import codec
 from aif.communication.channel import Transport, bind, new_address
+from aif.communication.event_payloads import (
+    TOPICS,
+    AIMStateChanged,
+    Payload,
+    RunStateChanged,
+    Topic,
+    parse_payload,
+)
 from aif.errors import ChannelClosed, ChannelError, MalformedMessage
 
-__all__ = ["TOPICS", "Event", "EventPublisher", "EventSubscriber", "Topic"]
+__all__ = ["CONTROLLER", "TOPICS", "Event", "EventPublisher", "EventSubscriber", "Topic"]
 
-Topic = Literal["state", "progress", "log", "result"]
-TOPICS: tuple[Topic, ...] = get_args(Topic)
+#: The ``source`` of the controller's own events (an AIM's is its name).
+CONTROLLER = "controller"
+
 _TOPIC_BYTES = {topic.encode(): topic for topic in TOPICS}
 _FIELDS = frozenset({"source", "workflow", "data", "time"})
 
@@ -50,6 +64,44 @@ class Event:
     workflow: str | None
     data: dict[str, Any]
     time: float = field(default_factory=time.time)
+    _payload: Payload | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def payload(self) -> Payload:
+        """``data`` as a typed payload, read on first use (``Unrecognized`` if it fits none).
+
+        ``data`` is read once: treat it as read-only after the payload has been taken.
+        """
+        payload = self._payload
+        if payload is None:
+            payload = parse_payload(self.topic, self.data)
+            object.__setattr__(self, "_payload", payload)
+        return payload
+
+    @classmethod
+    def of(cls, payload: Payload, source: str, workflow: str | None) -> Event:
+        """An event carrying ``payload``, now (its topic and ``data`` are the payload's)."""
+        event = cls(payload.topic, source, workflow, payload.to_data())
+        object.__setattr__(event, "_payload", payload)
+        return event
+
+    @classmethod
+    def run_state(cls, workflow: str, state: str, error: str | None = None) -> Event:
+        """The controller's word that run ``workflow`` entered ``state`` (a ``RunState`` value)."""
+        return cls.of(RunStateChanged.named(state, error), CONTROLLER, workflow)
+
+    @classmethod
+    def aim_state(
+        cls,
+        aim: str,
+        workflow: str | None,
+        state: str,
+        *,
+        pid: int | None = None,
+        host: str | None = None,
+    ) -> Event:
+        """AIM ``aim`` of run ``workflow`` entered ``state`` (an ``AIMState`` value)."""
+        return cls.of(AIMStateChanged.named(state, pid, host), aim, workflow)
 
     def to_frames(self) -> list[bytes]:
         """``[topic, body]``; raises ``WireError`` naming a part of ``data`` that can't cross."""

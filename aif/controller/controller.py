@@ -32,7 +32,7 @@ import zmq.asyncio
 
 from aif.api import aim as aim_api
 from aif.communication.addresses import tcp_host
-from aif.communication.events import Event, EventPublisher, Topic
+from aif.communication.events import Event, EventPublisher
 from aif.controller import host_messages, supervision, wiring
 from aif.controller.launchers.local import ProcessLauncher
 from aif.controller.launchers.placement import launcher_for
@@ -273,7 +273,7 @@ class Controller:
         self.runs[run_id] = run
         if secure:
             self.secure.begin(run_id)
-        self._emit("state", "controller", run_id, {"run": "starting"})
+        self._emit(Event.run_state(run_id, RunState.STARTING.value))
         try:
             await self._bring_up(run, plan)
         except BaseException:
@@ -345,7 +345,7 @@ class Controller:
             )
         completion = supervision.await_completion(run, collectors, self._emit)
         run.tasks.append(asyncio.create_task(completion))
-        self._emit("state", "controller", run.id, {"run": "running"})
+        self._emit(Event.run_state(run.id, RunState.RUNNING.value))
 
     async def _until(self, run: WorkflowRun, state: AIMState, what: str) -> bool:
         """Wait until every AIM of the run reached ``state``; False when the run failed."""
@@ -372,7 +372,7 @@ class Controller:
         for handle in run.handles.values():
             if handle.control is not None and not handle.state.ended:
                 await handle.control.send_signal(code)
-        self._emit("state", "controller", run.id, {"run": run.state.value})
+        self._emit(Event.run_state(run.id, run.state.value))
 
     # -- the AIM API ---------------------------------------------------------------------
 
@@ -446,8 +446,7 @@ class Controller:
 
     # -- helpers ------------------------------------------------------------------------
 
-    def _emit(self, topic: Topic, source: str, run_id: str | None, data: dict[str, Any]) -> None:
-        event = Event(topic=topic, source=source, workflow=run_id, data=data, time=time.time())
+    def _emit(self, event: Event) -> None:
         for listener in list(self._listeners):
             try:
                 listener(event)
@@ -457,9 +456,9 @@ class Controller:
             try:
                 self._publisher.publish_nowait(event)
             except AIFError as exc:  # data that cannot cross: keep the run going, say so
-                log.warning("event from %s not published: %s", source, exc)
+                log.warning("event from %s not published: %s", event.source, exc)
             except Exception:  # a publishing bug must never drop the message being handled
-                log.exception("event from %s not published", source)
+                log.exception("event from %s not published", event.source)
 
     def _require(self, phase: Phase, action: str, hint: str) -> None:
         if self.phase is not phase:

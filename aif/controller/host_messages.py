@@ -13,12 +13,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 import zmq.asyncio
 
 from aif.api import aim as aim_api
-from aif.communication.events import Topic
+from aif.communication.events import Event
 from aif.controller.launchers.hand_started import RemoteLauncher
 from aif.controller.plan import PlannedAIM
 from aif.controller.run import AIMHandle, AIMState, WorkflowRun
@@ -26,8 +25,8 @@ from aif.errors import MalformedMessage
 
 log = logging.getLogger("aif.controller")
 
-#: How the controller publishes an event: ``emit(topic, source, run_id, data)``.
-Emit = Callable[[Topic, str, str | None, dict[str, Any]], None]
+#: How the controller publishes an event: ``emit(event)``.
+Emit = Callable[[Event], None]
 
 
 async def receive(router: zmq.asyncio.Socket) -> tuple[bytes, aim_api.HostMessage] | None:
@@ -85,10 +84,11 @@ def register(
     if isinstance(handle.launcher, RemoteLauncher):
         handle.launcher.registered(hello.host, hello.pid)
     handle.set_state(AIMState.REGISTERED)
-    data: dict[str, Any] = {"state": "registered", "pid": hello.pid}
-    if hello.host is not None:
-        data["host"] = hello.host
-    emit("state", handle.name, run.id, data)
+    emit(
+        Event.aim_state(
+            handle.name, run.id, AIMState.REGISTERED.value, pid=hello.pid, host=hello.host
+        )
+    )
 
 
 def apply_report(
@@ -102,13 +102,13 @@ def apply_report(
         handle.set_state(AIMState.WIRED)
     elif isinstance(message, aim_api.StateChange):
         handle.set_state(AIMState(message.state))
-        emit("state", handle.name, run.id, {"state": message.state})
+        emit(Event.aim_state(handle.name, run.id, message.state))
     elif isinstance(message, aim_api.EventMessage):
         if message.topic == "result":
             run.results.setdefault(handle.name, {}).update(message.data)
-        emit(message.topic, handle.name, run.id, message.data)
+        emit(Event(message.topic, handle.name, run.id, message.data))
     elif isinstance(message, aim_api.Done):
         handle.set_state(AIMState.DONE)
-        emit("state", handle.name, run.id, {"state": "done"})
+        emit(Event.aim_state(handle.name, run.id, AIMState.DONE.value))
     elif isinstance(message, aim_api.Bye) and isinstance(handle.launcher, RemoteLauncher):
         handle.launcher.ended(0 if handle.state is AIMState.DONE else 1, message.reason)

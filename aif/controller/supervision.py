@@ -19,6 +19,7 @@ import zmq
 
 from aif.api import aim as aim_api
 from aif.communication.channel import ChannelReader
+from aif.communication.events import Event
 from aif.communication.ports import SignalCode
 from aif.controller.host_messages import Emit
 from aif.controller.launchers.hand_started import RemoteLauncher, serve_command
@@ -51,7 +52,7 @@ async def fail_run(
         return
     run.failed_aim = aim
     log.error("%s", message)
-    emit("state", "controller", run.id, {"run": "failed", "error": message})
+    emit(Event.run_state(run.id, RunState.FAILED.value, message))
     for handle in run.handles.values():
         handle.changed.set()
         if handle.state.ended:
@@ -74,7 +75,7 @@ async def await_completion(
         await run.changed.wait()
     final = RunState.STOPPED if run.state is RunState.STOPPING else RunState.SUCCEEDED
     if run.finish(final):
-        emit("state", "controller", run.id, {"run": final.value})
+        emit(Event.run_state(run.id, final.value))
 
 
 async def watch_exit(run: WorkflowRun, handle: AIMHandle, fail: FailRun) -> None:

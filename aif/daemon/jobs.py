@@ -28,7 +28,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from aif.communication.events import Event
+from aif.communication.event_payloads import JobStateChanged, LogLine, RunStateChanged
+from aif.communication.events import CONTROLLER, Event
 from aif.controller.controller import Controller
 from aif.controller.plan import plan_run
 from aif.controller.run import AIMHandle, WorkflowResult, WorkflowRun
@@ -187,10 +188,9 @@ class JobManager:
                 hold=hold,
             )
         )
-        state = record.state.value
-        self._record(record.id, "state", "controller", {"job": state, "queues": record.queues})
+        self._record(record.id, JobStateChanged.named(record.state.value, queues=record.queues))
         for warning in resolved.warnings:
-            self._record(record.id, "log", "controller", {"level": "warning", "message": warning})
+            self._record(record.id, LogLine(warning, "warning"))
         self._wake.set()
         return self._json(record)
 
@@ -398,9 +398,7 @@ class JobManager:
             fields["ended"] = now
         if outcome.retry_in is not None:
             fields["not_before"] = now + outcome.retry_in
-            self._record(
-                record.id, "log", "controller", {"level": "warning", "message": outcome.detail}
-            )
+            self._record(record.id, LogLine(outcome.detail, "warning"))
         self._set(record.id, outcome.state, outcome.detail, **fields)
         self.store.prune_events(record.id, EVENTS_KEPT)
 
@@ -422,22 +420,27 @@ class JobManager:
 
     def _set(self, job: str, state: JobState, detail: str, **fields: Any) -> dict[str, Any]:
         record = self.store.update(job, state=state, detail=detail, **fields)
-        data: dict[str, Any] = {"job": state.value}
-        if detail:
-            data["detail"] = detail
-        self._record(job, "state", "controller", data)
+        self._record(job, JobStateChanged.named(state.value, detail))
         return self._json(record)
 
-    def _record(self, job: str, topic: str, source: str, data: dict[str, Any]) -> None:
-        self.events.add(job, topic, source, data)
+    def _record(self, job: str, payload: JobStateChanged | LogLine) -> None:
+        """Log an event of the daemon's own about ``job`` (its source is the controller)."""
+        self.events.add(job, payload.topic, CONTROLLER, payload.to_data())
 
     def _on_event(self, event: Event) -> None:
+        """Log a controller event of a running job; follow its run's suspend and resume.
+
+        The event is stored as it came (its ``data`` map); only a run's own state is read,
+        as a typed payload, so whatever an AIM sends cannot upset the job's record.
+        """
         if event.workflow is None or event.workflow not in self._attempts:
             return
         self.events.add(event.workflow, event.topic, event.source, event.data, event.time)
-        run_state = event.data.get("run") if event.source == "controller" else None
-        if run_state in ("suspended", "running"):
-            state = JobState.SUSPENDED if run_state == "suspended" else JobState.RUNNING
+        payload = event.payload
+        if event.source != CONTROLLER or not isinstance(payload, RunStateChanged):
+            return
+        if payload.state in ("suspended", "running"):
+            state = JobState.SUSPENDED if payload.state == "suspended" else JobState.RUNNING
             with contextlib.suppress(AIFError):
                 record = self.store.get(event.workflow)
                 if record.state in (JobState.RUNNING, JobState.SUSPENDED):
