@@ -50,14 +50,16 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import zmq
 
 from aif.controller.controller import Controller
 from aif.controller.run import RunState
 from aif.daemon.client import Client, read_daemon_file
+from aif.daemon.records import JobRecord, JobState
 from aif.workflow import load_workflow, resolve
 from benchmarks.machine import describe, rounded
 
@@ -89,8 +91,8 @@ while sock.recv() != b"end":
     sock.send(b"ok")
 sock.send(b"ok")
 """
-LIVE = ["queued", "held", "starting", "running", "suspended", "stopping"]
-FINAL = ["succeeded", "failed", "cancelled", "stopped", "interrupted"]
+LIVE = [s for s in JobState if not s.final]
+FINAL = [s for s in JobState if s.final]
 LATENCY_ROWS = {
     "submit_rpc": "submit call, client side",
     "submit_to_start": "submit -> start (dispatched)",
@@ -131,7 +133,7 @@ class Daemon:
                 self.fail("the daemon did not start")
             time.sleep(0.05)
 
-    def fail(self, why: str) -> None:
+    def fail(self, why: str) -> NoReturn:
         tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
         raise SystemExit(f"{why}; daemon log ({self.log}):\n{tail}")
 
@@ -147,40 +149,53 @@ class Daemon:
                 self.proc.wait(10)
         return time.perf_counter() - start
 
-    def wait_all(self, client: Client, ids: list[str], poll: float) -> list[dict[str, Any]]:
+    def wait_all(self, client: Client, ids: list[str], poll: float) -> list[Ended]:
         """Poll until none of ``ids`` is unfinished; their records, each checked."""
         deadline, wanted = time.monotonic() + 600, set(ids)
-        while wanted & {j["id"] for j in client.jobs(LIVE)}:
+        while wanted & {j.id for j in client.jobs(LIVE)}:
             if time.monotonic() > deadline:
                 self.fail(f"jobs still unfinished after 600 s, e.g. {min(wanted)}")
             time.sleep(poll)
-        ended = {j["id"]: j for j in client.jobs(FINAL) if j["id"] in wanted}
+        ended = {j.id: j for j in client.jobs(FINAL) if j.id in wanted}
+        out: dict[str, Ended] = {}
         for record in ended.values():
-            result = record.get("result") or {}
+            result = record.result or {}
             sim = result.get("results", {}).get("simulator", {}).get("trivial", {})
-            if record["state"] != "succeeded" or sim.get("status") != "completed":
-                why = f"{record['state']} {record['detail']!r}, simulator result {sim}"
-                self.fail(f"job {record['id']} did not run its experiment: {why}")
-        return [ended[i] for i in ids]
+            succeeded = record.state is JobState.SUCCEEDED and sim.get("status") == "completed"
+            if not succeeded or record.started is None or record.ended is None:
+                why = f"{record.state} {record.detail!r}, simulator result {sim}"
+                self.fail(f"job {record.id} did not run its experiment: {why}")
+            out[record.id] = Ended(record, record.submitted, record.started, record.ended)
+        return [out[i] for i in ids]
+
+
+@dataclass(frozen=True)
+class Ended:
+    """A job that ran its experiment, and its times."""
+
+    record: JobRecord
+    submitted: float
+    started: float
+    ended: float
 
 
 def one_job(daemon: Daemon, client: Client, workflow: Path, out: dict[str, list[float]]) -> None:
     """One job through the idle daemon; its latencies appended to ``out``."""
     t0 = time.perf_counter()
-    job = client.submit(workflow)["id"]
+    job = client.submit(workflow).id
     out["submit_rpc"].append(time.perf_counter() - t0)
     record = daemon.wait_all(client, [job], 0.02)[0]
-    submitted = record["submitted"]
-    running = (e["time"] for e in client.logs(job) if e["data"].get("job") == "running")
-    out["submit_to_start"].append(record["started"] - submitted)
+    submitted = record.submitted
+    running = (e.time for e in client.logs(job) if e.data.get("job") == "running")
+    out["submit_to_start"].append(record.started - submitted)
     out["submit_to_running"].append(next(running) - submitted)
-    out["submit_to_end"].append(record["ended"] - submitted)
+    out["submit_to_end"].append(record.ended - submitted)
 
 
 def throughput(daemon: Daemon, client: Client, workflow: Path, n: int) -> dict[str, Any]:
-    ids = [client.submit(workflow)["id"] for _ in range(n)]
+    ids = [client.submit(workflow).id for _ in range(n)]
     records = daemon.wait_all(client, ids, 0.05)
-    seconds = max(r["ended"] for r in records) - min(r["submitted"] for r in records)
+    seconds = max(r.ended for r in records) - min(r.submitted for r in records)
     return {"jobs": n, "seconds": seconds, "jobs_per_s": n / seconds}
 
 
@@ -207,7 +222,7 @@ async def measure(folder: Path, sizes: dict[str, int], process: bool) -> dict[st
                     print(f"  daemon, simulator {placement} ...", file=sys.stderr, flush=True)
                     workflow, inproc = folder / f"dispatch-{placement}.yaml", placement == "inproc"
                     k, n = (sizes["k"], sizes["n"]) if inproc else (sizes["kp"], sizes["np"])
-                    first = daemon.wait_all(client, [client.submit(workflow)["id"]], 0.02)[0]
+                    first = daemon.wait_all(client, [client.submit(workflow).id], 0.02)[0]
                     if inproc:
                         await embedded_job(controller, workflow)  # its torch import
                     samples: dict[str, list[float]] = defaultdict(list)
@@ -220,7 +235,7 @@ async def measure(folder: Path, sizes: dict[str, int], process: bool) -> dict[st
                         seconds = samples.pop("embedded")
                         out["embedded"] = {"jobs_per_s": k / sum(seconds), "run": stats(seconds)}
                     out[placement] = {
-                        "cold_first_job_s": first["ended"] - first["submitted"],
+                        "cold_first_job_s": first.ended - first.submitted,
                         "latency": {key: stats(v) for key, v in samples.items()},
                         "throughput": throughput(daemon, client, workflow, n),
                     }

@@ -13,9 +13,12 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from aif.storage.paths import default_state_dir
+
+if TYPE_CHECKING:
+    from aif.daemon.client import Client
 
 #: Exit codes of every ``aif`` command: success; the run, job or check failed; bad
 #: input (a file, an argument); interrupted by Ctrl-C (128 + SIGINT, as shells say it).
@@ -40,7 +43,7 @@ def state_dir_of(args: argparse.Namespace) -> Path:
     return Path(args.state_dir) if args.state_dir else default_state_dir()
 
 
-def connect(args: argparse.Namespace) -> Any:
+def connect(args: argparse.Namespace) -> Client:
     """A client of the daemon ``--controller``, ``$AIF_CONTROLLER`` or the state dir names.
 
     Over tcp to a secure daemon it dials CURVE with this state directory's identity and

@@ -163,17 +163,17 @@ def cmd_controller_status(args: argparse.Namespace) -> int:
             print(str(exc))
         return EXIT_FAILED
     if args.json:
-        print_json({"running": True, **info})
+        print_json({"running": True, **info.to_json()})
         return EXIT_OK
-    counts = ", ".join(f"{n} {state}" for state, n in sorted(info["jobs"].items())) or "no jobs"
-    print(f"controller daemon pid {info['pid']} on {info['machine']}, up {info['uptime']:.0f} s")
-    print(f"  User API:   {', '.join(info['api'])}")
-    print(f"  AIM API:    {info['aim_api']}")
-    if info.get("curve"):
-        print(f"  profile:    {info.get('profile', 'basic')}, CURVE key {info['curve']}")
-    print(f"  state dir:  {info['state_dir']}")
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(info.jobs.items())) or "no jobs"
+    print(f"controller daemon pid {info.pid} on {info.machine}, up {info.uptime:.0f} s")
+    print(f"  User API:   {', '.join(info.api)}")
+    print(f"  AIM API:    {info.aim_api}")
+    if info.curve:
+        print(f"  profile:    {info.profile}, CURVE key {info.curve}")
+    print(f"  state dir:  {info.state_dir}")
     print(f"  jobs:       {counts}")
-    if info["draining"]:
+    if info.draining:
         print("  draining: taking no new jobs")
     return EXIT_OK
 

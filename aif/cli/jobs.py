@@ -2,9 +2,10 @@
 ``resume``, ``cancel``, ``aims``.
 
 Each is a thin layer over :class:`aif.Client`, so what the CLI can do a script can do
-in Python. Listings print a table for people and, with ``--json``, one JSON document
-for scripts. ``aif submit`` prints the job id alone on stdout (``id=$(aif submit
-wf.yaml)``) and the rest on stderr.
+in Python. The client returns the daemon's records (``aif.daemon.records``); listings
+print a table for people and, with ``--json``, one JSON document for scripts: each
+record's ``to_json()``, the JSON the daemon sent. ``aif submit`` prints the job id
+alone on stdout (``id=$(aif submit wf.yaml)``) and the rest on stderr.
 """
 
 from __future__ import annotations
@@ -13,9 +14,13 @@ import argparse
 import datetime as dt
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aif.cli.common import EXIT_FAILED, EXIT_OK, add_target, age, connect, print_json, table
+
+if TYPE_CHECKING:
+    from aif.daemon.client import Client
+    from aif.daemon.records import EventRow, JobRecord
 
 # -- jobs ----------------------------------------------------------------------------------
 
@@ -25,17 +30,17 @@ def cmd_submit(args: argparse.Namespace) -> int:
     with connect(args) as client:
         job = client.submit(args.file, args.set, priority=args.priority, hold=args.hold)
         if args.wait:
-            job = client.wait(job["id"])
+            job = client.wait(job.id)
     if args.json:
-        print_json(job)
+        print_json(job.to_json())
     else:
-        print(job["id"])
-        where = " or ".join(job["queues"])
-        print(
-            f"{job['state']} in {where}; follow it: aif logs {job['id']} --follow", file=sys.stderr
-        )
+        print(job.id)
+        where = " or ".join(job.queues)
+        print(f"{job.state} in {where}; follow it: aif logs {job.id} --follow", file=sys.stderr)
     if args.wait:
-        return EXIT_OK if job["state"] == "succeeded" else EXIT_FAILED
+        from aif.daemon.records import JobState
+
+        return EXIT_OK if job.state is JobState.SUCCEEDED else EXIT_FAILED
     return EXIT_OK
 
 
@@ -45,17 +50,17 @@ def cmd_ps(args: argparse.Namespace) -> int:
     with connect(args) as client:
         jobs = client.jobs(states if states else None, args.limit) if not args.all else _all(client)
     if args.json:
-        print_json(jobs)
+        print_json([j.to_json() for j in jobs])
         return EXIT_OK
     rows = [
         [
-            j["id"],
-            j["state"],
-            j["instance"] or j["queue"],
-            str(j["priority"]),
-            str(j["attempts"]),
-            age(j["submitted"]),
-            (j["detail"] or "")[:90],
+            j.id,
+            j.state.value,
+            j.instance or j.queue or j.queues[0],
+            str(j.priority),
+            str(j.attempts),
+            age(j.submitted),
+            j.detail[:90],
         ]
         for j in jobs
     ]
@@ -66,11 +71,10 @@ def cmd_ps(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _all(client: Any) -> list[Any]:
-    from aif.daemon.state import JobState
+def _all(client: Client) -> list[JobRecord]:
+    from aif.daemon.records import JobState
 
-    result: list[Any] = client.jobs([s.value for s in JobState])
-    return result
+    return client.jobs(list(JobState))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -78,76 +82,70 @@ def cmd_status(args: argparse.Namespace) -> int:
     with connect(args) as client:
         status = client.status(args.job)
     if args.json:
-        print_json(status)
+        print_json(status.to_json())
         return EXIT_OK
-    job = status["job"]
-    print(f"job        {job['id']}")
-    print(f"workflow   {job['workflow']} ({job['source']})")
-    print(f"state      {job['state']}" + (f": {job['detail']}" if job["detail"] else ""))
-    if "waiting" in status:
-        print(f"waiting    {status['waiting']}")
-    print(f"queues     {', '.join(job['queues'])}   priority {job['priority']}")
-    print(f"instance   {job['instance'] or '-'}   attempts {job['attempts']}")
-    started, ended = age(job["started"]), age(job["ended"])
-    print(f"submitted  {age(job['submitted'])}   started {started}   ended {ended}")
-    if job["overrides"]:
-        print(f"--set      {' '.join(job['overrides'])}")
-    result = job.get("result")
-    if result:
-        for aim, values in result.get("results", {}).items():
+    job = status.job
+    print(f"job        {job.id}")
+    print(f"workflow   {job.workflow} ({job.source})")
+    print(f"state      {job.state}" + (f": {job.detail}" if job.detail else ""))
+    if status.waiting is not None:
+        print(f"waiting    {status.waiting}")
+    print(f"queues     {', '.join(job.queues)}   priority {job.priority}")
+    print(f"instance   {job.instance or '-'}   attempts {job.attempts}")
+    started, ended = age(job.started), age(job.ended)
+    print(f"submitted  {age(job.submitted)}   started {started}   ended {ended}")
+    if job.overrides:
+        print(f"--set      {' '.join(job.overrides)}")
+    if job.result:
+        for aim, values in job.result.get("results", {}).items():
             for key, value in values.items():
                 print(f"result     {aim}.{key} = {json.dumps(value, default=str)[:200]}")
-    if status["aims"]:
+    if status.aims:
         rows = [
-            [a["name"], a["type"], a["placement"], a["state"], str(a["pid"] or "-"), a["host"]]
-            for a in status["aims"]
+            [a.name, a.type, a.placement, a.state, str(a.pid or "-"), a.host] for a in status.aims
         ]
         table("AIMs", ["AIM", "TYPE", "PLACEMENT", "STATE", "PID", "HOST"], rows)
     return EXIT_OK
 
 
-def format_event(event: dict[str, Any]) -> str:
+def format_event(event: EventRow) -> str:
     """One event as a log line: time, source, topic, data."""
-    stamp = dt.datetime.fromtimestamp(event["time"]).strftime("%H:%M:%S")
-    data = event["data"]
-    if event["topic"] == "log" and "message" in data:
+    stamp = dt.datetime.fromtimestamp(event.time).strftime("%H:%M:%S")
+    data = event.data
+    if event.topic == "log" and "message" in data:
         text = f"{data.get('level', 'info')}: {data['message']}"
     else:
         text = " ".join(f"{k}={json.dumps(v, default=str)}" for k, v in data.items())
-    return f"{stamp} {event['source']:>12} {event['topic']:<8} {text}"
+    return f"{stamp} {event.source:>12} {event.topic:<8} {text}"
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
     """A job's events; with --follow until it ends."""
     with connect(args) as client:
-        job_id = client.status(args.job)["job"]["id"]
+        job_id = client.status(args.job).job.id
         for event in client.logs(job_id, follow=args.follow):
             if args.json:
-                print(json.dumps(event, default=str), flush=True)
+                print(json.dumps(event.to_json(), default=str), flush=True)
             else:
                 print(format_event(event), flush=True)
         if args.follow:
-            final = client.status(job_id)["job"]
+            final = client.status(job_id).job
             if not args.json:
-                print(
-                    f"job {job_id} {final['state']}"
-                    + (f": {final['detail']}" if final["detail"] else "")
-                )
-            return EXIT_OK if final["state"] == "succeeded" else EXIT_FAILED
+                print(f"job {job_id} {final.state}" + (f": {final.detail}" if final.detail else ""))
+            from aif.daemon.records import JobState
+
+            return EXIT_OK if final.state is JobState.SUCCEEDED else EXIT_FAILED
     return EXIT_OK
 
 
 def _job_verb(verb: str) -> Any:
     def command(args: argparse.Namespace) -> int:
         with connect(args) as client:
-            job = getattr(client, verb)(args.job)
+            job: JobRecord = getattr(client, verb)(args.job)
         if args.json:
-            print_json(job)
+            print_json(job.to_json())
         else:
-            print(
-                f"job {job['id']}: {job['state']}"
-                + (f" ({job['detail']})" if job["detail"] else "")
-            )
+            print(f"job {job.id}: {job.state}" + (f" ({job.detail})" if job.detail else ""))
         return EXIT_OK
 
     command.__doc__ = f"{verb.capitalize()} a job."
@@ -159,37 +157,28 @@ def cmd_aims(args: argparse.Namespace) -> int:
     with connect(args) as client:
         aims = client.aims()
     if args.json:
-        print_json(aims)
+        print_json(aims.to_json())
         return EXIT_OK
     rows = [
         [
-            i["name"],
-            i["queue"],
-            i["state"],
-            i["load"],
-            " ".join(f"{k}={v}" for k, v in i["capabilities"].items()),
-            ", ".join(i["running"]),
+            i.name,
+            i.queue,
+            i.state,
+            i.load,
+            " ".join(f"{k}={v}" for k, v in i.capabilities.items()),
+            ", ".join(i.running),
         ]
-        for i in aims["instances"]
+        for i in aims.instances
     ]
     table("instances", ["INSTANCE", "QUEUE", "STATE", "LOAD", "CAPABILITIES", "JOBS"], rows)
-    if aims["hosts"]:
+    if aims.hosts:
         rows = [
-            [h["job"], h["name"], h["type"], h["placement"], h["state"], str(h["pid"] or "-")]
-            for h in aims["hosts"]
+            [h.job, h.name, h.type, h.placement, h.state, str(h.pid or "-")] for h in aims.hosts
         ]
         table("running AIMs", ["JOB", "AIM", "TYPE", "PLACEMENT", "STATE", "PID"], rows)
-    if aims.get("peer_hosts"):
+    if aims.peer_hosts:
         rows = [
-            [
-                str(h.get("workflow")),
-                str(h.get("aim")),
-                str(h.get("type")),
-                str(h.get("pid")),
-                str(h.get("controller")),
-                str(h.get("state")),
-            ]
-            for h in aims["peer_hosts"]
+            [h.workflow, h.aim, h.type, str(h.pid), h.controller, h.state] for h in aims.peer_hosts
         ]
         table(
             "AIMs hosted for peer controllers", ["RUN", "AIM", "TYPE", "PID", "FOR", "STATE"], rows

@@ -6,6 +6,13 @@ state directory, ``Client(state_dir=...)`` another one, ``Client(address=...)`` 
 daemon by its ``ipc://`` or ``tcp://`` User API address. Calls are synchronous and time
 out with a ``DaemonError`` that says how to check on the daemon; scripts need no asyncio.
 
+Replies come back as the daemon's own records (``aif.daemon.records``): a job is a
+``JobRecord`` (``job.state is JobState.SUCCEEDED``), ``status`` a ``JobStatus``, ``logs``
+yields ``EventRow``s, ``aims`` gives an ``AIMListing``, ``ping`` a ``DaemonInfo``; each
+``to_json()`` is the JSON the daemon sent. A reply that does not fit its record raises
+``MalformedMessage`` naming the field. ``call`` sends any request and returns its
+result as decoded, unchecked. A closed client refuses every call: make a new one.
+
 From inside an event loop (a controller asking another to host AIMs), use
 ``aif.controller.launchers.peer.ask``, which also notices a peer that is not there at once.
 
@@ -34,7 +41,8 @@ from zmq.utils.monitor import parse_monitor_message
 
 from aif.api import user as user_api
 from aif.communication.addresses import WILDCARD_HOSTS, tcp_host
-from aif.errors import ChannelError, DaemonError
+from aif.daemon.records import AIMListing, DaemonInfo, EventRow, JobRecord, JobStatus
+from aif.errors import ChannelError, DaemonError, MalformedMessage
 from aif.security.curve import (
     ClientKeys,
     CurvePair,
@@ -191,9 +199,18 @@ class Client:
         self._connected = False
         self._sock.connect(address)
         self._rids = itertools.count(1)
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` was called (or its ``with`` block ended)."""
+        return self._closed
 
     def close(self) -> None:
-        """Close the socket."""
+        """Close the socket; later calls raise ``DaemonError``. Closing twice is harmless."""
+        if self._closed:
+            return
+        self._closed = True
         if self._monitor is not None:
             self._sock.disable_monitor()
             self._monitor.close(linger=0)
@@ -207,7 +224,12 @@ class Client:
         self.close()
 
     def call(self, op: str, timeout: float | None = None, **params: Any) -> Any:
-        """Send one request and return its result (or raise the error it names)."""
+        """Send one request and return its result as decoded, unchecked (or raise the
+        error it names): the escape hatch for requests the typed verbs do not cover."""
+        if self._closed:
+            raise DaemonError(
+                f"this aif.Client of {self.address} is closed; make a new aif.Client to call {op!r}"
+            )
         rid = next(self._rids)
         self._sock.send(user_api.pack({"op": op, "rid": rid, **params}))
         wait = self.timeout if timeout is None else timeout
@@ -262,10 +284,16 @@ class Client:
 
     # -- the User API ------------------------------------------------------------------
 
-    def ping(self) -> dict[str, Any]:
+    @property
+    def _sender(self) -> str:
+        return f"the controller at {self.address}"
+
+    def _job(self, data: object) -> JobRecord:
+        return JobRecord.from_json(data, self._sender)
+
+    def ping(self) -> DaemonInfo:
         """The daemon's pid, version, endpoints, job counts and uptime."""
-        result: dict[str, Any] = self.call("ping")
-        return result
+        return DaemonInfo.from_json(self.call("ping"), self._sender)
 
     def submit(
         self,
@@ -274,7 +302,7 @@ class Client:
         *,
         priority: int = 0,
         hold: bool = False,
-    ) -> dict[str, Any]:
+    ) -> JobRecord:
         """Queue the AIW in file ``workflow``; returns the job (its ``id`` names it later).
 
         The file is read here and its text travels, so the job runs as submitted even if
@@ -285,74 +313,83 @@ class Client:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise DaemonError(f"cannot read workflow file {str(path)!r}: {exc.strerror}") from exc
-        result: dict[str, Any] = self.call(
-            "submit",
-            text=text,
-            source=str(path),
-            overrides=list(overrides),
-            base_dir=str(path.resolve().parent),
-            work_dir=os.getcwd(),
-            priority=priority,
-            hold=hold,
+        return self._job(
+            self.call(
+                "submit",
+                text=text,
+                source=str(path),
+                overrides=list(overrides),
+                base_dir=str(path.resolve().parent),
+                work_dir=os.getcwd(),
+                priority=priority,
+                hold=hold,
+            )
         )
-        return result
 
-    def jobs(self, states: Sequence[str] | None = None, limit: int | None = None) -> list[Any]:
-        """Jobs, oldest first (by default: unfinished ones and the latest finished)."""
-        result: list[Any] = self.call(
-            "list", states=list(states) if states is not None else None, limit=limit
-        )
-        return result
+    def jobs(
+        self, states: Sequence[str] | None = None, limit: int | None = None
+    ) -> list[JobRecord]:
+        """Jobs, oldest first (by default: unfinished ones and the latest finished).
 
-    def status(self, job: str) -> dict[str, Any]:
-        """One job: record, waiting reason, AIMs."""
-        result: dict[str, Any] = self.call("status", job=job)
-        return result
+        ``states``: only jobs in these (``JobState`` members or their values).
+        """
+        wanted = [str(s) for s in states] if states is not None else None
+        result = self.call("list", states=wanted, limit=limit)
+        if not isinstance(result, list):
+            raise MalformedMessage(f"{self._sender} sent a job list that is not a list")
+        return [self._job(job) for job in result]
 
-    def logs(self, job: str, *, after: int = 0, follow: bool = False) -> Iterator[dict[str, Any]]:
+    def status(self, job: str) -> JobStatus:
+        """One job: its record, why it waits, its AIMs while it runs."""
+        return JobStatus.from_json(self.call("status", job=job), self._sender)
+
+    def logs(self, job: str, *, after: int = 0, follow: bool = False) -> Iterator[EventRow]:
         """The job's events in order; with ``follow``, until the job has ended."""
         while True:
             page = self.call("logs", job=job, after=after)
-            events: list[dict[str, Any]] = page["events"]
+            if not isinstance(page, dict) or not isinstance(page.get("events"), list):
+                raise MalformedMessage(f"{self._sender} sent a page of events that is not one")
+            job_id = page.get("job", job)
+            events = [
+                EventRow.from_json({**e, "job": job_id} if isinstance(e, dict) else e, self._sender)
+                for e in page["events"]
+            ]
             yield from events
             if events:
-                after = events[-1]["seq"]
+                after = events[-1].seq
                 continue
-            if not follow or page["final"]:
+            if not follow or page.get("final"):
                 return
             time.sleep(FOLLOW_INTERVAL)
 
-    def suspend(self, job: str) -> dict[str, Any]:
+    def suspend(self, job: str) -> JobRecord:
         """Pause a running job, or hold a queued one."""
-        result: dict[str, Any] = self.call("suspend", job=job)
-        return result
+        return self._job(self.call("suspend", job=job))
 
-    def resume(self, job: str) -> dict[str, Any]:
+    def resume(self, job: str) -> JobRecord:
         """Continue a suspended or held job."""
-        result: dict[str, Any] = self.call("resume", job=job)
-        return result
+        return self._job(self.call("resume", job=job))
 
-    def cancel(self, job: str) -> dict[str, Any]:
+    def cancel(self, job: str) -> JobRecord:
         """Stop a job; what it produced so far is kept."""
-        result: dict[str, Any] = self.call("cancel", job=job)
-        return result
+        return self._job(self.call("cancel", job=job))
 
-    def aims(self) -> dict[str, Any]:
-        """Instances (queue, state, capabilities, load) and the AIMs running now."""
-        result: dict[str, Any] = self.call("aims")
-        return result
+    def aims(self) -> AIMListing:
+        """Instances (queue, state, capabilities, load), the AIMs running now, and the AIMs
+        hosted for peer controllers."""
+        return AIMListing.from_json(self.call("aims"), self._sender)
 
     def shutdown(self) -> None:
         """Ask the daemon to drain and exit."""
         self.call("shutdown")
 
-    def wait(self, job: str, timeout: float | None = None, poll: float = 0.2) -> dict[str, Any]:
+    def wait(self, job: str, timeout: float | None = None, poll: float = 0.2) -> JobRecord:
         """Block until the job is in a final state; returns its record."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            record: dict[str, Any] = self.status(job)["job"]
-            if record["final"]:
+            record = self.status(job).job
+            if record.final:
                 return record
             if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"job {job} is still {record['state']} after {timeout:g} s")
+                raise TimeoutError(f"job {job} is still {record.state} after {timeout:g} s")
             time.sleep(poll)

@@ -22,7 +22,7 @@ from typing import Any
 from aif.controller.plan import PlannedAIM
 from aif.controller.run import RunState, WorkflowResult
 from aif.daemon.records import JobState
-from aif.workflow.model import OnRestart
+from aif.workflow.policies import OnRestart
 
 
 @dataclass(frozen=True)

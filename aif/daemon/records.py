@@ -1,16 +1,36 @@
-"""What the daemon knows of a job, as plain values: its states and its stored record.
+"""What the daemon knows of a job, and what its User API replies carry, as typed values.
 
-Kept apart from the SQLite store (``state.py``) so the scheduler, the User API and the
-CLI can speak of jobs without a database in reach.
+The records here are the vocabulary the daemon and ``aif.Client`` share: the daemon
+stores and serves them, the client rebuilds them from the msgpack maps it receives
+(``from_json``) and the CLI prints them back (``to_json``, the same JSON the wire
+carries). Kept apart from the SQLite store (``state.py``), the client and the CLI, so
+the scheduler, the User API and the CLI can speak of jobs without a database in reach::
+
+    ping()    → DaemonInfo
+    submit(), suspend(), resume(), cancel(), wait(), jobs()
+              → JobRecord (one, or a list)
+    status()  → JobStatus: the JobRecord, why it waits, its RunningAIMs
+    logs()    → EventRow, one per event
+    aims()    → AIMListing: InstanceRecords, the JobAIMs running now, PeerHostedAIMs
+
+Imports nothing of the client, the CLI or the workflow loader; pydantic (which checks a
+reply field by field) only when a reply is first read.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
-from aif.workflow.model import OnRestart
+from aif.errors import MalformedMessage
+from aif.workflow.policies import OnRestart
+
+if TYPE_CHECKING:
+    import pydantic
+
+#: Who sent a reply, as ``from_json`` names it in an error unless told.
+_SENDER = "the controller"
 
 
 class JobState(enum.StrEnum):
@@ -43,6 +63,65 @@ _FINAL = frozenset(map(JobState, ("succeeded", "failed", "cancelled", "stopped",
 _LIVE = frozenset(map(JobState, ("starting", "running", "suspended", "stopping")))
 
 
+class _Record:
+    """A frozen dataclass read from a User API reply and written back as the same JSON.
+
+    ``from_json`` checks every field (types, enum values) and ignores keys it does not
+    know, so an older client still reads a newer daemon; ``to_json`` gives the fields in
+    their declared order (the order of the wire's map): enums as values, tuples as lists,
+    nested records as their JSON.
+    """
+
+    #: What one is called in an error: ``a job``, ``an instance``.
+    _what = "a record"
+
+    @classmethod
+    def from_json(cls, data: object, sender: str = _SENDER) -> Self:
+        """The record in ``data`` (a decoded reply); ``MalformedMessage`` names each wrong
+        field. ``sender`` names who sent it (``the controller at ipc://...``)."""
+        import pydantic
+
+        try:
+            record: Self = _adapter(cls).validate_python(data)
+        except pydantic.ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or '<reply>'}: {err['msg']}"
+                for err in exc.errors(include_url=False)
+            )
+            raise MalformedMessage(
+                f"{sender} sent {cls._what} that is not one ({problems}); "
+                "are the client and the daemon the same aif version? (`aif controller status`)"
+            ) from exc
+        return record
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain JSON-able dict: what the User API sends for it."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
+
+
+_ADAPTERS: dict[type[_Record], pydantic.TypeAdapter[Any]] = {}
+
+
+def _adapter(cls: type[_Record]) -> pydantic.TypeAdapter[Any]:
+    """The checker of ``cls``, built when a reply first needs it (that costs milliseconds)."""
+    adapter = _ADAPTERS.get(cls)
+    if adapter is None:
+        import pydantic
+
+        adapter = _ADAPTERS[cls] = pydantic.TypeAdapter(cls)
+    return adapter
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, _Record):
+        return value.to_json()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
+
+
 @dataclass(frozen=True)
 class NewJob:
     """What ``submit`` hands the store; ``queues`` are the acceptable ones, preferred first."""
@@ -61,8 +140,14 @@ class NewJob:
 
 
 @dataclass(frozen=True)
-class JobRecord:
-    """One stored job without its workflow text (that is :meth:`JobStore.text`)."""
+class JobRecord(_Record):
+    """One job without its workflow text (that is :meth:`JobStore.text`).
+
+    What the store keeps, and what ``aif.Client`` returns for a job: ``result`` holds
+    the last attempt's outcome (state, error, seconds, per-AIM results, output counts).
+    """
+
+    _what = "a job"
 
     seq: int
     id: str
@@ -83,18 +168,29 @@ class JobRecord:
     ended: float | None
     not_before: float
     result: dict[str, Any] | None
+    #: The one of ``queues`` the daemon serves, as the User API reports it (None on a
+    #: record read from the store: which queue is served is the scheduler's to say).
+    queue: str | None = None
+
+    @property
+    def final(self) -> bool:
+        """True once nothing more will happen to the job."""
+        return self.state.final
 
     def to_json(self) -> dict[str, Any]:
-        """A plain JSON-able dict: the state as its value, tuples as lists."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out.update(state=self.state.value, overrides=list(self.overrides))
-        out["queues"] = list(self.queues)
+        """The job as the User API sends it: the fields, ``final``, then ``queue``."""
+        out = super().to_json()
+        queue = out.pop("queue")
+        out["final"] = self.final
+        out["queue"] = queue
         return out
 
 
 @dataclass(frozen=True)
-class EventRow:
+class EventRow(_Record):
     """One stored event of a job; ``seq`` orders all events and is the resume cursor."""
+
+    _what = "an event"
 
     seq: int
     job: str
@@ -102,3 +198,136 @@ class EventRow:
     topic: str
     source: str
     data: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        """The event as a ``logs`` page lists it (the page names the job, not each event)."""
+        out = super().to_json()
+        del out["job"]
+        return out
+
+
+@dataclass(frozen=True)
+class RunningAIM(_Record):
+    """An AIM of a running job, as ``status`` shows it."""
+
+    _what = "an AIM"
+
+    name: str
+    type: str
+    placement: str
+    state: str
+    pid: int | None
+    #: Where it runs, in words (``process 1234``, ``host on controller tcp://...``).
+    host: str
+    error: str | None
+
+
+@dataclass(frozen=True)
+class JobStatus(_Record):
+    """One job in detail: its record, why it waits (while queued), its AIMs (while live)."""
+
+    _what = "a job status"
+
+    job: JobRecord
+    aims: tuple[RunningAIM, ...] = ()
+    #: Why a queued job does not run yet, in words a user can act on; else None.
+    waiting: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The status as the User API sends it (``waiting`` only while there is a reason)."""
+        out = super().to_json()
+        if self.waiting is None:
+            del out["waiting"]
+        return out
+
+
+@dataclass(frozen=True)
+class InstanceRecord(_Record):
+    """An execution slot of the daemon (``cpu-0``), as ``aims`` lists it."""
+
+    _what = "an instance"
+
+    name: str
+    queue: str
+    #: ``idle``, ``busy`` (has room) or ``full``.
+    state: str
+    #: Jobs running of the most it takes, ``1/2``.
+    load: str
+    running: tuple[str, ...]
+    capabilities: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class JobAIM(_Record):
+    """An AIM of a job running now, and the instance the job runs on, as ``aims`` lists it."""
+
+    _what = "an AIM"
+
+    job: str
+    instance: str
+    name: str
+    type: str
+    placement: str
+    state: str
+    pid: int | None
+    host: str
+    error: str | None
+
+
+@dataclass(frozen=True)
+class PeerHostedAIM(_Record):
+    """An AIM this daemon hosts (or hosted) for a peer controller's run (C2C)."""
+
+    _what = "a peer-hosted AIM"
+
+    #: The peer's run.
+    workflow: str
+    aim: str
+    type: str
+    pid: int
+    #: The peer's AIM API, where the host registered.
+    controller: str
+    origin: str
+    #: ``running`` or ``exited STATUS``.
+    state: str
+    #: When it started (running) or ended.
+    since: float
+
+
+@dataclass(frozen=True)
+class AIMListing(_Record):
+    """The daemon's instances, the AIMs of its running jobs, and those it hosts for peers."""
+
+    _what = "an AIM listing"
+
+    instances: tuple[InstanceRecord, ...]
+    hosts: tuple[JobAIM, ...]
+    peer_hosts: tuple[PeerHostedAIM, ...] = ()
+
+
+@dataclass(frozen=True)
+class DaemonInfo(_Record):
+    """What ``ping`` says of a daemon: who and where it is, and how many jobs it has."""
+
+    _what = "a ping answer"
+
+    pid: int
+    version: str
+    machine: str
+    state_dir: str
+    #: User API endpoints, the ipc one first.
+    api: tuple[str, ...]
+    #: The AIM API's tcp endpoint (remote hosts register there).
+    aim_api: str | None
+    started: float
+    uptime: float
+    #: Stopping: it takes no new jobs.
+    draining: bool
+    #: How many jobs are in each state, every state listed.
+    jobs: dict[str, int]
+    #: How many instances it has.
+    instances: int
+    #: ``basic`` or ``secure``.
+    profile: str
+    #: Its CURVE public key (``curve:...``) in the secure profile, else None.
+    curve: str | None

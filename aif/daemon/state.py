@@ -43,7 +43,7 @@ from aif.daemon.records import (
     NewJob,
 )
 from aif.errors import JobNotFound, LifecycleError, StateError
-from aif.workflow.model import OnRestart
+from aif.workflow.policies import OnRestart
 
 __all__ = ["EventRow", "JobRecord", "JobState", "JobStore", "NewJob", "OnRestart"]
 

@@ -37,7 +37,7 @@ from aif.aims.metadata import (
     aim_ports,
 )
 from aif.workflow.model import AIMDecl
-from aif.workflow.resolve import ResolvedAIM, ResolvedWorkflow
+from aif.workflow.resolver import ResolvedAIM, ResolvedWorkflow
 
 #: ``ImplementerID`` of the AIW itself: the runtime that composed it.
 IMPLEMENTER = "aif"

@@ -10,7 +10,7 @@ Two things make the messages good, and both live here:
 * pydantic's errors are rewritten one per line as ``file:line: dotted.path: problem``
   by :mod:`aif.workflow.messages`.
 
-Whether AIM types exist and ports fit is :func:`aif.workflow.resolve.resolve`'s job.
+Whether AIM types exist and ports fit is :func:`aif.workflow.resolver.resolve`'s job.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ standard JSON)::
 
 Every model forbids unknown fields, so a typo is an error rather than a silently ignored
 setting. These models check the shape of the document only; whether AIM types exist,
-ports match and types fit is decided by :func:`aif.workflow.resolve.resolve`, which needs
+ports match and types fit is decided by :func:`aif.workflow.resolver.resolve`, which needs
 the AIM classes.
 """
 
@@ -37,7 +37,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -52,6 +52,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
 from aif.communication.limits import DEFAULT_QUEUE_SIZE, MAX_QUEUE_SIZE
+from aif.workflow.policies import OnRestart, Placement, Profile, RestartPolicy
 
 #: Workflow names: lowercase letters, digits and dashes (they become ids and file names).
 WORKFLOW_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
@@ -70,10 +71,6 @@ _PORT_REF_RE = re.compile(PORT_REF_PATTERN)
 #: A position in the document, as pydantic spells error locations.
 Loc = tuple[str | int, ...]
 
-Placement = Literal["inproc", "process", "remote"]
-Profile = Literal["basic", "secure"]
-RestartPolicy = Literal["never", "on-failure"]
-OnRestart = Literal["requeue", "interrupt"]
 #: A peer controller's User API, which it serves on tcp for the C2C API.
 PEER_ADDRESS_PATTERN = r"^tcp://[^\s:]+:[0-9]{1,5}$"
 PeerAddress = Annotated[str, StringConstraints(pattern=PEER_ADDRESS_PATTERN)]

@@ -28,6 +28,7 @@ import zmq.asyncio
 from aif import Controller, RunState
 from aif.communication.events import Event
 from aif.controller.launchers.peer import PeerLauncher, ask
+from aif.daemon.records import PeerHostedAIM
 from aif.errors import ControllerError, MalformedMessage
 from aif.workflow import ResolvedWorkflow, load_workflow_text, resolve
 
@@ -79,6 +80,11 @@ class Peer:
             return await ask(ctx, self.address, op, 10.0, **params)
         finally:
             ctx.destroy(linger=0)
+
+    async def hosted(self) -> list[PeerHostedAIM]:
+        """The AIMs B hosts (or hosted) for peers, as ``aif aims`` lists them."""
+        listing = (await self.call("aims"))["peer_hosts"]
+        return [PeerHostedAIM.from_json(h, f"the peer at {self.address}") for h in listing]
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +146,7 @@ async def test_an_aim_hosted_by_a_peer_runs_and_its_host_leaves_after(
         run = await a.launch(relay_workflow(peer.address))
         launcher = run.handles["relay"].launcher
         assert isinstance(launcher, PeerLauncher)
-        hosted = (await peer.call("aims"))["peer_hosts"]
+        hosted = await peer.hosted()
         result = await a.wait_run(run, timeout=30)
         a_address = a.endpoints["tcp"]
     assert result.ok, result.error
@@ -150,23 +156,21 @@ async def test_an_aim_hosted_by_a_peer_runs_and_its_host_leaves_after(
     assert launcher.description == (
         f"host on controller {peer.address} (pid {launcher.host_pid} on {socket.gethostname()})"
     )
-    mine = [h for h in hosted if h["workflow"] == run.id]
+    mine = [h for h in hosted if h.workflow == run.id]
     assert len(mine) == 1
-    assert mine[0]["aim"] == "relay" and mine[0]["type"] == "relay"
-    assert mine[0]["pid"] == launcher.host_pid and mine[0]["controller"] == a_address
-    assert mine[0]["state"] == "running"
+    assert mine[0].aim == "relay" and mine[0].type == "relay"
+    assert mine[0].pid == launcher.host_pid and mine[0].controller == a_address
+    assert mine[0].state == "running"
 
-    async def exited() -> dict[str, Any] | None:
-        listing = (await peer.call("aims"))["peer_hosts"]
-        return next(
-            (h for h in listing if h["workflow"] == run.id and h["state"] != "running"), None
-        )
+    async def exited() -> PeerHostedAIM | None:
+        listing = await peer.hosted()
+        return next((h for h in listing if h.workflow == run.id and h.state != "running"), None)
 
     deadline = time.monotonic() + 10
     while (record := await exited()) is None:
         assert time.monotonic() < deadline, "the host did not end after the run"
         await asyncio.sleep(0.1)
-    assert record["state"] == "exited 0"
+    assert record.state == "exited 0"
     assert gone(launcher.host_pid)
 
 
@@ -341,8 +345,7 @@ aims:
     assert "no heartbeat from its host on controller" in (result.error or "")
 
     async def state() -> str:
-        listing = (await peer.call("aims"))["peer_hosts"]
-        return next(h["state"] for h in listing if h["workflow"] == result.id)
+        return next(h.state for h in await peer.hosted() if h.workflow == result.id)
 
     deadline = time.monotonic() + 12  # released: 2 s to go by itself, SIGTERM, SIGKILL
     while (now := await state()) == "running":

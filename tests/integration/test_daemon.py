@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from aif.daemon.client import Client
+from aif.daemon.records import JobState
 from aif.errors import DaemonError, JobNotFound, LifecycleError, WorkflowError
 from tests.helpers.daemon import ROOT, DaemonProcess, gone, wait_for
 
@@ -82,9 +83,8 @@ def aif(*args: str, state_dir: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def state_of(client: Client, job: str) -> str:
-    state: str = client.status(job)["job"]["state"]
-    return state
+def state_of(client: Client, job: str) -> JobState:
+    return client.status(job).job.state
 
 
 # -- the User API ------------------------------------------------------------------------
@@ -95,19 +95,21 @@ def test_submit_runs_a_job_to_success_and_keeps_its_result(
 ) -> None:
     with daemon.client() as client:
         job = client.submit(trivial)
-        assert job["id"].startswith("trivial-") and job["state"] == "queued"
-        assert job["queues"] == ["cpu"]
-        done = client.wait(job["id"], timeout=30)
-        assert done["state"] == "succeeded", done
-        assert done["result"]["outputs"] == {"src.out": 3}
-        assert done["attempts"] == 1 and done["instance"] in ("cpu-0", "cpu-1")
-        events = list(client.logs(job["id"]))
-        states = [e["data"].get("job") for e in events if e["topic"] == "state"]
+        assert job.id.startswith("trivial-") and job.state is JobState.QUEUED
+        assert job.queues == ("cpu",) and job.queue == "cpu"
+        done = client.wait(job.id, timeout=30)
+        assert done.state is JobState.SUCCEEDED, done
+        assert done.final and done.result is not None
+        assert done.result["outputs"] == {"src.out": 3}
+        assert done.attempts == 1 and done.instance in ("cpu-0", "cpu-1")
+        events = list(client.logs(job.id))
+        assert all(e.job == job.id for e in events)
+        states = [e.data.get("job") for e in events if e.topic == "state"]
         assert states[0] == "queued" and states[-1] == "succeeded"
         assert "running" in states
-        assert any(e["source"] == "src" for e in events)
+        assert any(e.source == "src" for e in events)
         # a unique prefix names the job too
-        assert client.status(job["id"][:-2])["job"]["id"] == job["id"]
+        assert client.status(job.id[:-2]).job.id == job.id
 
 
 def test_the_cli_submits_lists_shows_and_follows(daemon: DaemonProcess, trivial: Path) -> None:
@@ -126,6 +128,9 @@ def test_the_cli_submits_lists_shows_and_follows(daemon: DaemonProcess, trivial:
     status = json.loads(aif("status", job, "--json", state_dir=state_dir).stdout)
     assert status["job"]["overrides"] == ["aims.src.params.records=[7]"]
     assert status["job"]["result"]["outputs"] == {"src.out": 1}
+    # the JSON the daemon sent, the derived keys included
+    assert status["job"]["final"] is True and status["job"]["queue"] == "cpu"
+    assert list(status) == ["job", "aims"] and status["aims"] == []
     table = aif("ps", state_dir=state_dir)
     assert job in table.stdout and "succeeded" in table.stdout
     aims = json.loads(aif("aims", "--json", state_dir=state_dir).stdout)
@@ -155,30 +160,28 @@ def test_bad_input_gets_a_clear_error_and_the_daemon_goes_on(
         # garbage bytes on the socket
         client._sock.send(b"\xc1\xc1 not msgpack")
         job = client.submit(trivial)
-        assert client.wait(job["id"], timeout=30)["state"] == "succeeded"
+        assert client.wait(job.id, timeout=30).state is JobState.SUCCEEDED
     cli = aif("status", "nope", state_dir=daemon.state_dir)
     assert cli.returncode == 2 and "no job 'nope'" in cli.stderr
 
 
 def test_suspend_resume_and_cancel_a_running_job(daemon: DaemonProcess, tmp_path: Path) -> None:
     with daemon.client() as client:
-        job = client.submit(ticker(tmp_path, "tick"))["id"]
-        wait_for(lambda: state_of(client, job) == "running", what="running")
+        job = client.submit(ticker(tmp_path, "tick")).id
+        wait_for(lambda: state_of(client, job) is JobState.RUNNING, what="running")
         with pytest.raises(LifecycleError, match="only held and suspended"):
             client.resume(job)
-        assert client.suspend(job)["state"] == "suspended"
+        assert client.suspend(job).state is JobState.SUSPENDED
         wait_for(
             lambda: any(
-                e["data"].get("state") == "suspended"
-                for e in client.logs(job)
-                if e["source"] == "tick"
+                e.data.get("state") == "suspended" for e in client.logs(job) if e.source == "tick"
             ),
             what="the AIM to pause",
         )
-        assert client.resume(job)["state"] == "running"
-        assert client.cancel(job)["state"] == "stopping"
+        assert client.resume(job).state is JobState.RUNNING
+        assert client.cancel(job).state is JobState.STOPPING
         final = client.wait(job, timeout=20)
-        assert final["state"] == "cancelled"
+        assert final.state is JobState.CANCELLED
         with pytest.raises(LifecycleError, match="already ended"):
             client.cancel(job)
 
@@ -188,12 +191,12 @@ def test_held_and_queued_jobs_can_be_released_or_cancelled(
 ) -> None:
     with daemon.client() as client:
         held = client.submit(trivial, hold=True)
-        assert held["state"] == "held"
-        queued_then_cancelled = client.submit(trivial, hold=True)["id"]
-        assert client.cancel(queued_then_cancelled)["state"] == "cancelled"
-        assert client.resume(held["id"])["state"] == "queued"
-        assert client.wait(held["id"], timeout=30)["state"] == "succeeded"
-        assert state_of(client, queued_then_cancelled) == "cancelled"
+        assert held.state is JobState.HELD
+        queued_then_cancelled = client.submit(trivial, hold=True).id
+        assert client.cancel(queued_then_cancelled).state is JobState.CANCELLED
+        assert client.resume(held.id).state is JobState.QUEUED
+        assert client.wait(held.id, timeout=30).state is JobState.SUCCEEDED
+        assert state_of(client, queued_then_cancelled) is JobState.CANCELLED
 
 
 # -- queues and scheduling -----------------------------------------------------------------
@@ -203,17 +206,18 @@ def test_a_full_queue_makes_jobs_wait_and_priority_goes_first(tmp_path: Path) ->
     proc = DaemonProcess(tmp_path / "state", "--instances", "cpu=1").start()
     try:
         with proc.client() as client:
-            busy = client.submit(ticker(tmp_path, "busy"))["id"]
-            wait_for(lambda: state_of(client, busy) == "running", what="running")
-            low = client.submit(ticker(tmp_path, "low", limit=2))["id"]
-            high = client.submit(ticker(tmp_path, "high", limit=2), priority=5)["id"]
-            status = wait_for(lambda: client.status(low).get("waiting"), what="a reason")
+            busy = client.submit(ticker(tmp_path, "busy")).id
+            wait_for(lambda: state_of(client, busy) is JobState.RUNNING, what="running")
+            low = client.submit(ticker(tmp_path, "low", limit=2)).id
+            high = client.submit(ticker(tmp_path, "high", limit=2), priority=5).id
+            status = wait_for(lambda: client.status(low).waiting, what="a reason")
             assert status == "waiting for a cpu instance (1 of 1 slots busy)"
             client.cancel(busy)
             client.wait(low, timeout=30)
-            high_job = client.status(high)["job"]
-            low_job = client.status(low)["job"]
-            assert high_job["started"] < low_job["started"]
+            high_job = client.status(high).job
+            low_job = client.status(low).job
+            assert high_job.started is not None and low_job.started is not None
+            assert high_job.started < low_job.started
     finally:
         proc.stop()
 
@@ -228,8 +232,8 @@ def test_a_job_no_instance_can_run_waits_with_the_reason(
     )
     with daemon.client() as client:
         job = client.submit(path)
-        assert job["queues"] == ["cuda"]
-        reason = wait_for(lambda: client.status(job["id"]).get("waiting"), what="a reason")
+        assert job.queues == ("cuda",)
+        reason = wait_for(lambda: client.status(job.id).waiting, what="a reason")
         assert "no instance serves queue 'cuda'" in reason
         assert "--instances cuda=1" in reason
 
@@ -242,26 +246,27 @@ def test_kill_9_of_the_daemon_loses_nothing(tmp_path: Path, trivial: Path) -> No
     state_dir = tmp_path / "state"
     first = DaemonProcess(state_dir, "--instances", "cpu=1").start()
     with first.client() as client:
-        done = client.submit(trivial)["id"]
+        done = client.submit(trivial).id
         client.wait(done, timeout=30)
-        requeued = client.submit(ticker(tmp_path, "again", limit=20))["id"]
-        wait_for(lambda: state_of(client, requeued) == "running", what="running")
+        requeued = client.submit(ticker(tmp_path, "again", limit=20)).id
+        wait_for(lambda: state_of(client, requeued) is JobState.RUNNING, what="running")
         interrupted_path = ticker(tmp_path, "stopped", limit=20, policy="on_restart: interrupt")
-        waiting = client.submit(trivial)["id"]
-        interrupted = client.submit(interrupted_path, priority=9)["id"]
-        assert state_of(client, waiting) == "queued"
+        waiting = client.submit(trivial).id
+        interrupted = client.submit(interrupted_path, priority=9).id
+        assert state_of(client, waiting) is JobState.QUEUED
     first.kill9()
     # a new daemon on the same state directory settles and goes on
     second = DaemonProcess(state_dir, "--instances", "cpu=2").start()
     try:
         with second.client() as client:
-            assert client.status(done)["job"]["result"]["outputs"] == {"src.out": 3}
-            assert client.wait(requeued, timeout=30)["state"] == "succeeded"
-            assert client.wait(waiting, timeout=30)["state"] == "succeeded"
+            result = client.status(done).job.result
+            assert result is not None and result["outputs"] == {"src.out": 3}
+            assert client.wait(requeued, timeout=30).state is JobState.SUCCEEDED
+            assert client.wait(waiting, timeout=30).state is JobState.SUCCEEDED
             record = client.wait(interrupted, timeout=30)
             # it was queued, not running, when the daemon died: it simply runs
-            assert record["state"] == "succeeded"
-            events = [e["data"].get("detail", "") for e in client.logs(requeued)]
+            assert record.state is JobState.SUCCEEDED
+            events = [e.data.get("detail", "") for e in client.logs(requeued)]
             assert any("re-queued: the controller restarted" in d for d in events)
     finally:
         second.stop()
@@ -273,15 +278,15 @@ def test_a_running_job_is_interrupted_when_its_workflow_says_so(tmp_path: Path) 
     first = DaemonProcess(state_dir, "--instances", "cpu=1").start()
     path = ticker(tmp_path, "fragile", policy="on_restart: interrupt")
     with first.client() as client:
-        job = client.submit(path)["id"]
-        wait_for(lambda: state_of(client, job) == "running", what="running")
+        job = client.submit(path).id
+        wait_for(lambda: state_of(client, job) is JobState.RUNNING, what="running")
     first.kill9()
     second = DaemonProcess(state_dir).start()
     try:
         with second.client() as client:
-            record = client.status(job)["job"]
-            assert record["state"] == "interrupted"
-            assert "the controller stopped while it was running" in record["detail"]
+            record = client.status(job).job
+            assert record.state is JobState.INTERRUPTED
+            assert "the controller stopped while it was running" in record.detail
     finally:
         second.stop()
 
@@ -290,15 +295,15 @@ def test_sigterm_drains_and_requeues_live_jobs(tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
     first = DaemonProcess(state_dir, "--instances", "cpu=1", "--drain-timeout", "10").start()
     with first.client() as client:
-        job = client.submit(ticker(tmp_path, "drained", limit=40))["id"]
-        wait_for(lambda: state_of(client, job) == "running", what="running")
+        job = client.submit(ticker(tmp_path, "drained", limit=40)).id
+        wait_for(lambda: state_of(client, job) is JobState.RUNNING, what="running")
     assert first.stop() == 0
     assert not (state_dir / "controller.json").exists()
     second = DaemonProcess(state_dir).start()
     try:
         with second.client() as client:
-            assert client.wait(job, timeout=30)["state"] == "succeeded"
-            assert client.status(job)["job"]["attempts"] == 2
+            assert client.wait(job, timeout=30).state is JobState.SUCCEEDED
+            assert client.status(job).job.attempts == 2
     finally:
         second.stop()
 
@@ -346,16 +351,17 @@ def test_a_job_whose_aim_host_is_killed_is_retried_on_another_instance(
     restart = "restart: on-failure\n    max_restarts: 1\n    restart_backoff: 0.2"
     path = ticker(tmp_path, "retried", limit=30, placement="process", extra=restart)
     with daemon.client() as client:
-        job = client.submit(path)["id"]
-        wait_for(lambda: state_of(client, job) == "running", what="running")
+        job = client.submit(path).id
+        wait_for(lambda: state_of(client, job) is JobState.RUNNING, what="running")
         first = client.status(job)
-        pid = first["aims"][0]["pid"]
+        pid = first.aims[0].pid
+        assert pid is not None
         os.kill(pid, signal.SIGKILL)
         record = client.wait(job, timeout=60)
-        assert record["state"] == "succeeded", record
-        assert record["attempts"] == 2
-        assert record["instance"] != first["job"]["instance"]
-        details = [e["data"].get("message", "") for e in client.logs(job) if e["topic"] == "log"]
+        assert record.state is JobState.SUCCEEDED, record
+        assert record.attempts == 2
+        assert record.instance != first.job.instance
+        details = [e.data.get("message", "") for e in client.logs(job) if e.topic == "log"]
         assert any("restart 1 of 1 for AIM 'tick'" in d and "SIGKILL" in d for d in details)
 
 
@@ -365,14 +371,14 @@ def test_a_job_fails_with_the_cause_when_restarts_run_out(
 ) -> None:
     path = ticker(tmp_path, "doomed", placement="process")
     with daemon.client() as client:
-        job = client.submit(path)["id"]
-        wait_for(
-            lambda: client.status(job)["aims"] and client.status(job)["aims"][0]["pid"], what="pid"
-        )
-        os.kill(client.status(job)["aims"][0]["pid"], signal.SIGKILL)
+        job = client.submit(path).id
+        wait_for(lambda: client.status(job).aims and client.status(job).aims[0].pid, what="pid")
+        pid = client.status(job).aims[0].pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
         record = client.wait(job, timeout=30)
-        assert record["state"] == "failed"
-        assert "AIM 'tick' failed" in record["detail"] and "SIGKILL" in record["detail"]
+        assert record.state is JobState.FAILED
+        assert "AIM 'tick' failed" in record.detail and "SIGKILL" in record.detail
 
 
 @pytest.mark.slow
@@ -383,11 +389,11 @@ def test_a_hung_aim_is_detected_by_its_heartbeats(daemon: DaemonProcess, tmp_pat
         "    heartbeat_timeout: 1.5\n"
     )
     with daemon.client() as client:
-        job = client.submit(path)["id"]
+        job = client.submit(path).id
         record = client.wait(job, timeout=30)
-        assert record["state"] == "failed"
-        assert "no heartbeat" in record["detail"]
-        pids = [e["data"].get("pid") for e in client.logs(job) if e["source"] == "h"]
+        assert record.state is JobState.FAILED
+        assert "no heartbeat" in record.detail
+        pids = [e.data.get("pid") for e in client.logs(job) if e.source == "h"]
         host = next(p for p in pids if p)
         wait_for(lambda: gone(host), timeout=15, what="the hung host to be reaped")
 
@@ -408,7 +414,7 @@ def test_a_thousand_queued_jobs_run_with_bounded_memory(tmp_path: Path, trivial:
     proc = DaemonProcess(tmp_path / "state", "--instances", "cpu=2x4").start()
     try:
         with proc.client(timeout=30) as client:
-            ids = [client.submit(trivial)["id"] for _ in range(100)]
+            ids = [client.submit(trivial).id for _ in range(100)]
             wait_for(
                 lambda: not client.jobs(["queued", "starting", "running"]),
                 timeout=120,
@@ -417,12 +423,12 @@ def test_a_thousand_queued_jobs_run_with_bounded_memory(tmp_path: Path, trivial:
             after_100 = rss_kib(proc.pid)
             # Eight tickers take every slot (cpu=2x4), so the next 900 must queue up
             # however fast they would run: a race between submit and run otherwise.
-            blockers = [client.submit(ticker(tmp_path, f"block{n}"))["id"] for n in range(8)]
+            blockers = [client.submit(ticker(tmp_path, f"block{n}")).id for n in range(8)]
             wait_for(
-                lambda: all(state_of(client, b) == "running" for b in blockers),
+                lambda: all(state_of(client, b) is JobState.RUNNING for b in blockers),
                 what="eight tickers running",
             )
-            ids += [client.submit(trivial)["id"] for _ in range(900)]
+            ids += [client.submit(trivial).id for _ in range(900)]
             queued = len(client.jobs(["queued"]))
             for blocker in blockers:
                 client.cancel(blocker)
@@ -434,8 +440,9 @@ def test_a_thousand_queued_jobs_run_with_bounded_memory(tmp_path: Path, trivial:
             after_1000 = rss_kib(proc.pid)
             done = client.jobs(["succeeded"])
             assert len(done) == 1000, client.jobs(["failed"])[:3]
-            assert {j["id"] for j in done} == set(ids)
-            counts = client.ping()["jobs"]
+            assert {j.id for j in done} == set(ids)
+            assert all(j.state is JobState.SUCCEEDED for j in done)
+            counts = client.ping().jobs
             assert counts["succeeded"] == 1000
     finally:
         proc.stop()
@@ -461,18 +468,18 @@ def test_a_job_uses_an_aim_on_another_daemon_and_moves_when_it_is_lost(tmp_path:
         restart = f"restart: on-failure\n    restart_backoff: 0.2\n    peers: [{b}, {c}]"
         path = ticker(tmp_path, "shared", limit=60, placement="remote", extra=restart)
         with home.client() as client, peer_b.client() as on_b:
-            job = client.submit(path)["id"]
-            hosted = wait_for(lambda: on_b.aims()["peer_hosts"], what="B to host the AIM")
-            assert hosted[0]["workflow"] == job and hosted[0]["aim"] == "tick"
-            wait_for(lambda: state_of(client, job) == "running", what="running")
+            job = client.submit(path).id
+            hosted = wait_for(lambda: on_b.aims().peer_hosts, what="B to host the AIM")
+            assert hosted[0].workflow == job and hosted[0].aim == "tick"
+            wait_for(lambda: state_of(client, job) is JobState.RUNNING, what="running")
             peer_b.kill9()
             record = client.wait(job, timeout=60)
-            assert record["state"] == "succeeded", record
-            assert record["attempts"] == 2
-            messages = [e["data"].get("message", "") for e in client.logs(job)]
+            assert record.state is JobState.SUCCEEDED, record
+            assert record.attempts == 2
+            messages = [e.data.get("message", "") for e in client.logs(job)]
             assert any(f"controller {b} stopped answering" in m for m in messages), messages
         with peer_c.client() as on_c:
-            assert [h["workflow"] for h in on_c.aims()["peer_hosts"]] == [job]
+            assert [h.workflow for h in on_c.aims().peer_hosts] == [job]
     finally:
         home.stop()
         peer_c.stop()

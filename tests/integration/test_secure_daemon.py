@@ -24,6 +24,7 @@ import pytest
 
 from aif import Client, Controller, DaemonError
 from aif.daemon.client import read_daemon_file
+from aif.daemon.records import JobState
 from aif.security.curve import (
     OWN_KEY_NAME,
     ControllerCurve,
@@ -106,7 +107,7 @@ def test_attest_signs_what_the_daemon_loaded_and_verify_catches_tampering(
     )
     with secure.daemon.client() as client:
         job = client.submit(workflow)
-        assert client.wait(job["id"], timeout=60)["state"] == "succeeded"
+        assert client.wait(job.id, timeout=60).state is JobState.SUCCEEDED
     sealed = secure.daemon.state_dir / "secure" / "aims" / "keeper" / "notes" / "calibration"
     assert sealed.is_file() and b"calibration" not in sealed.read_bytes()
 
@@ -144,9 +145,9 @@ def test_a_trusted_client_submits_and_reads_status_over_tcp(secure: Secure, tmp_
     with Client(secure.tcp, state_dir=secure.alice.state_dir, server_key=secure.key) as client:
         assert client.keys is not None
         job = client.submit(workflow)
-        record = client.wait(job["id"], timeout=30)
-        assert record["state"] == "succeeded", client.status(job["id"])
-        assert client.status(job["id"])["job"]["id"] == job["id"]
+        record = client.wait(job.id, timeout=30)
+        assert record.state is JobState.SUCCEEDED, client.status(job.id)
+        assert client.status(job.id).job.id == job.id
 
 
 def test_the_local_cli_dials_tcp_with_the_key_from_controller_json(secure: Secure) -> None:
@@ -182,10 +183,10 @@ def test_an_unknown_client_is_refused_and_logged_and_the_daemon_goes_on(
     assert f"aif keys trust NAME '{mallory.key}'" in line
     # The daemon goes on serving: the trusted client over tcp, and the ipc User API.
     with Client(secure.tcp, state_dir=secure.alice.state_dir, server_key=secure.key) as client:
-        assert client.ping()["profile"] == "secure"
+        assert client.ping().profile == "secure"
     with secure.daemon.client() as local:
         assert local.address.startswith("ipc://")
-        assert local.ping()["pid"] == secure.daemon.pid
+        assert local.ping().pid == secure.daemon.pid
 
 
 def test_a_wrong_server_key_or_a_plain_client_is_told_why(secure: Secure, tmp_path: Path) -> None:
@@ -216,9 +217,10 @@ def test_sighup_reads_the_trusted_keys_again(secure: Secure, tmp_path: Path) -> 
     def ping() -> bool:
         with Client(secure.tcp, state_dir=carol.state_dir, server_key=secure.key) as client:
             try:
-                return bool(client.ping())
+                client.ping()
             except DaemonError:
                 return False
+            return True
 
     assert not ping()
     KeyRing(secure.daemon.state_dir).trust("carol", carol.key)
@@ -397,8 +399,8 @@ def test_two_secure_daemons_find_each_others_keys_in_their_key_rings(tmp_path: P
         workflow.write_text(RELAY.format(peer=b_api))
         with daemon_a.client() as client:
             job = client.submit(workflow)
-            record = client.wait(job["id"], timeout=60)
-            assert record["state"] == "succeeded", client.status(job["id"])
+            record = client.wait(job.id, timeout=60)
+            assert record.state is JobState.SUCCEEDED, client.status(job.id)
     finally:
         assert daemon_a.stop() == 0, daemon_a.text()
         assert daemon_b.stop() == 0, daemon_b.text()

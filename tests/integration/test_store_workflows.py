@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from aif import Controller
+from aif.daemon.records import JobState
 from aif.security.attestation import new_nonce, verify_report
 from aif.security.keys import KeyRing
 from aif.store.aim_types import StoreTypes
@@ -154,8 +155,8 @@ def test_the_daemon_fetches_store_aims_of_submitted_jobs(published: dict[str, Pa
     try:
         with daemon.client() as client:
             job = client.submit(p["dir"] / "secure.yml")
-            record = client.wait(job["id"], timeout=60)
-            assert record["state"] == "succeeded", client.status(job["id"])
+            record = client.wait(job.id, timeout=60)
+            assert record.state is JobState.SUCCEEDED, client.status(job.id)
     finally:
         assert daemon.stop() == 0, daemon.text()
     assert (p["user"] / "packages" / "gain" / "1.0.0" / "installed.json").is_file()
