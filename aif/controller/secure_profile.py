@@ -127,8 +127,8 @@ class SecureProfile:
 
     def attest(self, nonce: str, profile: str) -> dict[str, Any]:
         """A report, signed with the identity, of this controller and every AIM it loaded."""
-        from aif.version import __version__
         from aif.security.attestation import LoadedAIM, build_report, class_digest
+        from aif.version import __version__
 
         loaded = [
             LoadedAIM(

@@ -1,0 +1,13 @@
+"""The analog domain: AIMs that run aihwkit experiments and an IMC chip.
+
+- The experiment as data: ``spec`` and ``model_spec`` (pydantic), ``records`` (the
+  record types on their ports), ``experiments`` (the experiment-source AIM).
+- From data to aihwkit: ``aihwkit_names``, ``overrides``, ``rpu_configs``, ``layers``,
+  ``build``, ``datasets``.
+- The AIMs: ``validator``, ``simulator`` (with ``capabilities``, ``runs``, ``training``,
+  ``inference``, ``checkpoint``), ``reporter`` (with ``report_plots``), ``digits``
+  (the first demo's source and classifier), and ``imc_chip/``.
+
+torch and aihwkit are imported where a function first needs them, so validating an
+experiment's shape and routing it stay cheap. May import: ``aif.aims`` and below.
+"""
