@@ -12,6 +12,48 @@
   storage-use lock that keeps a rotation from running under a live controller.
 - ``curve``: CURVE encryption and client allow-lists for ZeroMQ sockets.
 
+- ``signing``, ``attestation``, ``gatekeeper``, ``curve_keys``: domain-separated
+  signatures, the daemon's signed attestation report, the ZAP authenticator, CURVE keys.
+
 Secure storage itself is ``aif.storage.secure``; the ``aif keys`` commands are
 ``aif.cli.keys``. The whole design, file formats included, is in ``docs/security.md``.
+
+Public: the names in ``__all__`` (imported on first use, so that an AIM host, which
+needs only ``curve``, loads no ``cryptography``). May import: ``aif.errors`` only.
 """
+
+import typing
+
+from aif import lazy_exports as _lazy
+
+if typing.TYPE_CHECKING:
+    from aif.security.attestation import build_report, new_nonce, verify_report
+    from aif.security.exchange import StorageInUse, StorageKeys, StorageRotationLock
+    from aif.security.keys import Identity, KeyRing, curve_text
+
+__getattr__, __dir__ = _lazy.lazy_exports(
+    __name__,
+    {
+        "Identity": "aif.security.keys",
+        "KeyRing": "aif.security.keys",
+        "StorageInUse": "aif.security.exchange",
+        "StorageKeys": "aif.security.exchange",
+        "StorageRotationLock": "aif.security.exchange",
+        "build_report": "aif.security.attestation",
+        "curve_text": "aif.security.keys",
+        "new_nonce": "aif.security.attestation",
+        "verify_report": "aif.security.attestation",
+    },
+)
+
+__all__ = [
+    "Identity",
+    "KeyRing",
+    "StorageInUse",
+    "StorageKeys",
+    "StorageRotationLock",
+    "build_report",
+    "curve_text",
+    "new_nonce",
+    "verify_report",
+]

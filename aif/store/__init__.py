@@ -9,9 +9,15 @@
 - ``server`` / ``client``: serving a Store over HTTP, reading one from anywhere.
 - ``install``: the install cache (``STATE_DIR/packages``) and loading AIMs from it.
 
+- ``aim_types``: ``type: store:NAME@VERSION``, the Store's resolver of its own AIM types.
+
 The formats are drawn in docs/store.md; the ``aif store`` commands are ``aif.cli.store``.
+Public: the names in ``__all__`` (imported at once: ``install`` and ``publish`` are also
+module names, and an eager import keeps the functions in front). May import:
+``aif.workflow``, ``aif.aims`` and below.
 """
 
+from aif.store.aim_types import StoreTypes
 from aif.store.archive import DEFAULT_LIMITS, Limits
 from aif.store.client import StoreClient, store_url
 from aif.store.index import Index, IndexEntry
@@ -42,6 +48,7 @@ __all__ = [
     "Published",
     "StoreClient",
     "StoreServer",
+    "StoreTypes",
     "Verified",
     "check_installed",
     "find_installed",

@@ -162,3 +162,13 @@ class Misrouter(AIM):
 
     async def run(self) -> None:
         await self.send("out", 1, to="nowhere")
+
+
+class ModuleCensus(AIM):
+    """Reports which ``aif`` modules its process has loaded by the time it runs."""
+
+    async def run(self) -> None:
+        import sys
+
+        loaded = sorted(name for name in sys.modules if name == "aif" or name.startswith("aif."))
+        await self.result(modules=loaded, pid=os.getpid())

@@ -351,7 +351,8 @@ def test_the_store_api_is_pinned() -> None:
 
     assert set(aif.store.__all__) == {
         "DEFAULT_LIMITS", "Index", "IndexEntry", "InstallResult", "InstalledPackage", "Limits",
-        "Manifest", "Published", "StoreClient", "StoreServer", "Verified", "check_installed",
+        "Manifest", "Published", "StoreClient", "StoreServer", "StoreTypes", "Verified",
+        "check_installed",
         "find_installed", "format_ref", "install", "list_installed", "load_aim_class",
         "parse_ref", "publish", "publish_archive", "publish_source", "resolve_installed",
         "store_url", "verify_package",

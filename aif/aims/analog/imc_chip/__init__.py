@@ -15,4 +15,20 @@ Three parts meet at one wire format:
   and the ``imc_chip`` AIM (an ``aif.aims`` entry point, as a third party's would be).
 
 A real chip replaces the emulator, not the driver.
+
+Public: ``ChipClient`` (to drive a chip or a board by hand), imported on first use so
+that the emulator's process loads only what it serves with.
 """
+
+import typing
+
+from aif import lazy_exports as _lazy
+
+if typing.TYPE_CHECKING:
+    from aif.aims.analog.imc_chip.client import ChipClient
+
+__getattr__, __dir__ = _lazy.lazy_exports(
+    __name__, {"ChipClient": "aif.aims.analog.imc_chip.client"}
+)
+
+__all__ = ["ChipClient"]
