@@ -236,8 +236,7 @@ def events_child(workflow: str, state_dir: str) -> int:
         print(json.dumps({"t": time.time() - t0, "mark": what, **data}), flush=True)
 
     mark("python")
-    from aif.controller.controller import Controller
-    from aif.workflow import load_workflow, resolve
+    from aif import Controller, load_workflow, resolve
 
     mark("imported")
 
