@@ -99,3 +99,19 @@ def test_the_imc_chip_comes_in_through_the_entry_point_door() -> None:
     assert "imc_chip" not in builtin_names()
     assert resolve_aim_type("imc_chip") is IMCChip
     assert IMCChip.technology == "Hardware"
+
+
+def test_prefixed_types_come_from_the_package_that_publishes_the_prefix() -> None:
+    """The registry knows nothing of the Store: ``store:`` is found through the entry
+    point aif's pyproject publishes, and a class path is never mistaken for a prefix."""
+    from aif.aims.registry import prefixed_types, type_prefix
+
+    assert type_prefix("store:tiny@1.0.0") == "store"
+    assert type_prefix("tests.helpers.aims:Ticker") is None
+    assert type_prefix("relay") is None
+    resolver = prefixed_types("store", Path("/nonexistent-state"))
+    assert type(resolver).__name__ == "StoreTypes"
+    with pytest.raises(
+        RegistryError, match=r"no installed package resolves AIM types 'nope:\.\.\.'"
+    ):
+        prefixed_types("nope")
