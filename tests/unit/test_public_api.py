@@ -161,6 +161,7 @@ def test_the_experiment_reference_names_every_field() -> None:
         spec.OptimizerSpec,
         spec.ScheduleSpec,
         spec.InferenceSpec,
+        spec.ModelSpec,
         spec.Linear,
         spec.Conv2d,
         spec.MaxPool2d,

@@ -3,7 +3,9 @@
 - The experiment as data: ``spec`` and ``model_spec`` (pydantic), ``records`` (the
   record types on their ports), ``experiments`` (the experiment-source AIM).
 - From data to aihwkit: ``aihwkit_names``, ``overrides``, ``rpu_configs``, ``layers``,
-  ``build``, ``datasets``.
+  ``torch_models`` (zoo and user torch models through ``convert_to_analog``; the
+  architectures in ``zoo``), ``build``, ``datasets`` (with ``data_files``: CIFAR, npz,
+  image folders; and ``augment``: crop and flip of training batches).
 - The AIMs: ``validator``, ``simulator`` (with ``capabilities``, ``runs``, ``training``,
   ``inference``, ``checkpoint``), ``reporter`` (with ``report_plots``), ``digits``
   (the first demo's source and classifier), and ``imc_chip/``.

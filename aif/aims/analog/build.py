@@ -3,8 +3,10 @@
 The validator and the simulator build through this module, so an experiment the
 validator accepts is one the simulator can start: the RPU configuration
 (:mod:`aif.aims.analog.rpu_configs`), the model as an ``AnalogSequential`` of aihwkit
-and torch layers with every size inferred from the data (:mod:`aif.aims.analog.layers`),
-the analog optimizer and its schedule. :func:`check_experiment` is the validator's part
+and torch layers with every size inferred from the data (:mod:`aif.aims.analog.layers`)
+or as a zoo or user torch model converted by aihwkit's ``convert_to_analog``
+(:mod:`aif.aims.analog.torch_models`, which also runs it on a dummy batch), the analog
+optimizer and its schedule. :func:`check_experiment` is the validator's part
 that needs aihwkit: for each configuration of a sweep it builds everything and runs one
 forward and backward pass on two samples (no optimizer step, so no weight changes), then
 programs the weights and applies each drift time once, which surfaces what aihwkit only
@@ -33,10 +35,14 @@ from aif.aims.analog.datasets import (
     DIGITS_CLASSES,
     DIGITS_SAMPLES,
     DIGITS_SHAPE,
+    KNOWN_SHAPES,
+    expected_shape,
     load_dataset,
     split_sizes,
+    use_problems,
 )
-from aif.aims.analog.layers import Shape, build_model, layer_step, shape_text
+from aif.aims.analog.layers import Shape, layer_step, shape_text
+from aif.aims.analog.layers import build_model as build_layers
 from aif.aims.analog.overrides import call_with
 from aif.aims.analog.rpu_configs import (
     build_rpu_config,
@@ -68,8 +74,29 @@ __all__ = [
 ]
 
 Problem = tuple[str, str]
-#: Sample shape to check a model against when the data set itself cannot be read.
-_FALLBACK_SHAPES: dict[str, tuple[int, int, int]] = {"digits": (1, 8, 8), "idx": (1, 28, 28)}
+
+
+# -- the model ----------------------------------------------------------------------------
+
+
+def build_model(
+    spec: s.ModelSpec,
+    rpu_config: Any,
+    sample_shape: Shape,
+    path: str = "model",
+    rpu_path: str = "rpu",
+    classes: int | None = None,
+) -> torch.nn.Module:
+    """The analog model of ``spec``: its layer list, or its zoo or torch model converted.
+
+    ``classes`` (the data set's) sizes a zoo model's last layer (default: its ``args``
+    or 10). Raises :class:`ExperimentError` with a problem per fault.
+    """
+    if spec.layers is not None:
+        return build_layers(spec, rpu_config, sample_shape, path, rpu_path)
+    from aif.aims.analog.torch_models import build_torch_model
+
+    return build_torch_model(spec, rpu_config, sample_shape, classes, path, rpu_path)
 
 
 # -- training parts -----------------------------------------------------------------------
@@ -166,7 +193,7 @@ class Parts:
     #: every configuration parsed (a sweep-wide conclusion needs them all)
     complete: bool = True
     #: the sample shape when the dataset section did not parse (``None``: unknown)
-    fallback: tuple[int, int, int] | None = None
+    fallback: Shape | None = None
 
     @classmethod
     def of(cls, experiment: s.Experiment) -> Parts:
@@ -244,20 +271,24 @@ def _parse(tp: Any, value: Any) -> Any:
         return None
 
 
-def _fallback_shape(raw: Any) -> tuple[int, int, int] | None:
+def _fallback_shape(raw: Any) -> Shape | None:
     """The sample shape a dataset section that does not parse would most likely give."""
     if not isinstance(raw, Mapping):
-        return _FALLBACK_SHAPES["digits"] if raw is None else None
-    name, side = raw.get("name", "digits"), raw.get("image_size", 8)
-    if name == "synthetic":
-        return (1, side, side) if isinstance(side, int) and 2 <= side <= 256 else None
-    return _FALLBACK_SHAPES.get(str(name))
+        return DIGITS_SHAPE if raw is None else None
+    name = raw.get("name", "digits")
+    side, depth = raw.get("image_size"), raw.get("channels")
+    if name in ("synthetic", "images"):
+        side = (8 if name == "synthetic" else 32) if side is None else side
+        depth = (1 if name == "synthetic" else 3) if depth is None else depth
+        fits = isinstance(side, int) and 2 <= side <= 256 and depth in (1, 3)
+        return (depth, side, side) if fits else None
+    return KNOWN_SHAPES.get(str(name))
 
 
 def check_parts(parts: Parts, base_dir: Path) -> list[Problem]:
     """The checks of :func:`check_experiment` on the sections that parsed."""
     problems: list[Problem] = []
-    shape: tuple[int, int, int] | None = parts.fallback
+    shape: Shape | None = parts.fallback
     classes: int | None = None
     batches = 0
     x, y = None, np.zeros(2, np.int64)
@@ -266,10 +297,10 @@ def check_parts(parts: Parts, base_dir: Path) -> list[Problem]:
         try:
             if data.name == "digits":  # known facts: no scikit-learn import on the check's path
                 shape, classes = DIGITS_SHAPE, DIGITS_CLASSES
-                train = min(
-                    split_sizes(DIGITS_SAMPLES, data.test_fraction)[0],
-                    data.max_train or DIGITS_SAMPLES,
-                )
+                train = split_sizes(DIGITS_SAMPLES, data.test_fraction)[0]
+                if data.validation_fraction:
+                    train = split_sizes(train, data.validation_fraction)[0]
+                train = min(train, data.max_train or DIGITS_SAMPLES)
                 x, y = np.zeros((2, *shape), np.float32), np.array([0, 1], np.int64)
                 batches = train % data.batch_size
             else:
@@ -277,10 +308,10 @@ def check_parts(parts: Parts, base_dir: Path) -> list[Problem]:
                 x, y = dataset.x_train[:2], dataset.y_train[:2]
                 shape, classes = dataset.sample_shape, dataset.classes
                 batches = len(dataset.y_train) % data.batch_size
+                problems += use_problems(data, dataset)
         except ExperimentError as exc:
             problems += exc.problems
-            side = data.image_size
-            shape = _FALLBACK_SHAPES.get(data.name, (1, side, side))
+            shape = expected_shape(data)
     if shape is not None and x is None:
         x = np.zeros((2, *shape), np.float32)
     if x is not None and len(y) < 2:  # max_train: 1; two samples keep BatchNorm usable
@@ -292,11 +323,16 @@ def check_parts(parts: Parts, base_dir: Path) -> list[Problem]:
         for rpu_path, rpu_spec in parts.configurations.items():
             problems += rpu_config(rpu_spec, rpu_path)[1]
         return list(dict.fromkeys(problems))
-    problems += _model_problems(parts, batches, shape)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(parts.training.seed if parts.training else 0)
+        model_faults = _model_problems(parts, batches, shape, classes)
+    problems += model_faults
+    # a zoo or torch model that does not build or fit would only repeat its faults per tile
+    broken = model.layers is None and any(p.startswith("model") for p, _ in model_faults)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(parts.training.seed if parts.training else 0)
         for rpu_path, rpu_spec in parts.configurations.items():
-            if shape is None or x is None:
+            if shape is None or x is None or broken:
                 problems += rpu_config(rpu_spec, rpu_path)[1]
             else:
                 problems += _check_one(parts, model, rpu_spec, rpu_path, shape, x, y, classes)
@@ -305,11 +341,23 @@ def check_parts(parts: Parts, base_dir: Path) -> list[Problem]:
     return list(dict.fromkeys(problems))
 
 
-def _model_problems(parts: Parts, batches: int, shape: Shape | None) -> list[Problem]:
-    """What is wrong with the layers whatever the configuration (reported even if none builds)."""
+def _model_problems(
+    parts: Parts, batches: int, shape: Shape | None, classes: int | None
+) -> list[Problem]:
+    """What is wrong with the model whatever the configuration (reported even if none builds)."""
     assert parts.model is not None
     problems: list[Problem] = []
     layers = parts.model.layers
+    if layers is None:  # a zoo or torch model: built digitally and run on a dummy batch
+        from aif.aims.analog.torch_models import model_problems
+
+        return model_problems(
+            parts.model,
+            shape,
+            classes,
+            single_sample_batch=batches == 1,
+            nll=parts.training is not None and parts.training.loss == "nll",
+        )
     if batches == 1 and any(isinstance(layer, s.BatchNorm1d | s.BatchNorm2d) for layer in layers):
         problems.append(
             (
@@ -352,7 +400,7 @@ def _check_one(
     model_spec: s.ModelSpec,
     rpu_spec: s.RPUSpec,
     rpu_path: str,
-    shape: tuple[int, int, int],
+    shape: Shape,
     x: np.ndarray,
     y: np.ndarray,
     classes: int | None,
@@ -373,12 +421,13 @@ def _check_one(
             )
         )
     try:
-        model = build_model(model_spec, rpu, shape, rpu_path=rpu_path)
+        model = build_model(model_spec, rpu, shape, rpu_path=rpu_path, classes=classes)
     except ExperimentError as exc:
         return problems + exc.problems
     training = parts.training or s.TrainingSpec()
     # the optimizer was checked by optimizer_problems, without building one
-    last = f"model.layers.{len(model_spec.layers) - 1}"
+    layers = model_spec.layers
+    last = f"model.layers.{len(layers) - 1}" if layers is not None else f"model.{model_spec.source}"
     try:
         model.train()
         out = model(torch.from_numpy(x))

@@ -3,9 +3,13 @@
 Experiments run on machines that may have no network, and a download in the middle of
 a job would make its timing meaningless, so nothing here fetches anything: ``digits``
 is scikit-learn's bundled 8x8 set, ``idx`` reads MNIST-format files the user already
-has, and ``synthetic`` draws separable classes from a seed. Every set comes out the
-same way, images ``(N, channels, height, width)`` in float32 and int64 labels, so the
-model builder can track shapes without caring where the data came from.
+has, ``synthetic`` draws separable classes (1 or 3 channels) from a seed, and
+``cifar10``, ``cifar100``, ``npz`` and ``images`` are read by
+:mod:`aif.aims.analog.data_files`. Every set comes out the same way, samples in float32
+(images ``(N, channels, height, width)``) and int64 labels (float32 targets for an
+``npz`` regression set), so the model builder can track shapes without caring where the
+data came from. ``validation_fraction`` carves a seeded validation split from the
+training set; ``normalize`` uses the statistics of what is left for training.
 
 IDX files are parsed here rather than with a third-party reader because a malformed
 file must name itself and say what is wrong (bad magic, a short read, an image count
@@ -17,11 +21,12 @@ from __future__ import annotations
 import gzip
 import threading
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from aif.aims.analog.data_files import FileSet
 from aif.aims.analog.spec import DatasetSpec
 from aif.errors import ExperimentError
 
@@ -46,53 +51,95 @@ _SYNTHETIC_NOISE = 0.3
 
 @dataclass(frozen=True)
 class Dataset:
-    """A train and a test split, images ``(N, C, H, W)`` float32, labels int64."""
+    """Train, test and (maybe empty) validation splits: samples float32, labels int64
+    (float32 targets when ``task`` is ``regression``)."""
 
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
     classes: int
+    #: Carved from the training set by ``validation_fraction`` (empty when 0).
+    x_val: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float32))
+    y_val: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
+    #: ``classification`` (integer labels) or ``regression`` (float targets, ``npz`` only).
+    task: str = "classification"
+    #: The class folders of an ``images`` set, in label order; empty for the others.
+    class_names: tuple[str, ...] = ()
 
     @property
-    def sample_shape(self) -> tuple[int, int, int]:
-        """``(channels, height, width)`` of one sample."""
-        c, h, w = self.x_train.shape[1:]
-        return int(c), int(h), int(w)
+    def sample_shape(self) -> tuple[int, ...]:
+        """One sample's shape: ``(channels, height, width)`` for images."""
+        return tuple(int(d) for d in self.x_train.shape[1:])
 
 
 def load_dataset(spec: DatasetSpec, base_dir: Path) -> Dataset:
-    """The data set ``spec`` names; relative ``idx`` paths are read from ``base_dir``.
+    """The data set ``spec`` names; relative paths are read from ``base_dir``.
 
     Raises :class:`ExperimentError` with paths such as ``dataset.path`` when the data
     cannot be read.
     """
+    task = "classification"
+    names: tuple[str, ...] = ()  # the file sets' own, below
     if spec.name == "digits":
         x, y, scale = _digits()
         x_train, y_train, x_test, y_test = _split(x, y, spec.test_fraction, spec.seed)
         classes = 10
     elif spec.name == "synthetic":
-        x, y = _synthetic(spec.classes, spec.samples, spec.image_size, spec.seed)
+        x, y = _synthetic(spec.classes, spec.samples, spec.side, spec.seed, spec.depth)
         x_train, y_train, x_test, y_test = _split(x, y, spec.test_fraction, spec.seed)
         classes, scale = spec.classes, 1.0
-    else:
-        assert spec.path is not None  # DatasetSpec requires a path for idx
-        folder = Path(spec.path)
-        if not folder.is_absolute():
-            folder = base_dir / folder
-        x_train, y_train, x_test, y_test = _idx_set(folder)
+    elif spec.name == "idx":
+        x_train, y_train, x_test, y_test = _idx_set(_path(spec, base_dir))
         classes = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
         scale = 255.0
+    else:
+        files = _file_set(spec, _path(spec, base_dir))
+        if files.x_test is None or files.y_test is None:
+            x_train, y_train, x_test, y_test = _split(
+                files.x_train, files.y_train, spec.test_fraction, spec.seed
+            )
+        else:
+            x_train, y_train = files.x_train, files.y_train
+            x_test, y_test = files.x_test, files.y_test
+        classes, scale, task = files.classes, files.scale, files.task
+        names = files.class_names
+    x_val, y_val = x_train[:0], y_train[:0]
+    if spec.validation_fraction > 0 and len(y_train) >= 2:
+        x_train, y_train, x_val, y_val = _split(
+            x_train, y_train, spec.validation_fraction, spec.seed + 1
+        )
     x_train, y_train = x_train[: spec.max_train], y_train[: spec.max_train]
     x_test, y_test = x_test[: spec.max_test], y_test[: spec.max_test]
-    x_train, x_test = _normalize(x_train, x_test, spec.normalize, scale)
+    x_train, x_test, x_val = _normalize(x_train, [x_test, x_val], spec.normalize, scale)
+    labels = np.float32 if task == "regression" else np.int64
     return Dataset(
         x_train=np.ascontiguousarray(x_train, dtype=np.float32),
-        y_train=np.ascontiguousarray(y_train, dtype=np.int64),
+        y_train=np.ascontiguousarray(y_train, dtype=labels),
         x_test=np.ascontiguousarray(x_test, dtype=np.float32),
-        y_test=np.ascontiguousarray(y_test, dtype=np.int64),
+        y_test=np.ascontiguousarray(y_test, dtype=labels),
         classes=classes,
+        x_val=np.ascontiguousarray(x_val, dtype=np.float32),
+        y_val=np.ascontiguousarray(y_val, dtype=labels),
+        task=task,
+        class_names=names,
     )
+
+
+def _path(spec: DatasetSpec, base_dir: Path) -> Path:
+    assert spec.path is not None  # DatasetSpec requires a path for the file sets
+    path = Path(spec.path)
+    return path if path.is_absolute() else base_dir / path
+
+
+def _file_set(spec: DatasetSpec, path: Path) -> FileSet:
+    from aif.aims.analog import data_files
+
+    if spec.name in ("cifar10", "cifar100"):
+        return data_files.read_cifar(spec.name, path, spec.label)
+    if spec.name == "npz":
+        return data_files.read_npz(path, spec.task)
+    return data_files.read_images(path, spec.side, spec.depth)
 
 
 class DatasetCache:
@@ -124,7 +171,9 @@ def _digits() -> tuple[np.ndarray, np.ndarray, float]:
     return x, np.asarray(data.target, dtype=np.int64), 16.0
 
 
-def _synthetic(classes: int, samples: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _synthetic(
+    classes: int, samples: int, size: int, seed: int, channels: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """Gaussian clusters around one random prototype image per class, clipped to [0, 1].
 
     Prototypes differ in every pixel, so even a linear model separates the classes well
@@ -132,9 +181,10 @@ def _synthetic(classes: int, samples: int, size: int, seed: int) -> tuple[np.nda
     """
     rng = np.random.default_rng(seed)
     low, high = _SYNTHETIC_RANGE
-    prototypes = low + (high - low) * rng.random((classes, 1, size, size), dtype=np.float32)
+    shape = (channels, size, size)
+    prototypes = low + (high - low) * rng.random((classes, *shape), dtype=np.float32)
     y = rng.permutation(np.arange(samples) % classes).astype(np.int64)
-    noise = rng.normal(0.0, _SYNTHETIC_NOISE, (samples, 1, size, size)).astype(np.float32)
+    noise = rng.normal(0.0, _SYNTHETIC_NOISE, (samples, *shape)).astype(np.float32)
     x = np.clip(prototypes[y] + noise, 0.0, 1.0)
     return x, y
 
@@ -155,22 +205,29 @@ def _split(
 
 
 def _normalize(
-    x_train: np.ndarray, x_test: np.ndarray, how: str, scale: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Scaled in place on float32 copies, so a full MNIST never exists three times over."""
-    x_train = x_train.astype(np.float32)
-    x_test = x_test.astype(np.float32)
+    x_train: np.ndarray, others: list[np.ndarray], how: str, scale: float
+) -> list[np.ndarray]:
+    """``x_train`` then ``others``, scaled in place on float32 copies (so a full MNIST
+    never exists three times over) by statistics of ``x_train`` alone."""
+    arrays = [x.astype(np.float32) for x in (x_train, *others)]
+    x_train = arrays[0]
     if how == "unit":
         shift, spread = np.float32(0.0), np.float32(scale)
     elif how == "standard" and x_train.size:
         shift, spread = np.float32(x_train.mean()), np.float32(x_train.std())
         spread = spread if spread > 0 else np.float32(1.0)
+    elif how == "channel" and x_train.size and x_train.ndim >= 2:
+        # per channel of images, per feature of flat samples: all axes but the second
+        axes = tuple(a for a in range(x_train.ndim) if a != 1)
+        shift = x_train.mean(axis=axes, keepdims=True)[0]
+        spread = x_train.std(axis=axes, keepdims=True)[0]
+        spread[spread <= 0] = 1.0
     else:
-        return x_train, x_test
-    for x in (x_train, x_test):
+        return arrays
+    for x in arrays:
         x -= shift
         x /= spread
-    return x_train, x_test
+    return arrays
 
 
 # -- IDX files -------------------------------------------------------------------------
@@ -272,3 +329,50 @@ def _read_idx(path: Path, dims: int) -> np.ndarray:
     if shape[0] == 0:
         raise _IdxFault(f"{path}: holds no {kind}s")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+# -- what the validator asks -------------------------------------------------------------
+
+#: Sample shape of each set whose shape is known without reading it (npz: unknown).
+KNOWN_SHAPES: dict[str, tuple[int, ...]] = {
+    "digits": DIGITS_SHAPE,
+    "idx": (1, 28, 28),
+    "cifar10": (3, 32, 32),
+    "cifar100": (3, 32, 32),
+}
+
+
+def expected_shape(spec: DatasetSpec) -> tuple[int, ...] | None:
+    """The sample shape ``spec`` most likely gives, to check a model against when the
+    data cannot be read (MNIST's 28x28 for ``idx``; ``None`` for ``npz``)."""
+    if spec.name in ("synthetic", "images"):
+        return (spec.depth, spec.side, spec.side)
+    return KNOWN_SHAPES.get(spec.name)
+
+
+def use_problems(spec: DatasetSpec, data: Dataset) -> list[tuple[str, str]]:
+    """What training cannot do with ``data`` as ``spec`` asks (empty: nothing)."""
+    problems = []
+    if data.task == "regression":
+        problems.append(
+            (
+                "dataset.task",
+                "y holds float targets (regression), but training has only classification "
+                "losses (cross_entropy, nll) and reports accuracy; give integer class labels "
+                "in y, or task: classification if the floats are whole numbers",
+            )
+        )
+    if spec.augment is not None and len(data.sample_shape) != 3:
+        shape = "x".join(map(str, data.sample_shape))
+        problems.append(
+            (
+                "dataset.augment",
+                f"crop and flip need images (channels x height x width), but samples are "
+                f"{shape}; remove 'augment' or reshape x to (N, channels, height, width)",
+            )
+        )
+    if spec.validation_fraction > 0 and not len(data.y_val):
+        problems.append(
+            ("dataset.validation_fraction", "leaves no validation sample; raise it or remove it")
+        )
+    return problems

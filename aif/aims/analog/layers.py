@@ -26,7 +26,7 @@ Shape = tuple[int, ...]
 def build_model(
     spec: s.ModelSpec,
     rpu_config: Any,
-    sample_shape: tuple[int, int, int],
+    sample_shape: tuple[int, ...],
     path: str = "model",
     rpu_path: str = "rpu",
 ) -> torch.nn.Module:
@@ -37,6 +37,8 @@ def build_model(
     """
     from aihwkit.nn import AnalogSequential
 
+    if spec.layers is None:
+        raise ValueError("build_model builds layer lists; zoo and torch models: torch_models")
     problems: list[Problem] = []
     modules: list[torch.nn.Module] = []
     refused: dict[str, list[str]] = {}  # aihwkit's reason -> the layers it refused

@@ -1,15 +1,22 @@
-"""The model part of an experiment: a list of layers, each digital or analog.
+"""The model part of an experiment: a list of layers, a zoo model or the user's torch model.
 
 Split from :mod:`aif.aims.analog.spec` (which re-exports everything here) because the
 layer vocabulary is its own small language: one pydantic class per layer type, a
 discriminated union over ``type``, and the short form ``ReLU`` for ``{type: ReLU}``.
 Shapes are not checked here; :mod:`aif.aims.analog.layers` follows them through the
 network when the experiment is built.
+
+A model is one of three sources: ``layers`` (the list above), ``zoo: NAME`` (a built-in
+architecture of :mod:`aif.aims.analog.zoo`) or ``torch: package.module:Factory`` (a
+torch module class or factory from the environment), the last two called with
+``args`` and converted by aihwkit's ``convert_to_analog``
+(:mod:`aif.aims.analog.torch_models`). Zoo names, their arguments and the factory are
+checked when the experiment is built, not here, so the spec stays free of torch.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
 from pydantic import Field
@@ -163,22 +170,58 @@ def _layer_short_form(value: object) -> object:
     return value
 
 
+#: ``package.module:Name`` (the form of a class-path AIM).
+TORCH_PATH = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_.]*$"
+#: The fields that say where a model comes from; exactly one is given.
+MODEL_SOURCES = ("layers", "zoo", "torch")
+
+
 class ModelSpec(pydantic.BaseModel):
-    """The network, first layer first."""
+    """The network: a list of layers, a zoo model or a torch model of the user's."""
 
     model_config = _FORBID
-    layers: list[Annotated[LayerSpec, pydantic.BeforeValidator(_layer_short_form)]] = Field(
+    layers: list[Annotated[LayerSpec, pydantic.BeforeValidator(_layer_short_form)]] | None = Field(
+        default=None,
         min_length=1,
         description="the layers, first first, e.g. [Flatten, {type: Linear, out_features: 10}]",
     )
+    zoo: str | None = Field(
+        default=None,
+        description="a built-in architecture (mlp, lenet5, vgg8, resnet, lstm), built from "
+        "'args' and converted by aihwkit's convert_to_analog",
+    )
+    torch: str | None = Field(
+        default=None,
+        pattern=TORCH_PATH,
+        description="package.module:ClassOrFactory, a torch module called with 'args' and "
+        "converted by aihwkit's convert_to_analog",
+    )
+    args: dict[str, Any] = Field(
+        default_factory=dict, description="zoo and torch: the factory's keyword arguments"
+    )
+    exclude: list[str] = Field(
+        default_factory=list,
+        max_length=256,
+        description="zoo and torch: module names (fnmatch patterns such as 'fc*') to keep digital",
+    )
     convert: Literal["all", "none"] = Field(
         default="none",
-        description="all: every Linear and Conv2d is analog unless it says 'analog: false'",
+        description="layers: 'all' makes every Linear and Conv2d analog unless it says "
+        "'analog: false'",
     )
 
+    @property
+    def source(self) -> Literal["layers", "zoo", "torch"]:
+        """Where the model comes from (the one source field given)."""
+        if self.zoo is not None:
+            return "zoo"
+        if self.torch is not None:
+            return "torch"
+        return "layers"
+
     def is_analog(self, index: int) -> bool:
-        """Whether layer ``index`` runs on an analog tile."""
-        layer = self.layers[index]
+        """Whether layer ``index`` of ``layers`` runs on an analog tile."""
+        layer = (self.layers or [])[index]
         if not isinstance(layer, Linear | Conv2d):
             return False
         if layer.analog is not None:
@@ -186,7 +229,28 @@ class ModelSpec(pydantic.BaseModel):
         return self.convert == "all"
 
     @pydantic.model_validator(mode="after")
-    def _has_analog_layer(self) -> ModelSpec:
+    def _one_source(self) -> ModelSpec:
+        given = [f for f in MODEL_SOURCES if getattr(self, f) is not None]
+        if len(given) != 1:
+            listed = ", ".join(repr(f) for f in given)
+            raise ValueError(
+                f"give one of 'layers', 'zoo' or 'torch', not {listed}"
+                if given
+                else "give 'layers' (a list of layers), 'zoo' (a built-in model) or "
+                "'torch' (package.module:ClassOrFactory)"
+            )
+        if self.layers is None:
+            # 'none' is the default a job's dumped spec writes out, so only 'all' is a fault
+            if self.convert != "none":
+                raise ValueError(
+                    f"'convert' is for 'layers'; aihwkit's convert_to_analog decides what a "
+                    f"{self.source} model runs on analog tiles: remove it (keep a module "
+                    "digital with 'exclude')"
+                )
+            return self
+        for name in ("args", "exclude"):
+            if getattr(self, name):
+                raise ValueError(f"{name!r} is for 'zoo' and 'torch' models, not 'layers'")
         if not any(self.is_analog(i) for i in range(len(self.layers))):
             raise ValueError(
                 "no layer is analog: set 'convert: all' or 'analog: true' on a Linear or Conv2d"

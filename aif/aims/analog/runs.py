@@ -112,6 +112,7 @@ class PreparedJob:
 
     def epoch(self, epoch: int) -> Any:
         """An ``EpochRunner`` for epoch ``epoch`` (1-based)."""
+        from aif.aims.analog.augment import augmentation
         from aif.aims.analog.training import EpochRunner
 
         return EpochRunner(
@@ -124,6 +125,7 @@ class PreparedJob:
             seed=self.experiment.training.seed,
             epoch=epoch,
             device=self.device,
+            augment=augmentation(self.experiment.dataset.augment),
         )
 
     def evaluate(self) -> float:
@@ -134,6 +136,18 @@ class PreparedJob:
             self.model,
             self.data.x_test,
             self.data.y_test,
+            self.experiment.dataset.batch_size,
+            self.device,
+        )
+
+    def validate(self) -> float:
+        """Accuracy on the validation split now; NaN without ``validation_fraction``."""
+        from aif.aims.analog.training import evaluate
+
+        return evaluate(
+            self.model,
+            self.data.x_val,
+            self.data.y_val,
             self.experiment.dataset.batch_size,
             self.device,
         )
@@ -217,7 +231,9 @@ class JobRunner:
         rpu_config = build.build_rpu_config(experiment.rpu)
         outcome.family = build.family_of(rpu_config)
         device = torch.device(outcome.device)
-        model = build.build_model(experiment.model, rpu_config, data.sample_shape)
+        model = build.build_model(
+            experiment.model, rpu_config, data.sample_shape, classes=data.classes
+        )
         if experiment.load_checkpoint:
             self._load(model, experiment.load_checkpoint)
         model = model.to(device)

@@ -23,6 +23,7 @@ workflow with a simulator of the same name picks them up (``load_checkpoint``).
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from typing import Any, Literal
 
@@ -179,6 +180,7 @@ class AnalogSimulator(AIM):
                     return
                 await asyncio.to_thread(runner.step, self.params.slice_seconds)
             accuracy = await asyncio.to_thread(job.evaluate)
+            validation = await asyncio.to_thread(job.validate)
             seconds = time.perf_counter() - start
             lr = job.end_epoch()
             outcome.epoch_done(accuracy, seconds)
@@ -200,6 +202,7 @@ class AnalogSimulator(AIM):
                 job=outcome.job,
                 loss=runner.loss,
                 accuracy=accuracy,
+                **({"val_accuracy": validation} if math.isfinite(validation) else {}),
                 seconds=round(seconds, 2),
             )
         if epochs == 0:

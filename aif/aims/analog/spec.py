@@ -20,7 +20,10 @@ when one is wrong. A minimal experiment::
     inference: {drift_times: [1s, 1h, 1d, 1y]}
 
 Layer sizes that follow from the data (``in_features``, ``in_channels``,
-``num_features``) are inferred; give them only to have them checked.
+``num_features``) are inferred; give them only to have them checked. Instead of
+``layers``, ``model: {zoo: resnet, args: {depth: 20}}`` takes a built-in architecture
+and ``model: {torch: package.module:Net, args: {...}}`` the user's own torch model;
+aihwkit's ``convert_to_analog`` makes both analog.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Annotated, Any, Literal
 import pydantic
 from pydantic import Field
 
+from aif.aims.analog.data_spec import FILE_SETS, AugmentSpec, DatasetSpec
 from aif.aims.analog.model_spec import (
     LAYER_TYPES,
     WEIGHTED_TYPES,
@@ -52,9 +56,11 @@ from aif.aims.analog.model_spec import (
 
 __all__ = [
     "DURATION_UNITS",
+    "FILE_SETS",
     "LAYER_TYPES",
     "NAME_RULE",
     "WEIGHTED_TYPES",
+    "AugmentSpec",
     "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",
@@ -132,71 +138,6 @@ Duration = Annotated[float, pydantic.BeforeValidator(parse_duration)]
 def _one_or_more(value: object) -> object:
     """``drift_times: 1d`` is the one-element list ``[1d]``."""
     return [value] if isinstance(value, str | int | float) else value
-
-
-# -- data -----------------------------------------------------------------------------
-
-
-class DatasetSpec(pydantic.BaseModel):
-    """Where the samples come from; nothing is ever downloaded.
-
-    Every set yields images shaped ``(N, channels, height, width)`` in float32 and
-    integer class labels, so an MLP starts with a ``Flatten`` layer.
-    """
-
-    model_config = _FORBID
-    name: Literal["digits", "idx", "synthetic"] = Field(
-        default="digits",
-        description="digits: scikit-learn's bundled 8x8 set; idx: MNIST-format files; "
-        "synthetic: separable random classes",
-    )
-    path: str | None = Field(
-        default=None,
-        description="idx only: folder with train-images-idx3-ubyte, train-labels-idx1-ubyte, "
-        "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (each may end in .gz); relative "
-        "to the experiment file (inline experiments: to the workflow's folder)",
-    )
-    test_fraction: float = Field(
-        default=0.25, gt=0, lt=1, description="digits and synthetic: share held out for testing"
-    )
-    max_train: int | None = Field(default=None, ge=1, description="use at most this many")
-    max_test: int | None = Field(default=None, ge=1, description="test on at most this many")
-    normalize: Literal["none", "unit", "standard"] = Field(
-        default="unit",
-        description="unit: scale pixels to [0, 1]; standard: zero mean, unit variance "
-        "(statistics of the training split)",
-    )
-    batch_size: int = Field(default=32, ge=1, le=65_536)
-    # synthetic only
-    classes: int = Field(default=10, ge=2, le=1000, description="synthetic: number of classes")
-    samples: int = Field(default=2000, ge=10, description="synthetic: number of samples")
-    image_size: int = Field(default=8, ge=2, le=256, description="synthetic: side of the image")
-    seed: int = Field(default=0, description="order of the split and of synthetic samples")
-
-    @pydantic.model_validator(mode="after")
-    def _fields_of_the_set(self) -> DatasetSpec:
-        faults = []
-        if self.name == "idx" and not self.path:
-            faults.append("dataset 'idx' needs 'path': the folder holding the IDX files")
-        if self.name != "idx" and self.path is not None:
-            faults.append(f"'path' is only read for dataset 'idx', not {self.name!r}; remove it")
-        # Only values the user wrote: a job's spec is this model dumped and parsed again,
-        # with every default written out, so a default value is never a fault.
-        synthetic = [
-            f
-            for f in ("classes", "samples", "image_size")
-            if f in self.model_fields_set
-            and getattr(self, f) != DatasetSpec.model_fields[f].default
-        ]
-        if self.name != "synthetic" and synthetic:
-            written = ", ".join(repr(f) for f in synthetic)
-            faults.append(
-                f"{written} {'is' if len(synthetic) == 1 else 'are'} only read for dataset "
-                f"'synthetic', not {self.name!r}; remove {'it' if len(synthetic) == 1 else 'them'}"
-            )
-        if faults:
-            raise ValueError("; ".join(faults))
-        return self
 
 
 # -- RPU configuration -----------------------------------------------------------------
@@ -343,7 +284,10 @@ class Experiment(pydantic.BaseModel):
     name: str = Field(pattern=_NAME, description=f"the experiment's name: {NAME_RULE}")
     description: str = ""
     dataset: DatasetSpec = Field(default_factory=DatasetSpec)
-    model: ModelSpec = Field(description="the network: model: {convert: all, layers: [...]}")
+    model: ModelSpec = Field(
+        description="the network: model: {convert: all, layers: [...]}, {zoo: resnet, "
+        "args: {depth: 20}} or {torch: package.module:Net, args: {...}}"
+    )
     rpu: RPU_FIELD | None = None
     sweep: dict[Annotated[str, Field(pattern=_NAME)], RPU_FIELD] | None = Field(
         default=None, min_length=1, description="label -> RPU configuration, one job each"

@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from aif.aims.analog.augment import Augment, batch_generator
+
 LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -68,7 +70,8 @@ class EpochRunner:
     ``loss`` is the sample-weighted mean training loss of the batches run so far
     (NaN before the first), ``samples`` and ``batches`` count them, ``done`` turns
     True once every batch of the epoch has run. The caller steps the learning-rate
-    scheduler after the epoch.
+    scheduler after the epoch. ``augment`` (see :mod:`aif.aims.analog.augment`) changes
+    each training batch, with randomness drawn from ``(seed, epoch, batch)`` alone.
     """
 
     def __init__(
@@ -82,6 +85,7 @@ class EpochRunner:
         seed: int,
         epoch: int,
         device: torch.device,
+        augment: Augment | None = None,
     ) -> None:
         if len(x) != len(y):
             raise ValueError(f"x has {len(x)} samples but y has {len(y)} labels")
@@ -89,6 +93,8 @@ class EpochRunner:
         self.optimizer = optimizer
         self.loss_fn = loss_fn
         self.device = device
+        self._augment = augment
+        self._seed, self._epoch = seed, epoch
         self._x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         self._y = torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64))
         self._order = torch.from_numpy(epoch_order(len(y), seed, epoch))
@@ -130,7 +136,10 @@ class EpochRunner:
 
     def _run_batch(self, lo: int, hi: int) -> None:
         index = self._order[lo:hi]
-        xb = self._x[index].to(self.device)
+        xb = self._x[index]
+        if self._augment is not None:
+            xb = self._augment(xb, batch_generator(self._seed, self._epoch, self.batches))
+        xb = xb.to(self.device)
         yb = self._y[index].to(self.device)
         self.optimizer.zero_grad()
         loss = self.loss_fn(self.model(xb), yb)

@@ -32,6 +32,7 @@ import pydantic
 from pydantic_core import ErrorDetails
 
 from aif.aims.analog.capabilities import SimulatorCapabilities, choose_simulator, simulators
+from aif.aims.analog.model_spec import TORCH_PATH
 from aif.aims.analog.records import EXPERIMENT_RECORD, JOB_RECORD, REJECTION_RECORD
 from aif.aims.analog.spec import _NAME, LAYER_TYPES, NAME_RULE, Experiment, OptimizerSpec, job_name
 from aif.aims.base import AIM
@@ -76,6 +77,8 @@ def _message(err: ErrorDetails, loc: tuple[int | str, ...]) -> str:
         return _unknown_layer(ctx.get("tag"))
     if kind == "string_pattern_mismatch" and ctx.get("pattern") == _NAME:
         return f"{NAME_RULE}; got {err['input']!r}"
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") == TORCH_PATH:
+        return f"write package.module:ClassOrFactory (e.g. mypkg.models:Net); got {err['input']!r}"
     msg = err["msg"].removeprefix("Value error, ")
     if kind in _RANGES or kind in ("too_short", "too_long"):
         return f"{msg}, got {_shown(err['input'])}"

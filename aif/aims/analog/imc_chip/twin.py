@@ -34,12 +34,17 @@ class DigitalModel:
     analog: tuple[int, ...]
 
 
-def build_digital_model(spec: ModelSpec, sample_shape: tuple[int, int, int]) -> DigitalModel:
+def build_digital_model(spec: ModelSpec, sample_shape: tuple[int, ...]) -> DigitalModel:
     """Every layer of ``spec`` built digitally, sizes inferred from ``sample_shape``.
 
     Raises :class:`ExperimentError` with a problem per faulty layer (as the simulator's
     builder does).
     """
+    if spec.layers is None:
+        raise ExperimentError(
+            "the IMC chip maps layer lists only",
+            [("model", f"a {spec.source} model cannot be mapped onto the chip; use 'layers'")],
+        )
     problems: list[tuple[str, str]] = []
     modules: list[torch.nn.Module] = []
     shape: tuple[int, ...] | None = tuple(sample_shape)
