@@ -42,6 +42,11 @@ def _result(job: str, label: str, status: str, accuracy: float, **drift: Any) ->
         "accuracy": accuracy,
         "checkpoint": "",
         "simulator": "simulator",
+        "metric": "accuracy",
+        "stopped_epoch": 0,
+        "layer_names": ["0"],
+        "layer_tiles": [1],
+        "layer_macs": [640],
     }
     for key in ("drift_times", "drift_mean", "drift_std"):
         value[key] = drift.get(key, [])

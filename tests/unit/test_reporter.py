@@ -61,6 +61,11 @@ def result(job: str, accuracy: float = 0.8, status: str = "completed", **kw: Any
         "drift_std_compensated": [],
         "checkpoint": "",
         "simulator": "simulator",
+        "metric": "accuracy",
+        "stopped_epoch": 0,
+        "layer_names": [],
+        "layer_tiles": [],
+        "layer_macs": [],
     }
     value.update(kw)
     return value

@@ -2,7 +2,8 @@
 
 - The experiment as data: ``spec`` and ``model_spec`` (pydantic), ``records`` (the
   record types on their ports), ``experiments`` (the experiment-source AIM).
-- From data to aihwkit: ``aihwkit_names``, ``overrides``, ``rpu_configs``, ``layers``,
+- From data to aihwkit: ``aihwkit_names``, ``overrides``, ``rpu_configs`` (with
+  ``rpu_layers``: per-layer configurations), ``layers``,
   ``torch_models`` (zoo and user torch models through ``convert_to_analog``; the
   architectures in ``zoo``), ``build``, ``datasets`` (with ``data_files``: CIFAR, npz,
   image folders; and ``augment``: crop and flip of training batches).

@@ -75,11 +75,25 @@ def noise_model_classes() -> dict[str, type]:
 
 @functools.cache
 def drift_compensation_classes() -> dict[str, type]:
-    """Drift compensations (``BaseDriftCompensation`` itself is abstract and left out)."""
-    import aihwkit.inference as inference
+    """Drift compensations: every class of ``aihwkit.inference.compensation``'s modules.
 
-    base = inference.BaseDriftCompensation
-    return {n: c for n, c in _classes(inference).items() if issubclass(c, base) and c is not base}
+    ``aihwkit.inference`` exports only ``GlobalDriftCompensation``; the package also has
+    ``GlobalDriftCompensationWithExactReference`` and ``PerColumnDriftCompensation``.
+    ``BaseDriftCompensation`` itself is abstract and left out.
+    """
+    import importlib
+    import pkgutil
+
+    import aihwkit.inference.compensation as package
+    from aihwkit.inference.compensation.base import BaseDriftCompensation as base
+
+    found: dict[str, type] = {}
+    for info in pkgutil.iter_modules(package.__path__, f"{package.__name__}."):
+        module = importlib.import_module(info.name)
+        found.update(
+            (n, c) for n, c in _classes(module).items() if issubclass(c, base) and c is not base
+        )
+    return found
 
 
 def _classes(module: types.ModuleType) -> dict[str, type]:
@@ -131,3 +145,28 @@ def describe(exc: BaseException) -> str:
 def field_names(cls: type) -> list[str]:
     """The dataclass fields of ``cls`` (an aihwkit config, device or parameter class)."""
     return [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else []
+
+
+def section_names(cls: type) -> list[str]:
+    """The parameter sections of RPU config class ``cls``, from its own dataclass fields.
+
+    A section is a settable field holding an aihwkit parameter dataclass (``forward``,
+    ``mapping``, ``pre_post``, ``remap``, ...) or an optional one (``act_quant_config``);
+    ``device``, the noise model and the tile classes are set otherwise. Read from the
+    class, so a section a later aihwkit adds is settable without code here.
+    """
+    if not dataclasses.is_dataclass(cls):
+        return []
+    hints = typing.get_type_hints(cls)
+    names = []
+    for f in dataclasses.fields(cls):
+        options = typing.get_args(hints.get(f.name)) or (hints.get(f.name),)
+        is_params = any(
+            isinstance(o, type)
+            and dataclasses.is_dataclass(o)
+            and o.__module__.startswith("aihwkit.simulator.parameters")
+            for o in options
+        )
+        if f.name != "device" and is_params:
+            names.append(f.name)
+    return names

@@ -54,7 +54,9 @@ from aif.aims.analog.rpu_configs import (
     rpu_config,
     tile_kind,
     torch_families,
+    unparsed_problems,
 )
+from aif.aims.analog.task_metrics import model_outputs
 from aif.errors import ExperimentError
 
 __all__ = [
@@ -170,7 +172,11 @@ def build_scheduler(spec: s.TrainingSpec, optimizer: Any) -> Any | None:
 
 
 def loss_function(spec: s.TrainingSpec) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """``cross_entropy`` on logits, or ``nll_loss`` on log-probabilities."""
+    """``cross_entropy`` on logits, ``nll_loss`` on log-probabilities, or ``mse``."""
+    if spec.loss == "mse":
+        from aif.aims.analog.task_metrics import mse_loss
+
+        return mse_loss
     if spec.loss == "nll":
         return torch.nn.functional.nll_loss
     return torch.nn.functional.cross_entropy
@@ -232,14 +238,19 @@ def check_sections(raw: Mapping[str, Any], base_dir: Path) -> list[Problem]:
     configs: dict[str, s.RPUSpec] = {}
     complete = True
     rpu, sweep = raw.get("rpu"), raw.get("sweep")
+    unparsed: list[Problem] = []  # unknown names in the configurations that do not parse
     if rpu is not None:
         parsed = _parse(s.RPU_FIELD, rpu)
         complete = parsed is not None
         if parsed is not None:
             configs["rpu"] = parsed
+        else:
+            unparsed += unparsed_problems(rpu, "rpu")
     if isinstance(sweep, Mapping):
         for label, value in sweep.items():
             parsed = _parse(s.RPU_FIELD, value)
+            if parsed is None:
+                unparsed += unparsed_problems(value, f"sweep.{label}")
             if parsed is None or not s.valid_name(str(label)):
                 complete = False
             else:
@@ -260,7 +271,7 @@ def check_sections(raw: Mapping[str, Any], base_dir: Path) -> list[Problem]:
         complete=complete,
         fallback=_fallback_shape(raw.get("dataset")) if dataset is None else None,
     )
-    return check_parts(parts, base_dir)
+    return unparsed + check_parts(parts, base_dir)
 
 
 def _parse(tp: Any, value: Any) -> Any:
@@ -306,9 +317,10 @@ def check_parts(parts: Parts, base_dir: Path) -> list[Problem]:
             else:
                 dataset = load_dataset(data, base_dir)
                 x, y = dataset.x_train[:2], dataset.y_train[:2]
-                shape, classes = dataset.sample_shape, dataset.classes
+                shape, classes = dataset.sample_shape, model_outputs(dataset)
                 batches = len(dataset.y_train) % data.batch_size
-                problems += use_problems(data, dataset)
+                loss = parts.training.loss if parts.training is not None else None
+                problems += use_problems(data, dataset, loss)
         except ExperimentError as exc:
             problems += exc.problems
             shape = expected_shape(data)

@@ -350,16 +350,21 @@ def expected_shape(spec: DatasetSpec) -> tuple[int, ...] | None:
     return KNOWN_SHAPES.get(spec.name)
 
 
-def use_problems(spec: DatasetSpec, data: Dataset) -> list[tuple[str, str]]:
-    """What training cannot do with ``data`` as ``spec`` asks (empty: nothing)."""
+def use_problems(
+    spec: DatasetSpec, data: Dataset, loss: str | None = None
+) -> list[tuple[str, str]]:
+    """What training cannot do with ``data`` as ``spec`` asks (empty: nothing).
+
+    ``loss`` is ``training.loss``: regression targets need ``mse``.
+    """
     problems = []
-    if data.task == "regression":
+    if data.task == "regression" and loss is not None and loss != "mse":
         problems.append(
             (
                 "dataset.task",
-                "y holds float targets (regression), but training has only classification "
-                "losses (cross_entropy, nll) and reports accuracy; give integer class labels "
-                "in y, or task: classification if the floats are whole numbers",
+                f"y holds float targets (regression), but training.loss is {loss}, a "
+                "classification loss; use loss: mse, or give integer class labels in y "
+                "(task: classification if the floats are whole numbers)",
             )
         )
     if spec.augment is not None and len(data.sample_shape) != 3:

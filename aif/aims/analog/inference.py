@@ -93,13 +93,15 @@ def drift_inference(
     batch_size: int,
     device: torch.device,
     should_stop: Callable[[], bool] | None = None,
+    score: Callable[[Any, np.ndarray, np.ndarray, int, torch.device], float] = evaluate,
 ) -> list[DriftPoint]:
     """Program ``repetitions`` times; at each time in ``times``, drift and test.
 
     Returns one :class:`DriftPoint` per time and measured mode, in the order of
     ``times``, uncompensated before compensated. ``should_stop`` is asked before
     each repetition; when it says stop, the points cover the repetitions finished so
-    far (none: an empty list). Raises :class:`ExperimentError` at ``inference`` when
+    far (none: an empty list). ``score`` measures the model (accuracy by default;
+    the mse for regression). Raises :class:`ExperimentError` at ``inference`` when
     the model has no inference tiles.
     """
     if compensation not in ("with", "without", "both"):
@@ -141,7 +143,7 @@ def drift_inference(
                 for mode in modes:
                     torch.manual_seed(_derived_seed(seed, rep, _EVAL, k, int(mode)))
                     _set_compensation(tiles, compensators, on=mode)
-                    accuracies[k, mode].append(evaluate(model, x, y, batch_size, device))
+                    accuracies[k, mode].append(score(model, x, y, batch_size, device))
                 _set_compensation(tiles, compensators, on=True in modes)
 
     points = []

@@ -17,6 +17,7 @@ import torch
 
 from aif.aims.analog import spec as s
 from aif.aims.analog.aihwkit_names import describe, family_of_class
+from aif.aims.analog.rpu_layers import chooser, unmatched
 from aif.errors import ExperimentError
 
 Problem = tuple[str, str]
@@ -41,19 +42,23 @@ def build_model(
         raise ValueError("build_model builds layer lists; zoo and torch models: torch_models")
     problems: list[Problem] = []
     modules: list[torch.nn.Module] = []
-    refused: dict[str, list[str]] = {}  # aihwkit's reason -> the layers it refused
+    # (aihwkit's reason, the config's family) -> the layers it refused
+    refused: dict[tuple[str, str], list[str]] = {}
     shape: Shape | None = tuple(sample_shape)
+    choose = chooser(rpu_config)  # per-layer configurations by layer index
+    analog = [str(i) for i in range(len(spec.layers)) if spec.is_analog(i)]
+    problems += unmatched(rpu_config, analog, rpu_path)
     for i, layer in enumerate(spec.layers):
         where = f"{path}.layers.{i}"
         shape, factory = layer_step(layer, shape, where, problems)
         if factory is None:
             continue
+        config = choose(str(i)) if spec.is_analog(i) else None
         try:
-            modules.append(factory(rpu_config if spec.is_analog(i) else None))
+            modules.append(factory(config))
         except Exception as exc:  # aihwkit refuses this configuration for this tile
-            refused.setdefault(describe(exc), []).append(where)
-    for reason, layers in refused.items():
-        family = family_of_class(type(rpu_config))
+            refused.setdefault((describe(exc), family_of_class(type(config))), []).append(where)
+    for (reason, family), layers in refused.items():
         problems.append(
             (rpu_path, f"aihwkit cannot build {', '.join(layers)} as {family}: {reason}")
         )

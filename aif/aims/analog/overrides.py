@@ -5,13 +5,17 @@ Overrides (``forward: {out_noise: 0.02}``) are checked against the
 type: enum fields take a member's name in any case (``abs_max``), numbers are checked
 loosely (an int is a fine float, and ``1e-3``, which YAML 1.1 reads as text, is a fine
 float too), nested parameter objects take a mapping, and a device-typed field takes a
-device name. Constructor arguments (noise models, optimizers) are checked against the
+device name; a device list (``unit_cell_devices``) takes names and mappings
+(``{type: SoftBoundsDevice, dw_min: 0.1}``, or without ``type`` to change the device
+already there), and a dotted key (``unit_cell_devices.1.dw_min``) reaches one nested
+field. Constructor arguments (noise models, optimizers) are checked against the
 signature the same way (:func:`call_with`). Every function here returns problems as
 ``(path, message)`` pairs instead of raising, so callers report all of them at once.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import enum
 import functools
@@ -47,16 +51,26 @@ def apply_overrides(target: Any, values: Mapping[str, Any], path: str) -> list[P
     problems: list[Problem] = []
     for key, value in values.items():
         where = f"{path}.{key}"
+        key, dot, rest = key.partition(".")
         spec = fields.get(key)
         if spec is None:
-            problems.append((where, unknown(f"field of {cls.__name__}", key, fields)))
+            problems.append((f"{path}.{key}", unknown(f"field of {cls.__name__}", key, fields)))
             continue
         if not spec.init:
-            problems.append((where, f"{cls.__name__} fixes {key!r}; it cannot be set"))
+            problems.append((f"{path}.{key}", f"{cls.__name__} fixes {key!r}; it cannot be set"))
             continue
         current = getattr(target, key)
+        if dot:  # a dotted key: unit_cell_devices.0.dw_min, transfer_forward.out_noise
+            problems.extend(_apply_dotted(current, rest, value, f"{path}.{key}"))
+            continue
         if isinstance(value, Mapping) and dataclasses.is_dataclass(current):
             problems.extend(apply_overrides(current, value, where))
+            continue
+        if _is_device_list(current, value):
+            devices, faults = _device_list(current, value, where)
+            problems.extend(faults)
+            if not faults:
+                setattr(target, key, devices)
             continue
         try:
             setattr(target, key, convert(value, hints.get(key, spec.type)))
@@ -223,6 +237,73 @@ def _convert_plain(value: Any, annotation: type) -> Any:
         hint = " (a device name)" if is_device else " (a mapping of its fields)"
         raise Bad(f"expected a {annotation.__name__}{hint}, got {value!r}")
     raise Bad(f"a {annotation.__name__} cannot be set from an experiment")
+
+
+def _apply_dotted(current: Any, rest: str, value: Any, path: str) -> list[Problem]:
+    """``rest`` (``dw_min``, ``0.dw_min``) below ``current``, the object at ``path``."""
+    if dataclasses.is_dataclass(current) and not isinstance(current, type):
+        return apply_overrides(current, {rest: value}, path)
+    if not isinstance(current, list):
+        return [(path, f"is a {type(current).__name__}; it has no {rest.partition('.')[0]!r}")]
+    index, _, tail = rest.partition(".")
+    if not index.isdigit() or int(index) >= len(current):
+        valid = f"0 to {len(current) - 1}" if current else "none: the list is empty"
+        return [(f"{path}.{index}", f"is not an index of this list of {len(current)}; {valid}")]
+    where, item = f"{path}.{index}", current[int(index)]
+    if tail:
+        return _apply_dotted(item, tail, value, where)
+    devices, problems = _device_list(current, [*current[: int(index)], value], path)
+    if not problems:
+        current[int(index)] = devices[int(index)]
+    return problems
+
+
+def _is_device_list(current: Any, value: Any) -> bool:
+    """A list of devices (``unit_cell_devices``) written with at least one mapping."""
+    return (
+        isinstance(current, list)
+        and isinstance(value, list | tuple)
+        and any(isinstance(v, Mapping) for v in value)
+    )
+
+
+def _device_list(current: list[Any], value: Any, path: str) -> tuple[list[Any], list[Problem]]:
+    """Devices from names and mappings: ``[SoftBoundsDevice, {type: ..., dw_min: 0.1}]``.
+
+    A mapping without ``type`` changes the device already at its place (a preset's),
+    one with ``type`` is a new device of that class with those fields.
+    """
+    devices: list[Any] = []
+    problems: list[Problem] = []
+    for i, item in enumerate(value):
+        where = f"{path}.{i}"
+        if not isinstance(item, Mapping):
+            try:
+                devices.append(_device_or_value(item))
+            except Bad as bad:
+                problems.append((where, str(bad)))
+            continue
+        fields = dict(item)
+        name = fields.pop("type", None)
+        if name is not None and name not in device_classes():
+            problems.append((f"{where}.type", unknown("device", name, device_classes())))
+            continue
+        if name is not None:
+            device = device_classes()[name]()
+        elif i < len(current) and dataclasses.is_dataclass(current[i]):
+            device = copy.deepcopy(current[i])
+        else:
+            problems.append(
+                (
+                    where,
+                    f"there is no device {i} to change (the list has {len(current)}); "
+                    "give its class with 'type: SoftBoundsDevice' (or another device)",
+                )
+            )
+            continue
+        problems.extend(apply_overrides(device, fields, where))
+        devices.append(device)
+    return devices, problems
 
 
 def _device_or_value(value: Any) -> Any:

@@ -20,18 +20,22 @@ JOB_RECORD = (
 )
 #: An experiment that cannot run, with every reason as ``path: message``.
 REJECTION_RECORD = "{string experiment; string source; string[] problems}"
-#: One finished epoch of one job (accuracy: test accuracy after it).
+#: One finished epoch of one job (accuracy: the test metric after it, mse for regression).
 METRICS_RECORD = (
     "{string job; int32 epoch; int32 epochs; float64 loss; float64 accuracy; "
     "float64 seconds; float64 lr}"
 )
-#: The outcome of one job, also for stopped and failed ones.
+#: The outcome of one job, also for stopped and failed ones. ``metric`` names what
+#: ``accuracy`` and the drift means measure (``accuracy``, or ``mse`` for regression);
+#: ``stopped_epoch`` is where early stopping ended training (0: it did not);
+#: ``layer_*`` give each analog layer's tiles and MACs per sample.
 RESULT_RECORD = (
     "{string job; string experiment; string label; string family; string device; "
     "string status; string error; int32 epochs_done; float64 train_seconds; "
     "float64 accuracy; float64[] drift_times; float64[] drift_mean; float64[] drift_std; "
     "float64[] drift_mean_compensated; float64[] drift_std_compensated; string checkpoint; "
-    "string simulator}"
+    "string simulator; string metric; int32 stopped_epoch; string[] layer_names; "
+    "int64[] layer_tiles; int64[] layer_macs}"
 )
 #: A trained model for deployment: the job's spec (JSON, one configuration) and its
 #: weights as a digital model of the same layers would hold them (``names[i]`` is the

@@ -12,6 +12,12 @@ listens on three inputs and writes, into one folder per run::
     drift.png       accuracy after drift on a log time axis, std bars    (if any drift)
     configurations.png  accuracy and training time per job               (two jobs or more)
 
+A result's ``metric`` says what its ``accuracy`` and drift means measure (``mse`` for
+regression, where lower is better and the best job is the lowest). Seeded jobs
+(``training.seeds``) are gathered under ``seeds`` in results.json: mean and std across
+seeds of the final metric and of each drift point. Each job's ``layers`` lists its
+analog layers' tiles and MACs.
+
 JSON has no NaN: a missing accuracy (a job that never evaluated) is written as
 ``null``. ``metrics.csv`` writes it as ``nan``, which both ``float()`` and pandas read.
 The folder is never reused: when it exists, ``-2``, ``-3``... is appended. The plots
@@ -37,6 +43,7 @@ import numpy as np
 import pydantic
 
 from aif.aims.analog.records import METRICS_RECORD, REJECTION_RECORD, RESULT_RECORD
+from aif.aims.analog.seeds import seed_statistics
 from aif.aims.base import AIM
 from aif.aims.preload import Preload
 from aif.communication.ports import Record, Stop
@@ -189,6 +196,12 @@ class Report:
     def add_result(self, value: Mapping[str, Any]) -> dict[str, Any]:
         """Record one job's result and rewrite results.json."""
         result: dict[str, Any] = json_safe(dict(value))
+        names, tiles, macs = (result.get(f"layer_{k}") or [] for k in ("names", "tiles", "macs"))
+        if names:
+            result["layers"] = [
+                {"name": n, "tiles": t, "macs": m}
+                for n, t, m in zip(names, tiles, macs, strict=False)
+            ]
         self.results[str(result["job"])] = result
         self.write_results()
         return result
@@ -201,7 +214,8 @@ class Report:
         return rejection
 
     def summary(self) -> dict[str, Any]:
-        """Counts and the best job: highest accuracy among completed jobs (else any job)."""
+        """Counts and the best job: highest accuracy (lowest mse) among completed jobs
+        (else any job)."""
         results = list(self.results.values())
         counts = {status: 0 for status in ("completed", "stopped", "failed")}
         for r in results:
@@ -209,7 +223,7 @@ class Report:
             counts[status] = counts.get(status, 0) + 1
         scored = [r for r in results if isinstance(r.get("accuracy"), int | float)]
         completed = [r for r in scored if r.get("status") == "completed"]
-        best = max(completed or scored, key=lambda r: r["accuracy"], default=None)
+        best = max(completed or scored, key=_goodness, default=None)
         with_results = set(self.results)
         unfinished = sorted({str(m["job"]) for m in self.metrics} - with_results)
         return {
@@ -228,6 +242,7 @@ class Report:
             "summary": self.summary(),
             "jobs": list(self.results.values()),
             "rejections": self.rejections,
+            "seeds": json_safe(seed_statistics(list(self.results.values()))),
             "files": ["metrics.csv", "results.json", *self.plots],
             "plot_errors": self.plot_errors,
         }
@@ -263,6 +278,12 @@ class Report:
                     self.plots.append(name)
             except Exception as exc:  # a figure must never cost the results
                 self.plot_errors.append(f"{name}: {type(exc).__name__}: {exc}")
+
+
+def _goodness(result: Mapping[str, Any]) -> float:
+    """Larger is better: the accuracy, or minus an error metric (mse)."""
+    value = float(result["accuracy"])
+    return value if result.get("metric", "accuracy") == "accuracy" else -value
 
 
 def _csv_cell(value: Any) -> Any:

@@ -3,6 +3,9 @@
 An ``rpu`` section names a family or preset, then overrides by field name; this module
 builds the aihwkit object and collects every problem (unknown names via
 :mod:`aif.aims.analog.aihwkit_names`, values via :mod:`aif.aims.analog.overrides`).
+The sections a config takes are its own dataclass fields that hold aihwkit parameters
+(:func:`~aif.aims.analog.aihwkit_names.section_names`), and per-layer configurations
+are attached to the base one (:mod:`aif.aims.analog.rpu_layers`).
 
 Which simulator runs a family (aihwkit 1.2.0, read from each config's ``tile_class``):
 
@@ -22,6 +25,7 @@ Which simulator runs a family (aihwkit 1.2.0, read from each config's ``tile_cla
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import typing
 from collections.abc import Mapping
@@ -37,9 +41,11 @@ from aif.aims.analog.aihwkit_names import (
     field_names,
     noise_model_classes,
     resolve,
+    section_names,
     unknown,
 )
 from aif.aims.analog.overrides import apply_overrides, call_with, type_hints
+from aif.aims.analog.rpu_layers import attach, layer_configs
 from aif.aims.analog.spec import NoiseModelSpec, RPUSpec
 from aif.errors import ExperimentError
 
@@ -66,10 +72,13 @@ def tile_kind(rpu_config: Any) -> Literal["torch", "rpucuda"]:
     """``rpucuda`` when the config's tiles wrap the C++ RPUCuda simulator, else ``torch``.
 
     Read from ``tile_class`` rather than from a list of names, so presets and later
-    families are classified by what they build (see the module docstring).
+    families are classified by what they build (see the module docstring). With
+    per-layer configurations, ``rpucuda`` if any layer's is.
     """
     from aihwkit.simulator.tiles.rpucuda import RPUCudaSimulatorTileWrapper
 
+    if any(tile_kind(c) == "rpucuda" for c in layer_configs(rpu_config).values()):
+        return "rpucuda"
     tile_class = getattr(rpu_config, "tile_class", None)
     if isinstance(tile_class, type) and issubclass(tile_class, RPUCudaSimulatorTileWrapper):
         return "rpucuda"
@@ -132,11 +141,28 @@ def torch_families() -> tuple[str, ...]:
 
 # -- an RPU configuration from its spec -------------------------------------------------
 
-_SECTIONS = ("forward", "backward", "update", "mapping", "modifier", "clip")
-
 
 def rpu_config(spec: RPUSpec, path: str) -> tuple[Any, list[Problem]]:
-    """The aihwkit config ``spec`` describes (``None`` if its name is unknown), and problems."""
+    """The aihwkit config ``spec`` describes (``None`` if its name is unknown), and problems.
+
+    Per-layer configurations (``spec.layers``) are built too and attached to it
+    (:mod:`aif.aims.analog.rpu_layers`); their problems are at ``<path>.layers.<pattern>``.
+    """
+    rpu, problems = _one_config(spec, path)
+    configs: dict[str, Any] = {}
+    for pattern, layer_spec in spec.layers.items():
+        where = f"{path}.layers.{pattern}"
+        if layer_spec.layers:
+            problems.append((f"{where}.layers", "a layer's configuration has no layers of its own"))
+        config, faults = _one_config(layer_spec, where)
+        problems += faults
+        configs[pattern] = config
+    if rpu is not None and not problems:
+        attach(rpu, configs)
+    return rpu, problems
+
+
+def _one_config(spec: RPUSpec, path: str) -> tuple[Any, list[Problem]]:
     if spec.config not in config_classes():
         families = sorted(family_classes())
         presets = sorted(n for n in config_classes() if n not in families)
@@ -154,17 +180,8 @@ def rpu_config(spec: RPUSpec, path: str) -> tuple[Any, list[Problem]]:
             problems += apply_overrides(rpu.device, spec.device_params, where)
         else:
             problems.append(_lacks(rpu, where, "device"))
-    for section in _SECTIONS:
-        values, where = getattr(spec, section), f"{path}.{section}"
-        if values and _settable(type(rpu), section) and section == "mapping":
-            negative = _negative_sizes(getattr(rpu, section), values, where)
-            problems += negative
-            bad = {w.rpartition(".")[2] for w, _ in negative}
-            values = {k: v for k, v in values.items() if k not in bad}
-        if values and _settable(type(rpu), section):
-            problems += apply_overrides(getattr(rpu, section), values, where)
-        elif values:
-            problems.append(_lacks(rpu, where, section))
+    for section, values in spec.sections().items():
+        problems += _set_section(rpu, section, values, f"{path}.{section}")
     if spec.noise_model is not None:
         problems += _set_noise_model(rpu, spec.noise_model, f"{path}.noise_model")
     if spec.drift_compensation is not None:
@@ -172,6 +189,70 @@ def rpu_config(spec: RPUSpec, path: str) -> tuple[Any, list[Problem]]:
     if not any(where.startswith(f"{path}.device") for where, _ in problems):
         problems += _empty_compound(rpu, path)
     return rpu, problems
+
+
+def unparsed_problems(raw: object, path: str) -> list[Problem]:
+    """Unknown extra fields of an ``rpu`` mapping that does not parse as a whole.
+
+    The spec check reports what does not parse; names only aihwkit knows are checked
+    here, so a misspelt section is not hidden by another mistake.
+    """
+    if not isinstance(raw, Mapping):
+        return []
+    name = raw.get("config", RPUSpec.model_fields["config"].default)
+    cls = config_classes().get(name) if isinstance(name, str) else None
+    rpu = cls() if cls is not None else None
+    return [
+        (f"{path}.{key}", _unknown_field(rpu, key))
+        for key in raw
+        if isinstance(key, str)
+        and key not in RPUSpec.model_fields
+        and key not in _any_family_sections()
+    ]
+
+
+@functools.cache
+def _any_family_sections() -> frozenset[str]:
+    """The sections some family has: one the config lacks gets the families that take it."""
+    return frozenset(n for c in family_classes().values() for n in section_names(c))
+
+
+def _set_section(rpu: Any, section: str, values: Any, where: str) -> list[Problem]:
+    """Overrides on the parameter section ``section`` of ``rpu`` (``forward``, ``pre_post``)."""
+    if section not in section_names(type(rpu)) and section not in _any_family_sections():
+        return [(where, _unknown_field(rpu, section))]
+    if not isinstance(values, Mapping):
+        return [(where, f"expected a mapping of {section} fields, got {values!r}")]
+    if not values:
+        return []
+    if not _settable(type(rpu), section):
+        return [_lacks(rpu, where, section)]
+    current = getattr(rpu, section)
+    if current is None:  # an optional section aihwkit leaves out (act_quant_config)
+        annotation = type_hints(type(rpu)).get(section)
+        options = [o for o in typing.get_args(annotation) if dataclasses.is_dataclass(o)]
+        current = options[0]() if options and isinstance(options[0], type) else None
+        setattr(rpu, section, current)
+    problems: list[Problem] = []
+    if section == "mapping":
+        problems = _negative_sizes(current, values, where)
+        bad = {w.rpartition(".")[2] for w, _ in problems}
+        values = {k: v for k, v in values.items() if k not in bad}
+    return problems + apply_overrides(current, values, where)
+
+
+def _unknown_field(rpu: Any, name: str) -> str:
+    """``unknown field 'noise'; did you mean 'noise_model'? (valid for ...: ...)``."""
+    sections = section_names(type(rpu)) if rpu is not None else sorted(_any_family_sections())
+    valid = [*RPUSpec.model_fields, *(n for n in sections if n not in _NAMED)]
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    family = f" for {type(rpu).__name__}" if rpu is not None else ""
+    return f"unknown field {name!r}{hint} (valid{family}: {', '.join(valid)})"
+
+
+#: The sections :class:`RPUSpec` names as fields (the others are extra fields).
+_NAMED = frozenset(RPUSpec.model_fields)
 
 
 def _negative_sizes(target: Any, values: Mapping[str, Any], where: str) -> list[Problem]:

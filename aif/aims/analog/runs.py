@@ -49,6 +49,14 @@ class JobOutcome:
     checkpoint: str = ""
     #: The simulator AIM that ran the job.
     simulator: str = ""
+    #: What ``accuracy`` and the drift means measure: ``accuracy`` or ``mse`` (regression).
+    metric: str = "accuracy"
+    #: The epoch early stopping ended training at; 0 when it did not.
+    stopped_epoch: int = 0
+    #: Per analog layer, as aihwkit's analog_summary counts them (see ``layer_summary``).
+    layer_names: list[str] = field(default_factory=list)
+    layer_tiles: list[int] = field(default_factory=list)
+    layer_macs: list[int] = field(default_factory=list)
 
     def epoch_done(self, accuracy: float, seconds: float) -> None:
         """Count a finished epoch and its test accuracy."""
@@ -76,18 +84,26 @@ class JobOutcome:
             "drift_std_compensated": self.drift_std_compensated,
             "checkpoint": self.checkpoint,
             "simulator": self.simulator,
+            "metric": self.metric,
+            "stopped_epoch": self.stopped_epoch,
+            "layer_names": self.layer_names,
+            "layer_tiles": self.layer_tiles,
+            "layer_macs": self.layer_macs,
         }
 
     def summary(self) -> dict[str, Any]:
         """A compact view for the run's result table."""
         out: dict[str, Any] = {"status": self.status}
         if math.isfinite(self.accuracy):
-            out["accuracy"] = round(self.accuracy, 4)
+            out[self.metric] = round(self.accuracy, 4)
         means = self.drift_mean_compensated or self.drift_mean
         if means:
             out["drift"] = "compensated" if self.drift_mean_compensated else "raw"
+        short = "acc" if self.metric == "accuracy" else self.metric
         for seconds, mean in zip(self.drift_times, means, strict=False):
-            out[f"acc@{format_duration(seconds)}"] = round(mean, 4)
+            out[f"{short}@{format_duration(seconds)}"] = round(mean, 4)
+        if self.stopped_epoch:
+            out["stopped_epoch"] = self.stopped_epoch
         out["seconds"] = round(self.train_seconds, 1)
         if self.error:
             out["error"] = self.error
@@ -126,13 +142,14 @@ class PreparedJob:
             epoch=epoch,
             device=self.device,
             augment=augmentation(self.experiment.dataset.augment),
+            clip_grad_norm=self.experiment.training.clip_grad_norm,
         )
 
     def evaluate(self) -> float:
-        """Test accuracy now."""
-        from aif.aims.analog.training import evaluate
+        """The test metric now: accuracy, or mse for regression."""
+        from aif.aims.analog.task_metrics import score_function
 
-        return evaluate(
+        return score_function(self.data.task)(
             self.model,
             self.data.x_test,
             self.data.y_test,
@@ -141,16 +158,42 @@ class PreparedJob:
         )
 
     def validate(self) -> float:
-        """Accuracy on the validation split now; NaN without ``validation_fraction``."""
-        from aif.aims.analog.training import evaluate
+        """The metric on the validation split now; NaN without ``validation_fraction``."""
+        from aif.aims.analog.task_metrics import score_function
 
-        return evaluate(
+        return score_function(self.data.task)(
             self.model,
             self.data.x_val,
             self.data.y_val,
             self.experiment.dataset.batch_size,
             self.device,
         )
+
+    def validation_loss(self) -> float:
+        """The training loss on the validation split now (NaN without one)."""
+        from aif.aims.analog.task_metrics import mean_loss
+
+        data, batch = self.data, self.experiment.dataset.batch_size
+        return mean_loss(self.model, data.x_val, data.y_val, self.loss_fn, batch, self.device)
+
+    def calibrate(self) -> int:
+        """Calibrate the input ranges on training batches (``inference.calibrate``)."""
+        from aif.aims.analog.calibration import calibrate
+
+        spec = self.experiment.inference
+        assert spec is not None and spec.calibrate is not None
+        batch = self.experiment.dataset.batch_size
+        seed = self.experiment.training.seed
+        return calibrate(self.model, self.data.x_train, spec.calibrate, batch, self.device, seed)
+
+    def summarise_layers(self) -> None:
+        """Tiles and MACs per analog layer into the outcome."""
+        from aif.aims.analog.layer_summary import layer_summary
+
+        layers = layer_summary(self.model, self.data.sample_shape)
+        self.outcome.layer_names = [str(layer["name"]) for layer in layers]
+        self.outcome.layer_tiles = [int(layer["tiles"]) for layer in layers]
+        self.outcome.layer_macs = [int(layer["macs"]) for layer in layers]
 
     def end_epoch(self) -> float:
         """Step the learning-rate schedule; returns the rate the epoch used."""
@@ -184,6 +227,7 @@ class PreparedJob:
     def drift(self, should_stop: Callable[[], bool]) -> bool:
         """Accuracy after programming and drift; returns True if stopped part way."""
         from aif.aims.analog.inference import drift_inference
+        from aif.aims.analog.task_metrics import score_function
 
         spec = self.experiment.inference
         assert spec is not None
@@ -198,6 +242,7 @@ class PreparedJob:
             self.experiment.dataset.batch_size,
             self.device,
             should_stop=should_stop,
+            score=score_function(self.data.task),
         )
         if should_stop():
             return True
@@ -223,6 +268,7 @@ class JobRunner:
         import torch
 
         from aif.aims.analog import build
+        from aif.aims.analog.task_metrics import metric_name, model_outputs
         from aif.aims.analog.training import seed_everything
 
         data = self._datasets.get(experiment.dataset)
@@ -230,9 +276,10 @@ class JobRunner:
         assert experiment.rpu is not None
         rpu_config = build.build_rpu_config(experiment.rpu)
         outcome.family = build.family_of(rpu_config)
+        outcome.metric = metric_name(data.task)
         device = torch.device(outcome.device)
         model = build.build_model(
-            experiment.model, rpu_config, data.sample_shape, classes=data.classes
+            experiment.model, rpu_config, data.sample_shape, classes=model_outputs(data)
         )
         if experiment.load_checkpoint:
             self._load(model, experiment.load_checkpoint)

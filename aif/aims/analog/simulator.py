@@ -15,6 +15,10 @@ A connected ``models`` output gets each trained model (its job's spec and weight
 a digital twin holds them) for deployment, e.g. on an IMC chip, before this
 simulator's own drift inference starts, so chip and simulator work side by side.
 
+Training may stop early on a validation metric (``training.early_stopping``); before
+drift inference, ``inference.calibrate`` sets the tiles' input ranges from training
+batches. Each result lists the tiles and MACs of every analog layer.
+
 Trained weights can be kept in this AIM's storage (``checkpoint: name``) as a
 tensors-only file read back with ``torch.load(weights_only=True)``; an inference
 workflow with a simulator of the same name picks them up (``load_checkpoint``).
@@ -30,6 +34,7 @@ from typing import Any, Literal
 import pydantic
 
 from aif.aims.analog import capabilities
+from aif.aims.analog.early_stopping import early_stopper
 from aif.aims.analog.records import JOB_RECORD, METRICS_RECORD, MODEL_RECORD, RESULT_RECORD
 from aif.aims.analog.runs import JobOutcome, JobRunner, run_each_job
 from aif.aims.analog.spec import Experiment
@@ -171,6 +176,7 @@ class AnalogSimulator(AIM):
         assert isinstance(self.params, SimulatorParams)
         job = await asyncio.to_thread(self._runner.prepare, experiment, outcome)
         epochs = experiment.training.epochs
+        stopper = early_stopper(experiment.training.early_stopping, outcome.metric)
         for epoch in range(1, epochs + 1):
             runner = job.epoch(epoch)
             start = time.perf_counter()
@@ -205,8 +211,21 @@ class AnalogSimulator(AIM):
                 **({"val_accuracy": validation} if math.isfinite(validation) else {}),
                 seconds=round(seconds, 2),
             )
+            if stopper is not None:
+                watched = validation
+                if stopper.spec.metric == "val_loss":
+                    watched = await asyncio.to_thread(job.validation_loss)
+                if stopper.update(epoch, watched):
+                    outcome.stopped_epoch = epoch
+                    await self.progress(job=outcome.job, early_stop=epoch, best=stopper.best_epoch)
+                    break
         if epochs == 0:
             outcome.accuracy = await asyncio.to_thread(job.evaluate)
+        await asyncio.to_thread(job.summarise_layers)
+        inference = experiment.inference
+        if inference is not None and inference.calibrate is not None and job.drift_capable:
+            await self.progress(job=outcome.job, phase="input-range calibration")
+            await asyncio.to_thread(job.calibrate)
         if experiment.checkpoint:
             await asyncio.to_thread(job.save_checkpoint, experiment.checkpoint)
             outcome.checkpoint = experiment.checkpoint

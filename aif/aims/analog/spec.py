@@ -53,6 +53,7 @@ from aif.aims.analog.model_spec import (
     Sigmoid,
     Tanh,
 )
+from aif.aims.analog.run_spec import CalibrateSpec, EarlyStoppingSpec
 
 __all__ = [
     "DURATION_UNITS",
@@ -64,10 +65,12 @@ __all__ = [
     "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",
+    "CalibrateSpec",
     "Conv2d",
     "DatasetSpec",
     "Dropout",
     "Duration",
+    "EarlyStoppingSpec",
     "Experiment",
     "Flatten",
     "InferenceSpec",
@@ -158,15 +161,29 @@ def _noise_short_form(value: object) -> object:
     return value
 
 
+def _rpu_short_form(value: object) -> object:
+    """``rpu: InferenceRPUConfig`` -> ``{config: InferenceRPUConfig}``."""
+    return {"config": value} if isinstance(value, str) else value
+
+
+def _text_keys(value: object) -> object:
+    """``layers: {0: PCMPreset}``: YAML reads a layer index as an integer; it is a name."""
+    return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
+
+
 class RPUSpec(pydantic.BaseModel):
     """An aihwkit RPU configuration: a family or preset, then overrides by field name.
 
     Every section is a mapping of aihwkit field names to values; enum fields take
-    the enum member's name (``noise_management: ABS_MAX``). Names are checked against
-    aihwkit itself when the experiment is validated.
+    the enum member's name (``noise_management: ABS_MAX``). Besides the sections named
+    here, any parameter section of the config class (its dataclass fields holding
+    aihwkit parameters, e.g. ``act_quant_config``) is taken by its own name, so these
+    models allow extra fields: the names are checked against aihwkit itself, for the
+    config class written, when the experiment is validated. ``layers`` gives some layers
+    configurations of their own.
     """
 
-    model_config = _FORBID
+    model_config = pydantic.ConfigDict(extra="allow")
     config: str = Field(
         default="InferenceRPUConfig",
         description="a class of aihwkit.simulator.configs (InferenceRPUConfig, SingleRPUConfig, "
@@ -179,7 +196,9 @@ class RPUSpec(pydantic.BaseModel):
         "that replaces the config's device",
     )
     device_params: dict[str, Any] = Field(
-        default_factory=dict, description="overrides on the device's fields (dw_min: 0.01)"
+        default_factory=dict,
+        description="overrides on the device's fields (dw_min: 0.01); compound devices: "
+        "unit_cell_devices: [{dw_min: 0.1}, {type: SoftBoundsDevice}], unit_cell_devices.0.dw_min",
     )
     forward: dict[str, Any] = Field(default_factory=dict, description="forward IOParameters")
     backward: dict[str, Any] = Field(default_factory=dict, description="backward IOParameters")
@@ -191,18 +210,40 @@ class RPUSpec(pydantic.BaseModel):
         default_factory=dict, description="weight noise during hardware-aware training"
     )
     clip: dict[str, Any] = Field(default_factory=dict, description="weight clipping")
+    remap: dict[str, Any] = Field(
+        default_factory=dict, description="WeightRemapParameter: remapping of weights to columns"
+    )
+    pre_post: dict[str, Any] = Field(
+        default_factory=dict,
+        description="PrePostProcessingParameter: input_range: {enable: true, ...} learns the "
+        "input ranges",
+    )
+    runtime: dict[str, Any] = Field(default_factory=dict, description="RuntimeParameter")
     noise_model: Annotated[NoiseModelSpec | None, pydantic.BeforeValidator(_noise_short_form)] = (
         None
     )
     drift_compensation: str | None = Field(
         default=None,
-        description="e.g. GlobalDriftCompensation; 'none' for none; left out: aihwkit's default",
+        description="e.g. GlobalDriftCompensation, PerColumnDriftCompensation; 'none' for none; "
+        "left out: aihwkit's default",
+    )
+    layers: Annotated[
+        dict[str, Annotated[RPUSpec, pydantic.BeforeValidator(_rpu_short_form)]],
+        pydantic.BeforeValidator(_text_keys),
+    ] = Field(
+        default_factory=dict,
+        description="module-name pattern -> RPU configuration for the layers it matches "
+        "(layer indices of a layer list, fnmatch patterns of a zoo or torch model); "
+        "the first match wins, the other layers use this configuration",
     )
 
-
-def _rpu_short_form(value: object) -> object:
-    """``rpu: InferenceRPUConfig`` -> ``{config: InferenceRPUConfig}``."""
-    return {"config": value} if isinstance(value, str) else value
+    def sections(self) -> dict[str, Any]:
+        """The parameter sections written, the named ones and the extra ones, in order."""
+        named = (
+            *("forward", "backward", "update", "mapping", "modifier", "clip"),
+            *("remap", "pre_post", "runtime"),
+        )
+        return {**{n: getattr(self, n) for n in named}, **(self.model_extra or {})}
 
 
 #: An RPU configuration as a field: a mapping, or only the config name.
@@ -239,11 +280,31 @@ class TrainingSpec(pydantic.BaseModel):
     model_config = _FORBID
     epochs: int = Field(default=10, ge=0, le=10_000)
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
-    loss: Literal["cross_entropy", "nll"] = Field(
-        default="cross_entropy", description="nll expects a LogSoftmax last layer"
+    loss: Literal["cross_entropy", "nll", "mse"] = Field(
+        default="cross_entropy",
+        description="nll expects a LogSoftmax last layer; mse: regression (or one-hot classes)",
     )
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     seed: int = 0
+    seeds: list[Annotated[int, Field(ge=0)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="one job per seed (labels seed-<n>), instead of 'seed'",
+    )
+    clip_grad_norm: float | None = Field(
+        default=None, gt=0, description="clip the gradients' total norm before each step"
+    )
+    early_stopping: EarlyStoppingSpec | None = Field(
+        default=None, description="needs dataset.validation_fraction > 0"
+    )
+
+    @pydantic.field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: list[int] | None) -> list[int] | None:
+        if seeds is not None and len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds repeat: {seeds}; give each seed once")
+        return seeds
 
 
 class InferenceSpec(pydantic.BaseModel):
@@ -261,6 +322,9 @@ class InferenceSpec(pydantic.BaseModel):
         default="both", description="report accuracy with and/or without drift compensation"
     )
     seed: int = 0
+    calibrate: CalibrateSpec | None = Field(
+        default=None, description="calibrate input ranges on training batches before drift"
+    )
 
 
 # -- the experiment ---------------------------------------------------------------------

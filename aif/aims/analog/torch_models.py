@@ -23,6 +23,7 @@ before anything trains.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import fnmatch
 import importlib
@@ -37,6 +38,7 @@ from aif.aims.analog.aihwkit_names import describe, family_of_class
 from aif.aims.analog.layers import shape_text
 from aif.aims.analog.model_spec import ModelSpec
 from aif.aims.analog.overrides import call_with
+from aif.aims.analog.rpu_layers import match, plain, unmatched
 from aif.errors import ExperimentError
 
 Problem = tuple[str, str]
@@ -198,13 +200,25 @@ def convert(
     from aihwkit.nn.conversion import convert_to_analog
 
     excluded, problems = _excluded(model, spec, path)
-    if not _convertible(model, excluded):
+    convertible = _convertible(model, excluded)
+    if not convertible:
         problems.append(_no_analog_layer(model, spec, path))
+    problems += unmatched(rpu_config, convertible, rpu_path)
     if problems:
         raise _fail(problems)
+    base = plain(rpu_config)
+
+    def per_layer(name: str, module: torch.nn.Module, config: Any) -> Any:
+        chosen = match(rpu_config, name)  # per-layer configurations by module name
+        return config if chosen is None else copy.deepcopy(chosen)
+
     try:
         analog: torch.nn.Module = convert_to_analog(
-            model, rpu_config, exclude_modules=excluded, inplace=True
+            model,
+            base,
+            exclude_modules=excluded,
+            inplace=True,
+            specific_rpu_config_fun=per_layer,
         )
     except Exception as exc:  # aihwkit refuses this configuration for these tiles
         family = family_of_class(type(rpu_config))

@@ -72,6 +72,8 @@ class EpochRunner:
     True once every batch of the epoch has run. The caller steps the learning-rate
     scheduler after the epoch. ``augment`` (see :mod:`aif.aims.analog.augment`) changes
     each training batch, with randomness drawn from ``(seed, epoch, batch)`` alone.
+    ``clip_grad_norm`` clips the gradients' total norm (``torch.nn.utils.clip_grad_norm_``)
+    before each optimizer step. Float labels (regression targets) stay float32.
     """
 
     def __init__(
@@ -86,6 +88,7 @@ class EpochRunner:
         epoch: int,
         device: torch.device,
         augment: Augment | None = None,
+        clip_grad_norm: float | None = None,
     ) -> None:
         if len(x) != len(y):
             raise ValueError(f"x has {len(x)} samples but y has {len(y)} labels")
@@ -94,9 +97,11 @@ class EpochRunner:
         self.loss_fn = loss_fn
         self.device = device
         self._augment = augment
+        self._clip = clip_grad_norm
         self._seed, self._epoch = seed, epoch
         self._x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-        self._y = torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64))
+        labels = np.float32 if y.dtype.kind == "f" else np.int64
+        self._y = torch.from_numpy(np.ascontiguousarray(y, dtype=labels))
         self._order = torch.from_numpy(epoch_order(len(y), seed, epoch))
         self._bounds = batch_bounds(len(y), batch_size)
         self._total = 0.0
@@ -144,6 +149,8 @@ class EpochRunner:
         self.optimizer.zero_grad()
         loss = self.loss_fn(self.model(xb), yb)
         loss.backward()  # type: ignore[no-untyped-call]
+        if self._clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self._clip)
         self.optimizer.step()
         # .item() waits for the device, which also makes the time budget honest on CUDA.
         self._total += float(loss.item()) * (hi - lo)

@@ -10,8 +10,9 @@ experiment it receives it reports *every* problem, each with its field path:
 3. whether a connected simulator can run it (``capabilities``): a family whose tiles
    need aihwkit's C++ extension, or ``device: cuda`` with no GPU anywhere.
 
-An accepted experiment becomes one job per RPU configuration, each routed to the
-least loaded simulator that can run it; a rejected one goes to ``rejections``.
+An accepted experiment becomes one job per RPU configuration (and per seed of
+``training.seeds``, see :mod:`aif.aims.analog.seeds`), each routed to the least loaded
+simulator that can run it; a rejected one goes to ``rejections``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pydantic_core import ErrorDetails
 from aif.aims.analog.capabilities import SimulatorCapabilities, choose_simulator, simulators
 from aif.aims.analog.model_spec import TORCH_PATH
 from aif.aims.analog.records import EXPERIMENT_RECORD, JOB_RECORD, REJECTION_RECORD
+from aif.aims.analog.seeds import job_specs
 from aif.aims.analog.spec import _NAME, LAYER_TYPES, NAME_RULE, Experiment, OptimizerSpec, job_name
 from aif.aims.base import AIM
 from aif.aims.preload import Preload
@@ -224,7 +226,9 @@ def review_experiment(
         problems = check_experiment(experiment, base_dir)
     except ExperimentError as exc:
         problems = exc.problems or [("<experiment>", str(exc))]
-    verdict = Verdict(experiment, list(problems))
+    from aif.aims.analog.run_checks import run_problems
+
+    verdict = Verdict(experiment, list(dict.fromkeys([*problems, *run_problems(experiment)])))
     _route(verdict, experiment, candidates or {}, load or {})
     return verdict
 
@@ -237,13 +241,14 @@ def _route(
 ) -> None:
     from aif.aims.analog.build import build_rpu_config, family_of, tile_kind, torch_families
 
-    for label, rpu in experiment.configurations().items():
-        path = f"sweep.{label}" if label else "rpu"
+    configurations = experiment.configurations()
+    for label, (config_label, _) in job_specs(experiment).items():
+        path = f"sweep.{config_label}" if config_label else "rpu"
         if not candidates:
             verdict.routes[label] = ("", experiment.device)
             continue
         try:
-            config = build_rpu_config(rpu, path)
+            config = build_rpu_config(configurations[config_label], path)
         except ExperimentError:
             continue  # reported by check_experiment already
         choice = choose_simulator(
@@ -256,7 +261,8 @@ def _route(
         )
         if isinstance(choice, str):
             where = "device" if experiment.device == "cuda" else f"{path}.config"
-            verdict.problems.append((where, choice))
+            if (where, choice) not in verdict.problems:
+                verdict.problems.append((where, choice))
         else:
             verdict.routes[label] = choice
 
@@ -313,6 +319,7 @@ class AnalogValidator(AIM):
             await self._reject(name, source, verdict.problems)
             return 0
         experiment = verdict.experiment
+        specs = job_specs(experiment)
         for label, (aim, device) in verdict.routes.items():
             if aim:
                 self._load[aim] += 1
@@ -322,7 +329,7 @@ class AnalogValidator(AIM):
                 "label": label,
                 "source": source,
                 "device": device,
-                "spec": experiment.job(label).model_dump_json(),
+                "spec": specs[label][1].model_dump_json(),
             }
             await self.send("jobs", value, to=aim or None)
         self.log.info("accepted %s: %d job(s)", experiment.name, len(verdict.routes))

@@ -1,0 +1,58 @@
+"""What the validator refuses about how a job runs, beyond shapes and aihwkit names.
+
+* ``training.early_stopping`` watches a validation metric, so it needs
+  ``dataset.validation_fraction > 0``;
+* ``inference.calibrate`` sets the input ranges of the tiles, so every configuration
+  that drifts must have them (aihwkit's ``calibrate_input_ranges`` skips the others
+  silently; here that is an error, naming the configuration).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aif.aims.analog.spec import Experiment
+
+Problem = tuple[str, str]
+
+
+def run_problems(experiment: Experiment) -> list[Problem]:
+    """The problems of ``experiment``'s early stopping and calibration (empty: none)."""
+    problems: list[Problem] = []
+    training = experiment.training
+    if training.early_stopping is not None and experiment.dataset.validation_fraction <= 0:
+        problems.append(
+            (
+                "training.early_stopping",
+                "watches a validation metric but dataset.validation_fraction is 0; set "
+                "dataset.validation_fraction (e.g. 0.1) or remove training.early_stopping",
+            )
+        )
+    inference = experiment.inference
+    if inference is not None and inference.calibrate is not None:
+        problems += _calibration_problems(experiment)
+    return problems
+
+
+def _calibration_problems(experiment: Experiment) -> list[Problem]:
+    from aif.aims.analog.build import build_rpu_config, family_of
+    from aif.aims.analog.calibration import has_input_ranges
+    from aif.errors import ExperimentError
+
+    problems: list[Problem] = []
+    for label, rpu in experiment.configurations().items():
+        path = f"sweep.{label}" if label else "rpu"
+        try:
+            config: Any = build_rpu_config(rpu, path)
+        except ExperimentError:
+            continue  # reported by check_experiment already
+        if not has_input_ranges(config):
+            problems.append(
+                (
+                    "inference.calibrate",
+                    f"{path} is a {family_of(config)}, whose tiles have no input ranges to "
+                    "calibrate; use an inference configuration (InferenceRPUConfig, "
+                    "TorchInferenceRPUConfig) or remove inference.calibrate",
+                )
+            )
+    return problems

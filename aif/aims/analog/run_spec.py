@@ -1,0 +1,48 @@
+"""The parts of ``training`` and ``inference`` that steer a run: early stopping and
+input-range calibration.
+
+Split from :mod:`aif.aims.analog.spec` (which re-exports both) to keep that module
+small. Shapes only; :mod:`aif.aims.analog.early_stopping` and
+:mod:`aif.aims.analog.calibration` do the work.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pydantic
+from pydantic import Field
+
+_FORBID = pydantic.ConfigDict(extra="forbid")
+
+
+class EarlyStoppingSpec(pydantic.BaseModel):
+    """Stop training when the validation metric has not improved for ``patience`` epochs."""
+
+    model_config = _FORBID
+    patience: int = Field(
+        default=3, ge=1, le=10_000, description="epochs without improvement before stopping"
+    )
+    metric: Literal["val_accuracy", "val_loss"] = Field(
+        default="val_accuracy",
+        description="val_accuracy (higher is better; for regression: the validation mse, "
+        "lower is better) or val_loss (lower is better)",
+    )
+    min_delta: float = Field(
+        default=0.0, ge=0, description="how much better than the best counts as an improvement"
+    )
+
+
+class CalibrateSpec(pydantic.BaseModel):
+    """aihwkit's post-training input-range calibration (``calibrate_input_ranges``)."""
+
+    model_config = _FORBID
+    batches: int = Field(default=10, ge=1, le=100_000, description="training batches to pass")
+    type: Literal["cache_quantile", "max", "moving_std", "moving_quantile"] = Field(
+        default="cache_quantile",
+        description="aihwkit's InputRangeCalibrationType: CACHE_QUANTILE, MAX, MOVING_STD, "
+        "MOVING_QUANTILE",
+    )
+    quantile: float = Field(
+        default=0.99995, gt=0, le=1, description="cache_quantile, moving_quantile: the quantile"
+    )
