@@ -167,6 +167,14 @@ def test_the_experiment_reference_names_every_field() -> None:
         spec.MaxPool2d,
         spec.Dropout,
         spec.BatchNorm2d,
+        spec.Conv1d,
+        spec.AdaptiveAvgPool2d,
+        spec.Embedding,
+        spec.LeakyReLU,
+        spec.ELU,
+        spec.LSTM,
+        spec.Residual,
+        spec.Sequential,
     ]
     missing = [
         f"{model.__name__}.{name}"

@@ -4,7 +4,10 @@ A model spec says which layers, not how wide their inputs are: :func:`layer_step
 the sample shape through the layers, so ``in_features``, ``in_channels`` and
 ``num_features`` come from the data, and a layer that cannot take what the layer before
 gives (a Linear on an image, a kernel bigger than its input) is a problem at
-``model.layers.<i>`` that says the actual shape and the fix.
+``model.layers.<i>`` that says the actual shape and the fix. The nested blocks and
+sequence layers are built by :mod:`aif.aims.analog.layer_blocks`; their inner layers
+are ``model.layers.<i>.layers.<j>`` and take the RPU configuration ``rpu.layers``
+gives their dotted name ``<i>.<j>``.
 """
 
 from __future__ import annotations
@@ -45,17 +48,22 @@ def build_model(
     # (aihwkit's reason, the config's family) -> the layers it refused
     refused: dict[tuple[str, str], list[str]] = {}
     shape: Shape | None = tuple(sample_shape)
-    choose = chooser(rpu_config)  # per-layer configurations by layer index
-    analog = [str(i) for i in range(len(spec.layers)) if spec.is_analog(i)]
+    choose = chooser(rpu_config)  # per-layer configurations by dotted layer name
+    analog = spec.analog_names()
     problems += unmatched(rpu_config, analog, rpu_path)
+
+    def pick(name: str) -> Any:
+        return choose(name) if name in analog else None
+
     for i, layer in enumerate(spec.layers):
         where = f"{path}.layers.{i}"
         shape, factory = layer_step(layer, shape, where, problems)
         if factory is None:
             continue
-        config = choose(str(i)) if spec.is_analog(i) else None
+        block = isinstance(layer, s.Sequential | s.Residual)
+        config = choose(str(i)) if block else pick(str(i))
         try:
-            modules.append(factory(config))
+            modules.append(factory((lambda n, i=i: pick(f"{i}.{n}")) if block else config))
         except Exception as exc:  # aihwkit refuses this configuration for this tile
             refused.setdefault((describe(exc), family_of_class(type(config))), []).append(where)
     for (reason, family), layers in refused.items():
@@ -143,6 +151,10 @@ def layer_step(
         return shape, lambda _: norm(n)
     if isinstance(layer, s.Flatten):
         return ((math.prod(shape),) if shape is not None else None), lambda _: torch.nn.Flatten()
+    if type(layer).__name__ not in _BASIC:
+        from aif.aims.analog.layer_blocks import block_step
+
+        return block_step(layer, shape, where, problems, layer_step)
     simple: dict[type, Factory] = {
         s.Dropout: lambda _: torch.nn.Dropout(layer.p),
         s.ReLU: lambda _: torch.nn.ReLU(),
@@ -153,10 +165,16 @@ def layer_step(
     return shape, simple[type(layer)]
 
 
+#: The layer types built here; the others: :mod:`aif.aims.analog.layer_blocks`.
+_BASIC = ("Dropout", "ReLU", "Tanh", "Sigmoid", "LogSoftmax")
+
+
 def shape_text(shape: Shape) -> str:
-    """``64 features`` or ``a 1x8x8 (channels x height x width) image``."""
+    """``64 features``, ``a 4x16 sequence`` or ``a 1x8x8 (channels x height x width) image``."""
     if len(shape) == 1:
         return f"{shape[0]} features"
+    if len(shape) == 2:
+        return f"a {shape[0]}x{shape[1]} sequence"
     return f"a {'x'.join(map(str, shape))} (channels x height x width) image"
 
 

@@ -16,10 +16,26 @@ checked when the experiment is built, not here, so the spec stays free of torch.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 import pydantic
 from pydantic import Field
+
+from aif.aims.analog.model_blocks import (
+    BLOCK_LAYER_TYPES,
+    ELU,
+    GELU,
+    GRU,
+    LSTM,
+    RNN,
+    AdaptiveAvgPool2d,
+    AvgPool1d,
+    Conv1d,
+    Embedding,
+    LeakyReLU,
+    MaxPool1d,
+)
 
 _FORBID = pydantic.ConfigDict(extra="forbid")
 
@@ -127,6 +143,26 @@ class LogSoftmax(_Layer):
     type: Literal["LogSoftmax"] = "LogSoftmax"
 
 
+class Sequential(_Layer):
+    """A nested list of layers; its layers are named ``<i>.<j>`` (``rpu: {layers: ...}``)."""
+
+    type: Literal["Sequential"] = "Sequential"
+    layers: LayerList = Field(min_length=1, description="Sequential, Residual: the inner layers")
+
+
+class Residual(_Layer):
+    """``layers`` with their input added to their output (a ResNet block)."""
+
+    type: Literal["Residual"] = "Residual"
+    layers: LayerList = Field(min_length=1)
+    shortcut: Literal["identity", "projection"] = Field(
+        default="identity",
+        description="what is added: the input itself, or its 1x1 Conv2d (Linear on features, "
+        "Conv1d on sequences) 'projection' to the shape of the output, analog when a layer "
+        "of the block is and named <i>.shortcut",
+    )
+
+
 LayerSpec = Annotated[
     Linear
     | Conv2d
@@ -139,7 +175,20 @@ LayerSpec = Annotated[
     | ReLU
     | Tanh
     | Sigmoid
-    | LogSoftmax,
+    | LogSoftmax
+    | Conv1d
+    | MaxPool1d
+    | AvgPool1d
+    | AdaptiveAvgPool2d
+    | Embedding
+    | GELU
+    | LeakyReLU
+    | ELU
+    | LSTM
+    | GRU
+    | RNN
+    | Sequential
+    | Residual,
     Field(discriminator="type"),
 ]
 #: Layer type names, as written in YAML.
@@ -156,9 +205,15 @@ LAYER_TYPES = (
     "Tanh",
     "Sigmoid",
     "LogSoftmax",
+    *BLOCK_LAYER_TYPES,
+    "Sequential",
+    "Residual",
 )
 #: Layers that hold weights and may run on analog tiles.
-WEIGHTED_TYPES = ("Linear", "Conv2d")
+WEIGHTED_TYPES = ("Linear", "Conv2d", "Conv1d", "LSTM", "GRU", "RNN")
+#: Layers that hold a list of layers.
+CONTAINER_TYPES = ("Sequential", "Residual")
+_WEIGHTED = Linear | Conv2d | Conv1d | LSTM | GRU | RNN
 
 
 def _layer_short_form(value: object) -> object:
@@ -168,6 +223,33 @@ def _layer_short_form(value: object) -> object:
     if isinstance(value, dict) and "type" not in value:
         raise ValueError(f"a layer needs 'type', one of: {', '.join(LAYER_TYPES)}")
     return value
+
+
+#: A list of layers, each in the long or the short form.
+LayerList = list[Annotated[LayerSpec, pydantic.BeforeValidator(_layer_short_form)]]
+Sequential.model_rebuild()
+Residual.model_rebuild()
+
+
+def weighted_analog(layer: Any, convert: str) -> bool:
+    """Whether a Linear, Conv or recurrent ``layer`` runs on analog tiles."""
+    if layer.analog is not None:
+        return bool(layer.analog)
+    return convert == "all"
+
+
+def analog_layer_names(layers: list[Any], convert: str, prefix: str = "") -> Iterator[str]:
+    """The dotted names (``0``, ``3.1``, ``3.shortcut``) of the analog layers of ``layers``."""
+    for i, layer in enumerate(layers):
+        name = f"{prefix}{i}"
+        if isinstance(layer, _WEIGHTED):
+            if weighted_analog(layer, convert):
+                yield name
+        elif isinstance(layer, Sequential | Residual):
+            inner = list(analog_layer_names(layer.layers, convert, f"{name}."))
+            yield from inner
+            if inner and isinstance(layer, Residual) and layer.shortcut == "projection":
+                yield f"{name}.shortcut"
 
 
 #: ``package.module:Name`` (the form of a class-path AIM).
@@ -180,7 +262,7 @@ class ModelSpec(pydantic.BaseModel):
     """The network: a list of layers, a zoo model or a torch model of the user's."""
 
     model_config = _FORBID
-    layers: list[Annotated[LayerSpec, pydantic.BeforeValidator(_layer_short_form)]] | None = Field(
+    layers: LayerList | None = Field(
         default=None,
         min_length=1,
         description="the layers, first first, e.g. [Flatten, {type: Linear, out_features: 10}]",
@@ -206,8 +288,8 @@ class ModelSpec(pydantic.BaseModel):
     )
     convert: Literal["all", "none"] = Field(
         default="none",
-        description="layers: 'all' makes every Linear and Conv2d analog unless it says "
-        "'analog: false'",
+        description="layers: 'all' makes every Linear, Conv and recurrent layer analog "
+        "unless it says 'analog: false'",
     )
 
     @property
@@ -220,13 +302,13 @@ class ModelSpec(pydantic.BaseModel):
         return "layers"
 
     def is_analog(self, index: int) -> bool:
-        """Whether layer ``index`` of ``layers`` runs on an analog tile."""
+        """Whether layer ``index`` of ``layers`` runs on analog tiles (a block: any of it)."""
         layer = (self.layers or [])[index]
-        if not isinstance(layer, Linear | Conv2d):
-            return False
-        if layer.analog is not None:
-            return layer.analog
-        return self.convert == "all"
+        return any(analog_layer_names([layer], self.convert))
+
+    def analog_names(self) -> list[str]:
+        """The dotted names of the analog layers (``0``, ``3.1``), as ``rpu.layers`` matches."""
+        return list(analog_layer_names(self.layers or [], self.convert))
 
     @pydantic.model_validator(mode="after")
     def _one_source(self) -> ModelSpec:
@@ -251,7 +333,7 @@ class ModelSpec(pydantic.BaseModel):
         for name in ("args", "exclude"):
             if getattr(self, name):
                 raise ValueError(f"{name!r} is for 'zoo' and 'torch' models, not 'layers'")
-        if not any(self.is_analog(i) for i in range(len(self.layers))):
+        if not self.analog_names():
             raise ValueError(
                 "no layer is analog: set 'convert: all' or 'analog: true' on a Linear or Conv2d"
             )
