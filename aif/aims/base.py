@@ -64,6 +64,8 @@ class AIMRuntime(Protocol):
     state_dir: Path
     base_dir: Path
     work_dir: Path
+    #: True in a ``profile: secure`` run.
+    secure: bool
 
     @property
     def storage(self) -> Storage: ...
@@ -175,6 +177,16 @@ class AIM:
     def global_storage(self) -> Storage:
         """Global Storage: shared by the AIMs of this AIF."""
         return self._runtime.global_storage
+
+    @property
+    def secure(self) -> bool:
+        """True in a ``profile: secure`` run: trust only code from signed Store packages."""
+        return self._runtime.secure
+
+    @property
+    def state_dir(self) -> Path:
+        """The controller's state directory (its Store install cache is ``packages/``)."""
+        return self._runtime.state_dir
 
     @property
     def base_dir(self) -> Path:

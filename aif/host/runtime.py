@@ -48,6 +48,8 @@ class HostRuntime:
         self.state_dir = Path(".")
         self.base_dir = Path(".")
         self.work_dir = Path.cwd()
+        #: A secure-profile run (the controller granted storage keys), set by ``place``.
+        self.secure = False
         #: The AIM this runtime serves, once the host has made it.
         self.aim: AIM | None = None
         #: One reader per input port, pumped into ``stream`` once wired.
@@ -148,6 +150,7 @@ class HostRuntime:
         self.state_dir = state_dir
         self.base_dir = base_dir
         self.work_dir = work_dir
+        self.secure = storage is not None
         if storage is None:
             self._storage = aim_storage(self.state_dir, self.name)
             self._global = global_storage(self.state_dir)

@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from aif.errors import IntegrityError, PackageNotFound, PackageSignatureError, StoreError
+from aif.storage.paths import INSTALLED_MARKER, packages_dir
 from aif.store.archive import Limits, extract_tar, extract_zip, staged
 from aif.store.index import IndexEntry, now_text
 from aif.store.names import check_name, check_version, format_ref, highest, parse_ref, store_path
@@ -59,7 +60,7 @@ if TYPE_CHECKING:
     from aif.aims.base import AIM
     from aif.store.client import StoreClient
 
-INSTALLED = "installed.json"
+INSTALLED = INSTALLED_MARKER
 _TOP_LEVEL = {MANIFEST, "src", "wheels"}
 
 
@@ -112,10 +113,6 @@ class InstallResult:
     package: InstalledPackage
     warnings: list[str] = field(default_factory=list)
     already: bool = False
-
-
-def packages_dir(state_dir: Path) -> Path:
-    return state_dir / "packages"
 
 
 def tree_digest(root: Path) -> str:

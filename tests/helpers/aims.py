@@ -106,7 +106,8 @@ class SignalEcho(AIM):
 
 
 class StorageUser(AIM):
-    """Writes to its AIM Storage and to Global Storage, reads both back, reports keys."""
+    """Writes to its AIM Storage and to Global Storage, reads both back, reports keys
+    (and whether it ran in a secure run)."""
 
     inputs = {"in": "string"}
 
@@ -116,7 +117,9 @@ class StorageUser(AIM):
                 self.storage.put(f"notes/{event.value}", event.value.encode())
                 self.global_storage.put(f"shared/{self.name}-{event.value}", b"x")
         await self.result(
-            own=self.storage.keys("notes/"), shared=self.global_storage.keys("shared/")
+            own=self.storage.keys("notes/"),
+            shared=self.global_storage.keys("shared/"),
+            secure=self.secure,
         )
 
 

@@ -73,6 +73,7 @@ async def test_aims_use_their_own_and_global_storage(tmp_path: Path) -> None:
     assert result.ok, result.error
     assert result.results["a"]["own"] == ["notes/one", "notes/two"]
     assert result.results["b"]["own"] == ["notes/three"]
+    assert result.results["a"]["secure"] is False  # the basic profile
     assert (tmp_path / "aims" / "a" / "notes" / "one").read_bytes() == b"one"
     assert (tmp_path / "global" / "shared" / "b-three").read_bytes() == b"x"
 

@@ -50,6 +50,8 @@ async def test_secure_storage_is_encrypted_and_each_aim_reads_only_its_own(
     assert result.results["a"]["own"] == ["notes/one", "notes/two"]
     assert result.results["b"]["own"] == ["notes/three"]
     assert "shared/b-three" in result.results["b"]["shared"]
+    # each AIM knows it runs in a secure run (the analog validator trusts only Store code)
+    assert result.results["a"]["secure"] is result.results["b"]["secure"] is True
 
     # Nothing went to the basic profile's plain storage; the objects on disk are ciphertext.
     assert not (tmp_path / "aims").exists() and not (tmp_path / "global").exists()

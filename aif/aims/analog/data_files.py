@@ -188,24 +188,30 @@ def read_npz(path: Path, task: str | None) -> FileSet:
         raise _fault("npz", path, f"cannot be read: {text}") from exc
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise _fault("npz", path, f"cannot be read, is it an .npz file? ({exc})") from exc
-    problems = _npz_problems(arrays)
+    return array_set(arrays, task, _PATH, f"dataset 'npz' in {str(path)!r} cannot be read")
+
+
+def array_set(arrays: dict[str, np.ndarray], task: str | None, where: str, title: str) -> FileSet:
+    """``x``/``y`` or ``x_train``/``y_train``/``x_test``/``y_test`` checked and typed;
+    problems at ``where``, raised under ``title`` (``task`` ``None``: inferred)."""
+    problems = _npz_problems(arrays, where)
     if problems:
-        raise ExperimentError(f"dataset 'npz' in {str(path)!r} cannot be read", problems)
+        raise ExperimentError(title, problems)
     y_all = [arrays[k] for k in arrays if k.startswith("y")]
     integral = all(y.dtype.kind in "biu" for y in y_all)
     task = task or ("classification" if integral else "regression")
     if task == "classification":
         for y in y_all:
             if y.ndim != 1:
-                problems.append((_PATH, f"class labels must be one per sample, y is {y.shape}"))
+                problems.append((where, f"class labels must be one per sample, y is {y.shape}"))
             elif not integral and not np.array_equal(y, np.round(y)):
                 problems.append(
                     ("dataset.task", "is classification but y holds fractions; give integer labels")
                 )
             elif y.size and y.min() < 0:
-                problems.append((_PATH, f"class labels start at 0, y holds {int(y.min())}"))
+                problems.append((where, f"class labels start at 0, y holds {int(y.min())}"))
         if problems:
-            raise ExperimentError(f"dataset 'npz' in {str(path)!r} cannot be read", problems)
+            raise ExperimentError(title, problems)
         y_all = [y.astype(np.int64) for y in y_all]
         classes = int(max(int(y.max(initial=0)) for y in y_all)) + 1
     else:
@@ -224,16 +230,16 @@ def read_npz(path: Path, task: str | None) -> FileSet:
     )
 
 
-def _npz_problems(arrays: dict[str, np.ndarray]) -> list[tuple[str, str]]:
+def _npz_problems(arrays: dict[str, np.ndarray], where: str = _PATH) -> list[tuple[str, str]]:
     problems = []
     for key, array in arrays.items():
         if array.dtype.kind not in "biuf":
-            problems.append((_PATH, f"array {key!r} is {array.dtype}; give numbers"))
+            problems.append((where, f"array {key!r} is {array.dtype}; give numbers"))
         elif array.ndim == 0 or len(array) == 0:
-            problems.append((_PATH, f"array {key!r} holds no samples"))
+            problems.append((where, f"array {key!r} holds no samples"))
         elif key.startswith("x") and array.ndim < 2:
             problems.append(
-                (_PATH, f"array {key!r} must be (samples, features...), not {array.shape}")
+                (where, f"array {key!r} must be (samples, features...), not {array.shape}")
             )
     if problems:
         return problems
@@ -242,14 +248,14 @@ def _npz_problems(arrays: dict[str, np.ndarray]) -> list[tuple[str, str]]:
         if x is not None and y is not None and len(x) != len(y):
             problems.append(
                 (
-                    _PATH,
+                    where,
                     f"'x{split}' has {len(x)} samples but 'y{split}' has {len(y)}; "
                     "they must have one label per sample",
                 )
             )
     if "x_test" in arrays and arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
         train, test = arrays["x_train"].shape[1:], arrays["x_test"].shape[1:]
-        problems.append((_PATH, f"x_train samples are {train} but x_test samples are {test}"))
+        problems.append((where, f"x_train samples are {train} but x_test samples are {test}"))
     return problems
 
 

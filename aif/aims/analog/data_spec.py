@@ -9,10 +9,12 @@ which field belongs to which set. The readers are :mod:`aif.aims.analog.datasets
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import pydantic
 from pydantic import Field
+
+from aif.aims.analog.model_spec import TORCH_PATH
 
 _FORBID = pydantic.ConfigDict(extra="forbid")
 
@@ -31,8 +33,9 @@ class AugmentSpec(pydantic.BaseModel):
     flip: bool = Field(default=False, description="mirror half the images left to right")
 
 
-#: Sets read from ``path`` (a folder, or an ``.npz`` file).
-FILE_SETS = ("idx", "cifar10", "cifar100", "npz", "images")
+#: Sets read from ``path`` (a folder, an ``.npz`` file or a text file).
+FILE_SETS = ("idx", "cifar10", "cifar100", "npz", "images", "text")
+
 #: Which fields each set reads besides the common ones, for the "only read for" faults.
 _ONLY_FOR: dict[str, tuple[str, ...]] = {
     "classes": ("synthetic",),
@@ -40,7 +43,11 @@ _ONLY_FOR: dict[str, tuple[str, ...]] = {
     "image_size": ("synthetic", "images"),
     "channels": ("synthetic", "images"),
     "label": ("cifar100",),
-    "task": ("npz",),
+    "task": ("npz", "torch"),
+    "sequence_length": ("text",),
+    "vocabulary": ("text",),
+    "factory": ("torch",),
+    "args": ("torch",),
 }
 
 
@@ -48,19 +55,26 @@ class DatasetSpec(pydantic.BaseModel):
     """Where the samples come from; nothing is ever downloaded.
 
     Image sets yield ``(N, channels, height, width)`` float32 samples and integer class
-    labels, so an MLP starts with a ``Flatten`` layer; ``npz`` keeps the shape it holds.
+    labels, so an MLP starts with a ``Flatten`` layer; ``npz`` and ``torch`` keep the
+    shape they hold; ``text`` yields one-hot ``(N, sequence_length, vocabulary)`` samples
+    and the index of each one's next character.
     """
 
     model_config = _FORBID
-    name: Literal["digits", "idx", "synthetic", "cifar10", "cifar100", "npz", "images"] = Field(
+    name: Literal[
+        "digits", "idx", "synthetic", "cifar10", "cifar100", "npz", "images", "text", "torch"
+    ] = Field(
         default="digits",
         description="digits: scikit-learn's bundled 8x8 set; idx: MNIST-format files; "
         "synthetic: separable random classes; cifar10, cifar100: the CIFAR binary files; "
-        "npz: arrays in a NumPy .npz file; images: a folder with one sub-folder per class",
+        "npz: arrays in a NumPy .npz file; images: a folder with one sub-folder per class; "
+        "text: a UTF-8 text file as one-hot character sequences; torch: arrays from "
+        "the user's 'factory'",
     )
     path: str | None = Field(
         default=None,
         description="idx, cifar10, cifar100, images: the folder; npz: the .npz file; "
+        "text: the UTF-8 text file; "
         "relative to the experiment file (inline experiments: to the workflow's folder)",
     )
     test_fraction: float = Field(
@@ -105,8 +119,29 @@ class DatasetSpec(pydantic.BaseModel):
     )
     task: Literal["classification", "regression"] | None = Field(
         default=None,
-        description="npz: what y holds; left out: classification for integer y, "
+        description="npz, torch: what y holds; left out: classification for integer y, "
         "regression for float y",
+    )
+    sequence_length: int = Field(
+        default=100,
+        ge=1,
+        le=100_000,
+        description="text: characters per sample; the target is the character after them",
+    )
+    vocabulary: str | None = Field(
+        default=None,
+        min_length=2,
+        description="text: the characters, in one-hot order (each once); left out: the "
+        "file's own, sorted",
+    )
+    factory: str | None = Field(
+        default=None,
+        pattern=TORCH_PATH,
+        description="torch: package.module:function returning x_train, y_train, x_test, "
+        "y_test (or x, y) as numeric arrays or tensors",
+    )
+    args: dict[str, Any] = Field(
+        default_factory=dict, description="torch: the factory's keyword arguments"
     )
     seed: int = Field(default=0, description="order of the splits and of synthetic samples")
 
@@ -128,8 +163,15 @@ class DatasetSpec(pydantic.BaseModel):
     def _fields_of_the_set(self) -> DatasetSpec:
         faults = []
         if self.name in FILE_SETS and not self.path:
-            what = "the .npz file" if self.name == "npz" else "the folder holding its files"
+            what = {"npz": "the .npz file", "text": "the UTF-8 text file"}.get(
+                self.name, "the folder holding its files"
+            )
             faults.append(f"dataset {self.name!r} needs 'path': {what}")
+        if self.name == "torch" and not self.factory:
+            faults.append(
+                "dataset 'torch' needs 'factory': package.module:function returning "
+                "x_train, y_train, x_test, y_test"
+            )
         if self.name not in FILE_SETS and self.path is not None:
             listed = ", ".join(FILE_SETS)
             faults.append(
@@ -145,7 +187,8 @@ class DatasetSpec(pydantic.BaseModel):
                 for f, owners in _ONLY_FOR.items()
                 if owners == sets
                 and f in self.model_fields_set
-                and getattr(self, f) != DatasetSpec.model_fields[f].default
+                and getattr(self, f)
+                != DatasetSpec.model_fields[f].get_default(call_default_factory=True)
             ]
             if written:
                 one = len(written) == 1

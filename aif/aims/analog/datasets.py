@@ -5,7 +5,9 @@ a job would make its timing meaningless, so nothing here fetches anything: ``dig
 is scikit-learn's bundled 8x8 set, ``idx`` reads MNIST-format files the user already
 has, ``synthetic`` draws separable classes (1 or 3 channels) from a seed, and
 ``cifar10``, ``cifar100``, ``npz`` and ``images`` are read by
-:mod:`aif.aims.analog.data_files`. Every set comes out the same way, samples in float32
+:mod:`aif.aims.analog.data_files`, ``text`` by :mod:`aif.aims.analog.data_text` and
+``torch`` (the user's factory) by :mod:`aif.aims.analog.data_factory`. Every set comes
+out the same way, samples in float32
 (images ``(N, channels, height, width)``) and int64 labels (float32 targets for an
 ``npz`` regression set), so the model builder can track shapes without caring where the
 data came from. ``validation_fraction`` carves a seeded validation split from the
@@ -94,7 +96,7 @@ def load_dataset(spec: DatasetSpec, base_dir: Path) -> Dataset:
         classes = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
         scale = 255.0
     else:
-        files = _file_set(spec, _path(spec, base_dir))
+        files = _file_set(spec, base_dir)
         if files.x_test is None or files.y_test is None:
             x_train, y_train, x_test, y_test = _split(
                 files.x_train, files.y_train, spec.test_fraction, spec.seed
@@ -132,9 +134,19 @@ def _path(spec: DatasetSpec, base_dir: Path) -> Path:
     return path if path.is_absolute() else base_dir / path
 
 
-def _file_set(spec: DatasetSpec, path: Path) -> FileSet:
+def _file_set(spec: DatasetSpec, base_dir: Path) -> FileSet:
     from aif.aims.analog import data_files
 
+    if spec.name == "torch":
+        from aif.aims.analog.data_factory import read_factory
+
+        assert spec.factory is not None  # DatasetSpec requires it
+        return read_factory(spec.factory, spec.args, spec.task)
+    path = _path(spec, base_dir)
+    if spec.name == "text":
+        from aif.aims.analog.data_text import read_text
+
+        return read_text(path, spec.sequence_length, spec.vocabulary)
     if spec.name in ("cifar10", "cifar100"):
         return data_files.read_cifar(spec.name, path, spec.label)
     if spec.name == "npz":

@@ -121,6 +121,10 @@ class AnalogSimulator(AIM):
         from aif.aims.analog.build import config_families
 
         assert isinstance(self.params, SimulatorParams)
+        if self.secure:  # the validator let through only models and data from Store packages
+            from aif.aims.analog.trusted_code import importable_store_code
+
+            importable_store_code(self.state_dir)
         known = config_families()
         families = self.params.families or known
         unknown = [f for f in families if f not in known]

@@ -10,6 +10,10 @@ experiment it receives it reports *every* problem, each with its field path:
 3. whether a connected simulator can run it (``capabilities``): a family whose tiles
    need aihwkit's C++ extension, or ``device: cuda`` with no GPU anywhere.
 
+In a ``profile: secure`` run a ``torch`` model or dataset factory must come from an
+installed Store package (:mod:`aif.aims.analog.trusted_code`); one from the plain
+environment is refused before it is imported.
+
 An accepted experiment becomes one job per RPU configuration (and per seed of
 ``training.seeds``, see :mod:`aif.aims.analog.seeds`), each routed to the least loaded
 simulator that can run it; a rejected one goes to ``rejections``.
@@ -204,13 +208,22 @@ def review_experiment(
     base_dir: Path,
     candidates: Mapping[str, SimulatorCapabilities] | None = None,
     load: Mapping[str, int] | None = None,
+    trusted_from: Path | None = None,
 ) -> Verdict:
     """Every problem of one experiment, or where each of its jobs should run.
 
     ``candidates`` are the simulators that could take its jobs (by AIM name); with
     none, routing is not checked (a validate-only use, such as ``aif check``).
+    ``trusted_from`` (a secure run's state directory): the user's code must come from
+    its Store install cache, else it is refused and nothing of it is imported.
     """
     experiment, problems = spec_problems(raw)
+    if trusted_from is not None and isinstance(raw, dict):
+        from aif.aims.analog.trusted_code import untrusted_code
+
+        untrusted = untrusted_code(raw, trusted_from)
+        if untrusted:
+            return Verdict(experiment, list(dict.fromkeys([*problems, *untrusted])))
     if experiment is None:
         if isinstance(raw, dict):  # still check what aihwkit says about the sound sections
             from aif.aims.analog.build import check_sections
@@ -313,7 +326,12 @@ class AnalogValidator(AIM):
         await self._preload.ready()
         candidates = simulators(self.peers("jobs"))
         verdict = await asyncio.to_thread(
-            review_experiment, raw, self.base_dir, candidates, dict(self._load)
+            review_experiment,
+            raw,
+            self.base_dir,
+            candidates,
+            dict(self._load),
+            self.state_dir if self.secure else None,
         )
         if verdict.experiment is None or verdict.problems:
             await self._reject(name, source, verdict.problems)
