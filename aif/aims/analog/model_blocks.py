@@ -15,21 +15,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-import pydantic
 from pydantic import Field
 
-_FORBID = pydantic.ConfigDict(extra="forbid")
-
-
-class _Layer(pydantic.BaseModel):
-    model_config = _FORBID
-
-
-class _Weighted(_Layer):
-    analog: bool | None = Field(
-        default=None, description="run this layer on an analog tile (default: the model's convert)"
-    )
-    bias: bool = True
+from aif.aims.analog.layer_base import LayerBase as _Layer
+from aif.aims.analog.layer_base import PoolLayer as _Pool1d
+from aif.aims.analog.layer_base import WeightedLayer as _Weighted
 
 
 class Conv1d(_Weighted):
@@ -43,12 +33,6 @@ class Conv1d(_Weighted):
     stride: int = Field(default=1, ge=1, le=64)
     padding: int = Field(default=0, ge=0, le=64)
     in_channels: int | None = Field(default=None, ge=1, description="inferred when left out")
-
-
-class _Pool1d(_Layer):
-    kernel_size: int = Field(ge=1, le=64, description="the side of the window, e.g. kernel_size: 2")
-    stride: int | None = Field(default=None, ge=1, le=64, description="default: kernel_size")
-    padding: int = Field(default=0, ge=0, le=32)
 
 
 class MaxPool1d(_Pool1d):

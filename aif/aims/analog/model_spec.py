@@ -22,6 +22,10 @@ from typing import Annotated, Any, Literal
 import pydantic
 from pydantic import Field
 
+from aif.aims.analog.layer_base import FORBID as _FORBID
+from aif.aims.analog.layer_base import LayerBase as _Layer
+from aif.aims.analog.layer_base import PoolLayer as _Pool
+from aif.aims.analog.layer_base import WeightedLayer as _Weighted
 from aif.aims.analog.model_blocks import (
     BLOCK_LAYER_TYPES,
     ELU,
@@ -36,19 +40,6 @@ from aif.aims.analog.model_blocks import (
     LeakyReLU,
     MaxPool1d,
 )
-
-_FORBID = pydantic.ConfigDict(extra="forbid")
-
-
-class _Layer(pydantic.BaseModel):
-    model_config = _FORBID
-
-
-class _Weighted(_Layer):
-    analog: bool | None = Field(
-        default=None, description="run this layer on an analog tile (default: the model's convert)"
-    )
-    bias: bool = True
 
 
 class Linear(_Weighted):
@@ -72,12 +63,6 @@ class Conv2d(_Weighted):
     stride: int = Field(default=1, ge=1, le=64)
     padding: int = Field(default=0, ge=0, le=64)
     in_channels: int | None = Field(default=None, ge=1, description="inferred when left out")
-
-
-class _Pool(_Layer):
-    kernel_size: int = Field(ge=1, le=64, description="the side of the window, e.g. kernel_size: 2")
-    stride: int | None = Field(default=None, ge=1, le=64, description="default: kernel_size")
-    padding: int = Field(default=0, ge=0, le=32)
 
 
 class MaxPool2d(_Pool):
