@@ -199,6 +199,7 @@ def test_summary_picks_the_best_completed_job(tmp_path: Path) -> None:
     report.add_result(result("f", accuracy=math.nan, status="failed"))
     summary = report.summary()
     assert (summary["best"], summary["best_accuracy"]) == ("b", 0.9)
+    assert summary["best_metric"] == "accuracy"
     assert (summary["jobs"], summary["completed"], summary["stopped"], summary["failed"]) == (
         4,
         2,

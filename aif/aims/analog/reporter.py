@@ -232,6 +232,8 @@ class Report:
             "rejected": len(self.rejections),
             "best": None if best is None else best["job"],
             "best_accuracy": None if best is None else best["accuracy"],
+            #: What ``best_accuracy`` measures: ``accuracy``, or ``mse`` for regression.
+            "best_metric": None if best is None else best.get("metric", "accuracy"),
             "without_result": unfinished,
         }
 
@@ -347,5 +349,6 @@ class AnalogReporter(AIM):
             rejected=summary["rejected"],
             best=summary["best"],
             best_accuracy=summary["best_accuracy"],
+            best_metric=summary["best_metric"],
             files=["metrics.csv", "results.json", *report.plots],
         )
