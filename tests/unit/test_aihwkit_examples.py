@@ -142,6 +142,7 @@ def _run(name: str, runner: JobRunner, done: set[str], folder: Path) -> None:
         assert math.isfinite(epoch.loss)
         assert epoch.batches == epoch.total_batches
         prepared.end_epoch()
+    prepared.full_precision()
     assert math.isfinite(prepared.evaluate())
     if job.inference is not None:
         if job.inference.calibrate is not None:

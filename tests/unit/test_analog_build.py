@@ -383,6 +383,41 @@ def test_optimizers_take_checked_torch_parameters() -> None:
         build.build_optimizer(negative, _model())
 
 
+def test_any_torch_optimizer_is_wrapped_in_analog_optimizer_and_trains() -> None:
+    from aihwkit.optim import AnalogOptimizer
+
+    model = _model()
+    spec = TrainingSpec.model_validate(
+        {"optimizer": {"name": "AdamW", "lr": 0.01, "params": {"weight_decay": 0.05}}}
+    )
+    adamw = build.build_optimizer(spec, model)
+    assert isinstance(adamw, AnalogOptimizer) and isinstance(adamw, torch.optim.AdamW)
+    assert adamw.param_groups[0]["weight_decay"] == 0.05
+    before = [t.get_weights()[0].clone() for t in model.analog_tiles()]
+    model(torch.ones(2, 1, 8, 8)).sum().backward()
+    adamw.step()
+    after = [t.get_weights()[0] for t in model.analog_tiles()]
+    assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_unknown_and_unusable_optimizers_are_refused_with_the_valid_names() -> None:
+    from aif.aims.analog.optimizers import optimizer_problems
+
+    typo = optimizer_problems(TrainingSpec.model_validate({"optimizer": {"name": "AdamV"}}))
+    assert typo[0][0] == "training.optimizer.name"
+    assert "did you mean 'Adam'" in typo[0][1] and "RMSprop" in typo[0][1]
+    lbfgs = optimizer_problems(TrainingSpec.model_validate({"optimizer": {"name": "LBFGS"}}))
+    assert "needs a closure" in lbfgs[0][1]
+    rms = optimizer_problems(
+        TrainingSpec.model_validate(
+            {"optimizer": {"name": "RMSprop", "params": {"alpha": -1, "betas": [0.9, 0.9]}}}
+        )
+    )
+    found = dict(rms)
+    assert "at least 0" in found["training.optimizer.params.alpha"]
+    assert "unknown parameter 'betas'" in found["training.optimizer.params.betas"]
+
+
 def test_schedules_and_losses() -> None:
     optimizer = build.build_optimizer(TrainingSpec(), _model())
     assert build.build_scheduler(TrainingSpec(), optimizer) is None

@@ -257,3 +257,41 @@ def test_results_list_tiles_and_macs_per_analog_layer(tmp_path: Path) -> None:
     assert record["layer_tiles"] == [1, 1]
     assert record["layer_macs"] == [4 * 3, 3 * 1]
     assert len(record["layer_names"]) == 2
+
+
+def test_half_precision_trains_in_bfloat16_and_drifts_in_float32(tmp_path: Path) -> None:
+    regression_set(tmp_path)
+    raw = experiment(
+        rpu={"config": "TorchInferenceRPUConfig", "runtime": {"data_type": "half"}},
+        training={"epochs": 1, "loss": "mse", "precision": "bfloat16"},
+        inference={"drift_times": [1.0], "repetitions": 1},
+    )
+    assert review_experiment(raw, tmp_path).accepted
+    job = prepared(tmp_path, raw)
+    weights = [p for p in job.model.parameters() if p.is_floating_point()]
+    assert weights and all(p.dtype == torch.bfloat16 for p in weights)
+    train(job, 1)
+    assert math.isfinite(job.outcome.accuracy)
+    job.full_precision()
+    assert all(p.dtype == torch.float32 for p in job.model.parameters())
+    assert not job.drift(lambda: False)
+    assert math.isfinite(job.outcome.drift_mean[0])
+
+
+def test_half_precision_is_refused_on_cpp_tiles_and_half_tiles_in_float32(
+    tmp_path: Path,
+) -> None:
+    regression_set(tmp_path)
+    cpp = review_experiment(
+        experiment(training={"loss": "mse", "precision": "float16"}, rpu="InferenceRPUConfig"),
+        tmp_path,
+    )
+    assert any(
+        field == "training.precision" and "TorchInferenceRPUConfig" in message
+        for field, message in cpp.problems
+    ), cpp.problems
+    half_tiles = review_experiment(
+        experiment(rpu={"config": "TorchInferenceRPUConfig", "runtime": {"data_type": "half"}}),
+        tmp_path,
+    )
+    assert ("rpu.runtime.data_type") in dict(half_tiles.problems), half_tiles.problems

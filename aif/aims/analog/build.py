@@ -43,7 +43,8 @@ from aif.aims.analog.datasets import (
 )
 from aif.aims.analog.layers import Shape, layer_step, shape_text
 from aif.aims.analog.layers import build_model as build_layers
-from aif.aims.analog.overrides import call_with
+from aif.aims.analog.optimizers import build_optimizer, optimizer_problems
+from aif.aims.analog.precision import train_in
 from aif.aims.analog.rpu_configs import (
     build_rpu_config,
     config_families,
@@ -102,61 +103,6 @@ def build_model(
 
 
 # -- training parts -----------------------------------------------------------------------
-
-
-def build_optimizer(spec: s.TrainingSpec, model: torch.nn.Module) -> Any:
-    """``AnalogSGD`` or ``AnalogAdam`` over ``model``, regrouped for its analog tiles."""
-    from aihwkit.optim import AnalogAdam, AnalogSGD
-
-    opt = spec.optimizer
-    cls = AnalogSGD if opt.name == "AnalogSGD" else AnalogAdam
-    where = "training.optimizer.params"
-    params = {k: v for k, v in opt.params.items() if k != "lr"}
-    kwargs, problems = call_with(cls, params, where, skip=("params", "lr"))
-    if "lr" in opt.params:
-        problems.insert(0, (f"{where}.lr", "set training.optimizer.lr instead"))
-    if problems:
-        raise ExperimentError("the optimizer cannot be built", problems)
-    try:
-        optimizer = cls(model.parameters(), lr=opt.lr, **kwargs)
-    except (ValueError, TypeError, RuntimeError) as exc:
-        raise ExperimentError(
-            "the optimizer cannot be built", [(where, f"{opt.name} refuses: {exc}")]
-        ) from exc
-    optimizer.regroup_param_groups(model)
-    return optimizer
-
-
-def optimizer_problems(spec: s.TrainingSpec) -> list[Problem]:
-    """The optimizer's faults, from its signature and torch's own value rules.
-
-    Nothing is built: torch imports ``torch._dynamo`` (about 1.5 s) when it builds its
-    first optimizer, which would put the validator on the workflow's critical path.
-    The rules are the ones ``torch.optim.SGD`` and ``Adam`` enforce when built.
-    """
-    from aihwkit.optim import AnalogAdam, AnalogSGD
-
-    opt = spec.optimizer
-    where = "training.optimizer.params"
-    params = {k: v for k, v in opt.params.items() if k != "lr"}
-    cls = AnalogSGD if opt.name == "AnalogSGD" else AnalogAdam
-    kwargs, problems = call_with(cls, params, where, skip=("params", "lr"))
-    if "lr" in opt.params:
-        problems.insert(0, (f"{where}.lr", "set training.optimizer.lr instead"))
-    for key in ("momentum", "dampening", "weight_decay", "eps"):
-        value = kwargs.get(key)
-        if isinstance(value, int | float) and value < 0:
-            problems.append((f"{where}.{key}", f"must be at least 0, got {value}"))
-    betas = kwargs.get("betas")
-    if isinstance(betas, list | tuple) and not all(
-        isinstance(b, int | float) and 0 <= b < 1 for b in betas
-    ):
-        problems.append((f"{where}.betas", f"each beta must be in [0, 1), got {list(betas)}"))
-    if kwargs.get("nesterov") and (kwargs.get("momentum", 0) <= 0 or kwargs.get("dampening", 0)):
-        problems.append(
-            (f"{where}.nesterov", "needs momentum above 0 and dampening 0 (torch's rule)")
-        )
-    return problems
 
 
 def build_scheduler(spec: s.TrainingSpec, optimizer: Any) -> Any | None:
@@ -440,6 +386,7 @@ def _check_one(
     # the optimizer was checked by optimizer_problems, without building one
     layers = model_spec.layers
     last = f"model.layers.{len(layers) - 1}" if layers is not None else f"model.{model_spec.source}"
+    half = train_in(model, training.precision)
     try:
         model.train()
         out = model(torch.from_numpy(x))
@@ -454,6 +401,8 @@ def _check_one(
     except Exception as exc:  # aihwkit refuses at run time what it accepted at build time
         problems.append((rpu_path, f"a forward pass fails: {describe(exc)}"))
         return problems
+    if half is not None:
+        half.release()
     if drifts and parts.inference is not None:
         problems += _check_drift(model, parts.inference.drift_times, rpu_path)
     return problems

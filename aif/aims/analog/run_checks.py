@@ -4,7 +4,9 @@
   ``dataset.validation_fraction > 0``;
 * ``inference.calibrate`` sets the input ranges of the tiles, so every configuration
   that drifts must have them (aihwkit's ``calibrate_input_ranges`` skips the others
-  silently; here that is an error, naming the configuration).
+  silently; here that is an error, naming the configuration);
+* ``training.precision`` other than float32 needs torch-based tiles: aihwkit's C++
+  RPUCuda tiles hold float32 weights only and refuse a half-precision model.
 """
 
 from __future__ import annotations
@@ -31,6 +33,42 @@ def run_problems(experiment: Experiment) -> list[Problem]:
     inference = experiment.inference
     if inference is not None and inference.calibrate is not None:
         problems += _calibration_problems(experiment)
+    problems += _precision_problems(experiment)
+    return problems
+
+
+def _precision_problems(experiment: Experiment) -> list[Problem]:
+    from aif.aims.analog.build import build_rpu_config, family_of, tile_kind
+    from aif.errors import ExperimentError
+
+    problems: list[Problem] = []
+    for label, rpu in experiment.configurations().items():
+        path = f"sweep.{label}" if label else "rpu"
+        try:
+            config: Any = build_rpu_config(rpu, path)
+        except ExperimentError:
+            continue  # reported by check_experiment already
+        data_type = getattr(getattr(config, "runtime", None), "data_type", None)
+        half_runtime = getattr(data_type, "value", None) == "half"
+        if experiment.training.precision == "float32":
+            if half_runtime:
+                problems.append(
+                    (
+                        f"{path}.runtime.data_type",
+                        "half tiles need a half-precision model; set training.precision "
+                        "to bfloat16 or float16, or remove runtime.data_type",
+                    )
+                )
+        elif tile_kind(config) != "torch":
+            problems.append(
+                (
+                    "training.precision",
+                    f"{experiment.training.precision} needs torch-based tiles, but {path} is "
+                    f"a {family_of(config)} (C++ tiles, float32 only); use "
+                    "TorchInferenceRPUConfig (or another Torch* configuration) or precision "
+                    "float32",
+                )
+            )
     return problems
 
 

@@ -125,6 +125,8 @@ class PreparedJob:
     #: The configuration has a noise model: drift inference applies.
     drift_capable: bool
     storage: Storage
+    #: Set while the model trains in half precision (``training.precision``).
+    half: Any = None
 
     def epoch(self, epoch: int) -> Any:
         """An ``EpochRunner`` for epoch ``epoch`` (1-based)."""
@@ -185,6 +187,12 @@ class PreparedJob:
         batch = self.experiment.dataset.batch_size
         seed = self.experiment.training.seed
         return calibrate(self.model, self.data.x_train, spec.calibrate, batch, self.device, seed)
+
+    def full_precision(self) -> None:
+        """After training: the model back in float32 for evaluation, checkpoints and drift."""
+        if self.half is not None:
+            self.half.release()
+            self.half = None
 
     def summarise_layers(self) -> None:
         """Tiles and MACs per analog layer into the outcome."""
@@ -268,6 +276,7 @@ class JobRunner:
         import torch
 
         from aif.aims.analog import build
+        from aif.aims.analog.precision import train_in
         from aif.aims.analog.task_metrics import metric_name, model_outputs
         from aif.aims.analog.training import seed_everything
 
@@ -284,6 +293,7 @@ class JobRunner:
         if experiment.load_checkpoint:
             self._load(model, experiment.load_checkpoint)
         model = model.to(device)
+        half = train_in(model, experiment.training.precision)
         optimizer = build.build_optimizer(experiment.training, model)
         return PreparedJob(
             experiment=experiment,
@@ -296,6 +306,7 @@ class JobRunner:
             device=device,
             drift_capable=build.is_inference_family(rpu_config),
             storage=self._storage,
+            half=half,
         )
 
     def _load(self, model: Any, name: str) -> None:

@@ -223,6 +223,7 @@ class AnalogSimulator(AIM):
                     outcome.stopped_epoch = epoch
                     await self.progress(job=outcome.job, early_stop=epoch, best=stopper.best_epoch)
                     break
+        job.full_precision()
         if epochs == 0:
             outcome.accuracy = await asyncio.to_thread(job.evaluate)
         await asyncio.to_thread(job.summarise_layers)

@@ -282,14 +282,20 @@ RPU_FIELD = Annotated[RPUSpec, pydantic.BeforeValidator(_rpu_short_form)]
 
 
 class OptimizerSpec(pydantic.BaseModel):
-    """An aihwkit analog optimizer."""
+    """An optimizer aihwkit supports: its own, or a torch one wrapped in AnalogOptimizer."""
 
     model_config = _FORBID
-    name: Literal["AnalogSGD", "AnalogAdam"] = "AnalogSGD"
+    name: str = Field(
+        default="AnalogSGD",
+        min_length=1,
+        max_length=64,
+        description="AnalogSGD, AnalogAdam, or a torch.optim class (AdamW, RMSprop, ...) "
+        "that aihwkit's AnalogOptimizer wraps",
+    )
     lr: float = Field(default=0.1, gt=0, le=100)
     params: dict[str, Any] = Field(
         default_factory=dict,
-        description="further arguments of torch.optim.SGD / Adam (momentum, weight_decay, ...)",
+        description="further arguments of the torch optimizer (momentum, weight_decay, ...)",
     )
 
 
@@ -325,6 +331,11 @@ class TrainingSpec(pydantic.BaseModel):
     )
     early_stopping: EarlyStoppingSpec | None = Field(
         default=None, description="needs dataset.validation_fraction > 0"
+    )
+    precision: Literal["float32", "bfloat16", "float16"] = Field(
+        default="float32",
+        description="the dtype the model trains in (aihwkit's half-precision training, "
+        "torch tiles only); calibration, checkpoints and drift inference run in float32",
     )
 
     @pydantic.field_validator("seeds")
