@@ -147,6 +147,29 @@ def test_every_compensation_of_aihwkit_is_found() -> None:
     model.drift_analog_weights(3600.0)
 
 
+def test_a_conductance_converter_and_a_custom_drift_model_are_set_by_name() -> None:
+    table = {"g_lst": [0.0, 10.0, 25.0], "nu_mean_lst": [0.08, 0.05, 0.03]}
+    table["nu_std_lst"] = [0.03, 0.02, 0.01]
+    converter = {"name": "SinglePairConductanceConverter", "g_min": 0.0, "g_max": 25.0}
+    noise = {
+        "name": "CustomDriftPCMLikeNoiseModel",
+        "params": {"custom_drift_model": table, "g_converter": converter},
+    }
+    config = rpu(config="TorchInferenceRPUConfig", noise_model=noise)
+    assert type(config.noise_model.g_converter).__name__ == "SinglePairConductanceConverter"
+    assert config.noise_model.g_converter.g_max == 25.0
+    model = train_one_batch(config)
+    model.eval()
+    model.program_analog_weights()
+    model.drift_analog_weights(3600.0)
+    wrong = problems(
+        config="TorchInferenceRPUConfig",
+        noise_model={"name": "PCMLikeNoiseModel", "params": {"g_converter": {"name": "Dual"}}},
+    )
+    assert wrong[0][0] == "rpu.noise_model.params.g_converter"
+    assert "DualPairConductanceConverter" in wrong[0][1] and "valid:" in wrong[0][1]
+
+
 # -- per-layer configurations ------------------------------------------------------------
 
 

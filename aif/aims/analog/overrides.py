@@ -9,8 +9,11 @@ device name; a device list (``unit_cell_devices``) takes names and mappings
 (``{type: SoftBoundsDevice, dw_min: 0.1}``, or without ``type`` to change the device
 already there), and a dotted key (``unit_cell_devices.1.dw_min``) reaches one nested
 field. Constructor arguments (noise models, optimizers) are checked against the
-signature the same way (:func:`call_with`). Every function here returns problems as
-``(path, message)`` pairs instead of raising, so callers report all of them at once.
+signature the same way (:func:`call_with`), and an argument typed as an aihwkit class
+(a noise model's ``g_converter``) takes one of its classes by name, with that class's
+own arguments (``{name: SinglePairConductanceConverter, g_max: 25}``). Every function
+here returns problems as ``(path, message)`` pairs instead of raising, so callers
+report all of them at once.
 """
 
 from __future__ import annotations
@@ -232,6 +235,8 @@ def _convert_plain(value: Any, annotation: type) -> Any:
         raise Bad(f"{value} is not a {annotation.__name__}")
     if isinstance(value, annotation):
         return value
+    if not dataclasses.is_dataclass(annotation) and _named_classes(typing.cast(Any, annotation)):
+        return _named_object(value, annotation)
     if dataclasses.is_dataclass(annotation) and annotation.__module__.startswith("aihwkit"):
         is_device = any(issubclass(d, annotation) for d in device_classes().values())
         hint = " (a device name)" if is_device else " (a mapping of its fields)"
@@ -323,3 +328,47 @@ def _yaml_hint(value: Any) -> str:
     except ValueError:
         return ""
     return f" (YAML reads {value} as text: write the number with a dot, e.g. 1.0e-3)"
+
+
+@functools.cache
+def _named_classes(base: Any) -> dict[str, type]:
+    """The concrete aihwkit subclasses of ``base`` by name (empty for non-aihwkit bases).
+
+    This is how an object-typed argument (a noise model's ``g_converter``) is set from
+    YAML: by the name of one of its classes, with that class's own arguments.
+    """
+    if not base.__module__.startswith("aihwkit"):
+        return {}
+    import aihwkit.inference  # noqa: F401  (imports the converters and noise models)
+
+    found: dict[str, type] = {}
+    stack = [base]
+    while stack:
+        cls = stack.pop()
+        stack.extend(cls.__subclasses__())
+        abstract = inspect.isabstract(cls) or cls.__name__.startswith("Base")
+        if cls.__module__.startswith("aihwkit") and not abstract:
+            found.setdefault(cls.__name__, cls)
+    return found
+
+
+def _named_object(value: Any, base: type) -> Any:
+    """``SinglePairConductanceConverter`` or ``{name: ..., g_max: 25}`` as that object."""
+    classes = _named_classes(base)
+    form = f"a name ({', '.join(sorted(classes))}) or {{name: NAME, <its arguments>}}"
+    if isinstance(value, str):
+        name, params = value, {}
+    elif isinstance(value, Mapping) and isinstance(value.get("name"), str):
+        name = value["name"]
+        params = {k: v for k, v in value.items() if k != "name"}
+    else:
+        raise Bad(f"expected a {base.__name__}: {form}, got {value!r}")
+    if name not in classes:
+        raise Bad(unknown(base.__name__, name, classes))
+    kwargs, problems = call_with(classes[name], params, name)
+    if problems:
+        raise Bad("; ".join(f"{where}: {message}" for where, message in problems))
+    try:
+        return classes[name](**kwargs)
+    except Exception as exc:  # aihwkit checks its arguments with its own exceptions
+        raise Bad(f"{name} refuses these arguments: {exc}") from exc
