@@ -61,3 +61,62 @@ def example18_resnet(
         _stage(channels[1], channels[2], blocks[2], first=False),
         nn.Sequential(nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(channels[2], classes)),
     )
+
+
+def _conv_bn_relu(in_ch: int, out_ch: int) -> list[nn.Module]:
+    return [
+        nn.Conv2d(in_ch, out_ch, kernel_size=3, padding=1, bias=False),
+        nn.BatchNorm2d(out_ch, momentum=0.9),
+        nn.ReLU(),
+    ]
+
+
+class _PlainBlock(nn.Module):
+    """Two 3x3 convolutions with BatchNorm and an identity skip (same channels, stride 1)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, kernel_size=3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, kernel_size=3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.shortcut = nn.Sequential()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
+
+
+class Example30ResNet9(nn.Module):
+    """Example 30's ResNet-9s for CIFAR-10, with the same module names as its checkpoint.
+
+    A 3x3 stem and three stages (``channels`` wide, the second and third halving the
+    image with a max pool), an identity residual block after the first and the last,
+    a 4x4 max pool and a Linear. The names (``conv.N``, ``bn1``...``bn4``, ``fc``) are
+    the ones the example's ``resnet9s.th`` uses, so its state dict loads once
+    converted to ``.safetensors`` (see ``30-external-hardware-aware-model.yaml``).
+    """
+
+    def __init__(self, channels: tuple[int, int, int, int] = (28, 28, 28, 56)) -> None:
+        super().__init__()
+        self.channels = channels
+        widths = zip((3, *channels[:3]), channels, strict=True)
+        stem, first, second, third = (_conv_bn_relu(a, b) for a, b in widths)
+        # the BatchNorms are also attributes, as in the checkpoint (bn1.* beside conv.1.*)
+        self.bn1, self.bn2, self.bn3, self.bn4 = stem[1], first[1], second[1], third[1]
+        self.conv = nn.Sequential(
+            *stem,
+            *first,
+            nn.MaxPool2d(2),
+            _PlainBlock(channels[1]),
+            *second,
+            nn.MaxPool2d(2),
+            *third,
+            nn.MaxPool2d(2),
+            _PlainBlock(channels[3]),
+            nn.MaxPool2d(4),
+        )
+        self.fc = nn.Linear(channels[3], 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(x).flatten(1))

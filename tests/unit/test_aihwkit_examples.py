@@ -71,6 +71,19 @@ def _sequences(data: dict[str, Any], folder: Path) -> Path | None:
     return tiny
 
 
+def _stand_in_weights(raw: dict[str, Any], folder: Path) -> Path:
+    """A safetensors file of the state dict of ``raw``'s model as it is built, untrained."""
+    from safetensors.torch import save_file
+
+    from aif.aims.analog.torch_models import digital_model
+
+    spec = s.ModelSpec.model_validate({k: v for k, v in raw["model"].items() if k != "weights"})
+    model = digital_model(spec, (3, 32, 32), 10)
+    path = folder / "stand-in.safetensors"
+    save_file({k: v.clone() for k, v in model.state_dict().items()}, str(path))
+    return path
+
+
 def _tiny(raw: dict[str, Any], folder: Path) -> dict[str, Any]:
     """``raw`` on a few generated samples, one epoch, one drift point and draw."""
     raw = copy.deepcopy(raw)
@@ -97,6 +110,9 @@ def _tiny(raw: dict[str, Any], folder: Path) -> dict[str, Any]:
             "max_test": 8,
             **keep,
         }
+    weights = raw.get("model", {}).get("weights")
+    if weights:  # the user's download: random weights of the same model stand in
+        raw["model"]["weights"] = str(_stand_in_weights(raw, folder))
     training = raw.setdefault("training", {})
     training["epochs"] = min(training.get("epochs", 10), 1)
     inference = raw.get("inference")

@@ -66,18 +66,23 @@ def experiment_json(raw: Any) -> str:
 
 
 def anchor_paths(raw: Any, folder: Path) -> None:
-    """Make a relative ``dataset.path`` relative to the experiment file, where users expect it.
+    """Make relative ``dataset.path`` and ``model.weights`` relative to the experiment file.
 
     The validator and the simulator read paths from the workflow's folder; an
     experiment file may live elsewhere (``experiments/``), so its own relative paths
     are resolved here, against its folder, before they travel on.
     """
-    dataset = raw.get("dataset") if isinstance(raw, dict) else None
-    if not isinstance(dataset, dict):
+    if not isinstance(raw, dict):
         return
-    path = dataset.get("path")
+    anchor_path(raw.get("dataset"), "path", folder)
+    anchor_path(raw.get("model"), "weights", folder)
+
+
+def anchor_path(section: Any, key: str, folder: Path) -> None:
+    """``section[key]``, a relative path, made absolute against ``folder`` (in place)."""
+    path = section.get(key) if isinstance(section, dict) else None
     if isinstance(path, str) and path and not Path(path).is_absolute():
-        dataset["path"] = str((folder / path).resolve())
+        section[key] = str((folder / path).resolve())
 
 
 def _name_of(raw: Any, fallback: str) -> str:

@@ -271,6 +271,14 @@ class ModelSpec(pydantic.BaseModel):
         max_length=256,
         description="zoo and torch: module names (fnmatch patterns such as 'fc*') to keep digital",
     )
+    weights: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=4096,
+        description="zoo and torch: a .npz or .safetensors file of the model's state dict "
+        "(pre-trained digital weights, loaded before conversion; relative to the "
+        "experiment file)",
+    )
     convert: Literal["all", "none"] = Field(
         default="none",
         description="layers: 'all' makes every Linear, Conv and recurrent layer analog "
@@ -315,7 +323,7 @@ class ModelSpec(pydantic.BaseModel):
                     "digital with 'exclude')"
                 )
             return self
-        for name in ("args", "exclude"):
+        for name in ("args", "exclude", "weights"):
             if getattr(self, name):
                 raise ValueError(f"{name!r} is for 'zoo' and 'torch' models, not 'layers'")
         if not self.analog_names():

@@ -415,9 +415,10 @@ class Experiment(pydantic.BaseModel):
             raise ValueError("give 'rpu' or 'sweep', not both")
         if self.rpu is None and self.sweep is None:
             self.rpu = RPUSpec()
-        if self.training.epochs == 0 and self.load_checkpoint is None:
+        if self.training.epochs == 0 and self.load_checkpoint is None and not self.model.weights:
             raise ValueError(
-                "training.epochs is 0 and there is no 'load_checkpoint': nothing would be tested"
+                "training.epochs is 0 and there is no 'load_checkpoint' or 'model.weights': "
+                "nothing would be tested"
             )
         return self
 

@@ -29,6 +29,7 @@ import fnmatch
 import importlib
 import inspect
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -124,7 +125,23 @@ def _call_user_factory(spec: ModelSpec, path: str) -> torch.nn.Module:
 def digital_model(
     spec: ModelSpec, sample_shape: Shape, classes: int | None, path: str = "model"
 ) -> torch.nn.Module:
-    """The zoo or torch model before conversion (ExperimentError with every fault)."""
+    """The zoo or torch model before conversion, with its pre-trained weights if given.
+
+    Raises ExperimentError with every fault.
+    """
+    model = _architecture(spec, sample_shape, classes, path)
+    if spec.weights is not None:
+        from aif.aims.analog.pretrained import load_weights_into
+
+        problems = load_weights_into(model, Path(spec.weights), f"{path}.weights")
+        if problems:
+            raise _fail(problems)
+    return model
+
+
+def _architecture(
+    spec: ModelSpec, sample_shape: Shape, classes: int | None, path: str
+) -> torch.nn.Module:
     if spec.torch is not None:
         return _call_user_factory(spec, path)
     assert spec.zoo is not None

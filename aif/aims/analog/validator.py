@@ -217,6 +217,11 @@ def review_experiment(
     ``trusted_from`` (a secure run's state directory): the user's code must come from
     its Store install cache, else it is refused and nothing of it is imported.
     """
+    if isinstance(raw, dict) and isinstance(raw.get("model"), dict):
+        from aif.aims.analog.experiments import anchor_path
+
+        raw = {**raw, "model": dict(raw["model"])}  # the caller's copy stays as it was
+        anchor_path(raw["model"], "weights", base_dir)  # read from the workflow's folder
     experiment, problems = spec_problems(raw)
     if trusted_from is not None and isinstance(raw, dict):
         from aif.aims.analog.trusted_code import untrusted_code
