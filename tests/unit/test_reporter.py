@@ -299,3 +299,31 @@ def test_a_deployed_job_shares_its_trained_jobs_colour() -> None:
     assert colours["hwa@chip"] == colours["hwa"] == "C0"
     assert colours["ideal@chip"] == colours["ideal"] == "C1"
     assert colours["other"] == "C2"
+
+
+def test_figures_name_the_metric_a_regression_run_measures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    titles: list[str] = []
+
+    def keep_titles(figure: Any, path: Path) -> None:
+        titles.extend(axes.get_title() for axes in figure.axes)
+        titles.extend(axes.get_ylabel() for axes in figure.axes)
+
+    monkeypatch.setattr(report_plots, "_save", keep_titles)
+    report = Report(tmp_path, workflow="w")
+    for job in ("a", "b"):
+        report.add_metrics(metric(job, 1, accuracy=0.2))
+        report.add_result(
+            result(
+                job,
+                accuracy=0.2,
+                metric="mse",
+                drift_times=[1.0],
+                drift_mean=[0.3],
+                drift_std=[0.0],
+            )
+        )
+    report.finish()
+    assert {"Test mse", "Test mse after drift", "Final test mse", "test mse"} <= set(titles)
+    assert not any("accuracy" in t for t in titles), titles

@@ -71,9 +71,15 @@ def _save(figure: Figure, path: Path) -> None:
 
 
 def plot_training(
-    rows: Iterable[Mapping[str, Any]], path: Path, colours: Mapping[str, str] | None = None
+    rows: Iterable[Mapping[str, Any]],
+    path: Path,
+    colours: Mapping[str, str] | None = None,
+    metric: str = "accuracy",
 ) -> bool:
-    """Loss and test accuracy per epoch, one line per job, from ``metrics`` records."""
+    """Loss and the test metric per epoch, one line per job, from ``metrics`` records.
+
+    ``metric`` names what the records' ``accuracy`` holds (``mse`` for regression).
+    """
     series: dict[str, list[tuple[int, float, float]]] = {}
     for row in rows:
         point = (int(row["epoch"]), _number(row["loss"]), _number(row["accuracy"]))
@@ -90,7 +96,7 @@ def plot_training(
         loss_axes.plot(epochs, [p[1] for p in points], **style)
         accuracy_axes.plot(epochs, [p[2] for p in points], label=_label(job), **style)
     loss_axes.set(title="Training loss", xlabel="epoch", ylabel="loss")
-    accuracy_axes.set(title="Test accuracy", xlabel="epoch", ylabel="accuracy")
+    accuracy_axes.set(title=f"Test {metric}", xlabel="epoch", ylabel=metric)
     for axes in (loss_axes, accuracy_axes):
         axes.grid(alpha=0.3)
         axes.xaxis.get_major_locator().set_params(integer=True)
@@ -121,9 +127,12 @@ def _time_axis(axes: Axes, times: Iterable[float]) -> None:
 
 
 def plot_drift(
-    results: Sequence[Mapping[str, Any]], path: Path, colours: Mapping[str, str] | None = None
+    results: Sequence[Mapping[str, Any]],
+    path: Path,
+    colours: Mapping[str, str] | None = None,
+    metric: str = "accuracy",
 ) -> bool:
-    """Accuracy against time after programming (log axis), error bars one std.
+    """The test metric against time after programming (log axis), error bars one std.
 
     One colour per trained job, squares for its deployments (``job@chip``); solid
     without drift compensation, dashed with it. Only
@@ -168,9 +177,9 @@ def plot_drift(
         return False
     _time_axis(axes, times_seen)
     axes.set(
-        title="Accuracy after drift",
+        title=f"Test {metric} after drift",
         xlabel="time after programming",
-        ylabel="test accuracy",
+        ylabel=f"test {metric}",
     )
     axes.grid(alpha=0.3)
     axes.legend(fontsize="small", loc="best")
@@ -179,9 +188,12 @@ def plot_drift(
 
 
 def plot_configurations(
-    results: Sequence[Mapping[str, Any]], path: Path, colours: Mapping[str, str] | None = None
+    results: Sequence[Mapping[str, Any]],
+    path: Path,
+    colours: Mapping[str, str] | None = None,
+    metric: str = "accuracy",
 ) -> bool:
-    """Final accuracy and training time per job, side by side; needs at least two jobs.
+    """Final test metric and training time per job, side by side; needs at least two jobs.
 
     A job without an accuracy gets an empty bar marked ``n/a``; stopped and failed
     jobs are hatched and their status is written under their name.
@@ -203,7 +215,7 @@ def plot_configurations(
     colours = colours or colours_for(str(r.get("job")) for r in results)
     bar_colours = [colours.get(str(r.get("job")), "C0") for r in results]
     for axes, values, title, unit in (
-        (accuracy_axes, accuracies, "Final test accuracy", "accuracy"),
+        (accuracy_axes, accuracies, f"Final test {metric}", metric),
         (time_axes, seconds, "Training time", "seconds"),
     ):
         heights = [0.0 if math.isnan(v) else v for v in values]

@@ -270,13 +270,15 @@ class Report:
         results = list(self.results.values())
         jobs = [str(m["job"]) for m in self.metrics] + list(self.results)
         colours = report_plots.colours_for(jobs)
+        # what the "accuracy" of records measures: one name, or both when a run mixes them
+        metric = " / ".join(sorted({str(r.get("metric", "accuracy")) for r in results}))
         for name, draw, data in (
             ("training.png", report_plots.plot_training, self.metrics),
             ("drift.png", report_plots.plot_drift, results),
             ("configurations.png", report_plots.plot_configurations, results),
         ):
             try:
-                if draw(data, self.folder / name, colours):
+                if draw(data, self.folder / name, colours, metric or "accuracy"):
                     self.plots.append(name)
             except Exception as exc:  # a figure must never cost the results
                 self.plot_errors.append(f"{name}: {type(exc).__name__}: {exc}")
