@@ -46,6 +46,11 @@ class PrefixedTypes(Protocol):
         """The class of ``type_text`` as already installed here (never fetches)."""
         ...
 
+    def code_problem(self, file: Path) -> str | None:
+        """Why ``file`` (a module in this resolver's install cache) is not trusted now,
+        or None; a secure run asks before it imports a user's model or data code."""
+        ...
+
 
 @functools.cache
 def _prefix_factories() -> dict[str, str]:

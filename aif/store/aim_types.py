@@ -113,3 +113,30 @@ class StoreTypes:
         name, version = parse_ref(package_ref(type_text))
         installed = find_installed(self.state_dir, name, version)
         return _loaded(type_text, installed, load_aim_class(installed))
+
+    def code_problem(self, file: Path) -> str | None:
+        """Why ``file``, a module under the install cache, is not to be trusted now.
+
+        None when it is: the package holding it is still signed by a publisher trusted
+        today and no file under its ``site/`` changed since it was installed (a deep
+        check, so code edited in the cache is refused). A secure run's validator asks
+        this before it imports a user's model or data factory from the cache.
+        """
+        from aif.errors import AIFError
+        from aif.security.keys import KeyRing
+        from aif.storage.paths import packages_dir
+        from aif.store.install import check_installed, read_installed
+
+        cache = packages_dir(self.state_dir).resolve()
+        try:
+            name, version = file.resolve().relative_to(cache).parts[:2]
+        except ValueError:
+            return f"{file} is not in the install cache {cache}"
+        ring = KeyRing(self.state_dir)
+        trusted = ring.publishers() if ring.dir.exists() else {}
+        try:
+            installed = read_installed(cache / name / version)
+            check_installed(installed, trusted=trusted, require_trusted=True, deep=True)
+        except AIFError as exc:
+            return str(exc)
+        return None

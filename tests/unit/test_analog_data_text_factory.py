@@ -180,9 +180,11 @@ def test_a_secure_run_refuses_code_from_the_environment_before_importing_it(
     assert any("cannot import module 'env_code_x1'" in m for _, m in basic.problems)
 
 
-def test_a_secure_run_trusts_a_module_from_the_store_install_cache(
+def test_a_file_dropped_into_the_install_cache_is_not_a_store_package(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Lying under packages/ is not enough: the Store must vouch for the package (a
+    signed, installed one is accepted: tests/integration/test_secure_user_code.py)."""
     from aif.aims.analog.trusted_code import untrusted_code
 
     site = tmp_path / "packages" / "my-data" / "1.0.0" / "site"
@@ -191,5 +193,6 @@ def test_a_secure_run_trusts_a_module_from_the_store_install_cache(
     (site / "store_code_x1" / "data.py").write_text("")
     monkeypatch.syspath_prepend(str(site))
     raw = {"dataset": {"name": "torch", "factory": "store_code_x1.data:blobs"}}
-    assert untrusted_code(raw, tmp_path) == []
+    (where, message), *_ = untrusted_code(raw, tmp_path)
+    assert where == "dataset.factory" and "not a complete install" in message
     assert untrusted_code(raw, tmp_path / "elsewhere")[0][0] == "dataset.factory"

@@ -5,7 +5,10 @@ run the user's Python. The basic profile trusts the simulator's environment (as 
 trusts a class-path AIM); a ``profile: secure`` run trusts only code that came in a
 signed Store package: a module counts as Store-provided when the file an import would
 load lies under the install cache, ``STATE_DIR/packages/`` (:mod:`aif.store.install`,
-which verified the package's signature when it installed it).
+which verified the package's signature when it installed it), and the package still
+passes the Store's check now: its signer is trusted today and no file under its
+``site/`` changed since the install (the Store's resolver answers through the registry's
+prefix seam, so this module imports nothing of the Store).
 
 The file is located without running anything (``importlib.machinery.PathFinder`` on
 ``sys.path``, then on the installed packages' ``site/`` folders, which
@@ -22,6 +25,7 @@ from importlib.machinery import PathFinder
 from pathlib import Path
 from typing import Any
 
+from aif.aims.registry import prefixed_types
 from aif.storage.paths import installed_sites, packages_dir
 
 Problem = tuple[str, str]
@@ -68,14 +72,19 @@ def untrusted_code(raw: Mapping[str, Any], state_dir: Path) -> list[Problem]:
         found = module_file(module, [*sys.path, *sites])
         if found is None:
             problems.append((where, f"module {module!r} is in no installed Store package; {_FIX}"))
-        elif not found.is_relative_to(cache):
+            continue
+        if not found.is_relative_to(cache):
             problems.append(
                 (where, f"module {module!r} is imported from the environment ({found}); {_FIX}")
             )
-        else:  # found in an installed package's site/: make it importable as found
-            for site in sites:
-                if found.is_relative_to(Path(site).resolve()) and site not in sys.path:
-                    sys.path.append(site)
+            continue
+        reason = prefixed_types("store", state_dir).code_problem(found)
+        if reason is not None:  # no longer signed by a trusted publisher, or edited
+            problems.append((where, f"module {module!r} is not trusted: {reason}"))
+            continue
+        for site in sites:  # found in an installed package's site/: importable as found
+            if found.is_relative_to(Path(site).resolve()) and site not in sys.path:
+                sys.path.append(site)
     return problems
 
 
