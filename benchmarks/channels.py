@@ -17,6 +17,14 @@ What is measured (each aif run interleaved with its baseline run to cancel noise
   yields to the loop after each record, as an AIM awaiting its own work would). For
   contrast, a raw single-socket pipe where the "signal" queues behind the backlog.
 
+* two processes (``--only two-process`` measures only this): a writer process (this
+  one) and an echo process (``--echo``, a real second process), over ipc. aif channels
+  each way against the floor, a blocking pyzmq PAIR pair that sends each frame back as
+  it came, alternating; median round trip for 8 B and 1 KiB (``bytes``), 1 MiB and
+  16 MiB (uint8 ndarrays: aif sends these through shared memory). Ratios are aif over
+  the floor: ``two_process_ratio_8B`` (target <= 1.5), ``two_process_ratio_16MiB``
+  (target <= 0.6).
+
 The last line printed is one JSON object with the ratios and whether the targets hold.
 """
 
@@ -24,10 +32,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +50,7 @@ import numpy as np
 import zmq
 import zmq.asyncio
 
-from aif.communication.channel import ChannelReader, ChannelWriter, Transport
+from aif.communication.channel import ChannelEndpoints, ChannelReader, ChannelWriter, Transport
 from aif.communication.ports import Record, Signal
 from benchmarks.machine import describe, rounded
 
@@ -366,6 +376,176 @@ async def raw_signal_behind_backlog(
     return statistics.median(results)
 
 
+# --------------------------------------------------------------------------- two processes
+
+TWO_PROCESS_SIZES: list[tuple[str, int]] = [
+    ("8 B", 8),
+    ("1 KiB", 1024),
+    ("1 MiB", MiB),
+    ("16 MiB", 16 * MiB),
+]
+TWO_PROCESS_TARGETS = {
+    "two_process_ratio_8B": ("<=", 1.5),
+    "two_process_ratio_16MiB": ("<=", 0.6),
+}
+#: Sizes from which the payload is a uint8 ndarray (below: bytes).
+ARRAY_FROM = MiB
+ECHO_TIMEOUT = 60.0
+
+
+def two_process_count(size: int, quick: bool) -> int:
+    full = {8: 5000, 1024: 5000, MiB: 400, 16 * MiB: 60}[size]
+    return max(20, full // 4) if quick else full
+
+
+def two_process_payload(size: int) -> Any:
+    data = os.urandom(size)
+    return np.frombuffer(data, dtype=np.uint8).copy() if size >= ARRAY_FROM else data
+
+
+class EchoProcess:
+    """A child ``python -m benchmarks.channels --echo KIND ...`` and its stdout handshake."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.channels", "--echo", *args],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def ready(self) -> dict[str, Any]:
+        """The child's one JSON line saying it listens (its endpoints, for aif)."""
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"echo process exited with {self.proc.wait()}")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def stop(self) -> None:
+        try:
+            self.proc.wait(ECHO_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class TwoProcessAif:
+    """aif channels to an echo process and back, over ipc."""
+
+    def __init__(self, ctx: zmq.asyncio.Context, ipc: Path, hwm: int) -> None:
+        self.reader = ChannelReader(ctx, "back", "ipc", ipc_dir=ipc, queue_size=hwm)
+        self.echo = EchoProcess(
+            "aif", json.dumps(self.reader.endpoints.to_dict()), str(ipc), str(hwm)
+        )
+        endpoints = ChannelEndpoints.from_dict(self.echo.ready())
+        self.writer = ChannelWriter(ctx, "out", endpoints, queue_size=hwm)
+
+    async def round_trips(self, payload: Any, n: int, out: list[float]) -> None:
+        send, recv, clock = self.writer.send, self.reader.recv, time.perf_counter
+        for _ in range(n):
+            start = clock()
+            await send(payload)
+            await recv()
+            out.append(clock() - start)
+
+    async def close(self) -> None:
+        await self.writer.send_eos()
+        await asyncio.to_thread(self.echo.stop)
+        self.writer.close()
+        self.reader.close()
+
+
+class TwoProcessZmq:
+    """The floor: a blocking pyzmq PAIR pair to an echo process that sends each frame back."""
+
+    def __init__(self, ctx: zmq.Context[Any], ipc: Path) -> None:
+        address = f"ipc://{ipc}/pair-{os.urandom(4).hex()}"
+        self.echo = EchoProcess("zmq", address)
+        self.echo.ready()
+        self.sock = ctx.socket(zmq.PAIR)
+        self.sock.linger = 0
+        self.sock.connect(address)
+
+    async def round_trips(self, payload: Any, n: int, out: list[float]) -> None:
+        sock, clock = self.sock, time.perf_counter
+        for _ in range(n):
+            start = clock()
+            sock.send(payload, copy=False)
+            sock.recv(copy=False)
+            out.append(clock() - start)
+
+    async def close(self) -> None:
+        self.sock.send(b"")
+        await asyncio.to_thread(self.echo.stop)
+        self.sock.close(linger=0)
+
+
+async def two_process(ctx: zmq.asyncio.Context, ipc: Path, quick: bool) -> dict[str, Any]:
+    """Median round trips to a second process, aif and the PAIR floor alternating."""
+    results: dict[str, Any] = {}
+    plain = zmq.Context()
+    for label, size in TWO_PROCESS_SIZES:
+        print(f"  measuring two processes, {label} ...", file=sys.stderr, flush=True)
+        hwm = queue_for(size)
+        pipes: dict[str, Any] = {
+            "aif": TwoProcessAif(ctx, ipc, hwm),
+            "zmq": TwoProcessZmq(plain, ipc),
+        }
+        payload = two_process_payload(size)
+        for pipe in pipes.values():  # warm up connections, allocators, segments
+            await pipe.round_trips(payload, 5, [])
+
+        runs = {name: functools.partial(pipe.round_trips, payload) for name, pipe in pipes.items()}
+        samples = await interleaved(runs, two_process_count(size, quick), 6 if quick else 10)
+        for pipe in pipes.values():
+            await pipe.close()
+        results[label] = {
+            name: {"median_us": statistics.median(s) * 1e6, "p99_us": percentile(s, 0.99) * 1e6}
+            for name, s in samples.items()
+        }
+        gc.collect()
+    plain.term()
+    return results
+
+
+def echo_main(kind: str, args: list[str]) -> int:
+    """The echo side of the two-process mode (run as ``--echo KIND ARGS...``)."""
+    if kind == "zmq":
+        ctx = zmq.Context()
+        sock = ctx.socket(zmq.PAIR)
+        sock.linger = 0
+        sock.bind(args[0])
+        print(json.dumps({}), flush=True)
+        while True:
+            frame = sock.recv(copy=False)
+            if len(frame) == 0:
+                break
+            sock.send(frame, copy=False)
+        sock.close()
+        ctx.term()
+        return 0
+    asyncio.run(
+        _echo_aif(ChannelEndpoints.from_dict(json.loads(args[0])), Path(args[1]), int(args[2]))
+    )
+    return 0
+
+
+async def _echo_aif(back: ChannelEndpoints, ipc: Path, hwm: int) -> None:
+    ctx = zmq.asyncio.Context()
+    reader = ChannelReader(ctx, "in", "ipc", ipc_dir=ipc, queue_size=hwm)
+    writer = ChannelWriter(ctx, "back", back, queue_size=hwm)
+    print(json.dumps(reader.endpoints.to_dict()), flush=True)
+    while True:
+        event = await reader.recv()
+        if not isinstance(event, Record):
+            break
+        await writer.send(event.value)
+    writer.close()
+    reader.close()
+    ctx.term()
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -379,11 +559,31 @@ def machine() -> dict[str, Any]:
 
 
 def met(name: str, value: float) -> bool:
-    op, bound = TARGETS[name]
+    op, bound = {**TARGETS, **TWO_PROCESS_TARGETS}[name]
     return value <= bound if op == "<=" else value >= bound
 
 
-def report(results: dict[str, Any], transport: str) -> dict[str, Any]:
+def report_two_process(two: dict[str, Any]) -> dict[str, float]:
+    """Print the two-process table; the ratios (aif over the PAIR floor) by key."""
+    print("\ntwo processes over ipc, round trip (us)   median                 p99")
+    print(f"{'size':>8} {'aif':>9} {'pyzmq':>9} {'ratio':>6}   {'aif':>9} {'pyzmq':>9}")
+    for label, _ in TWO_PROCESS_SIZES:
+        a, z = two[label]["aif"], two[label]["zmq"]
+        print(
+            f"{label:>8} {a['median_us']:9.1f} {z['median_us']:9.1f} "
+            f"{a['median_us'] / z['median_us']:6.2f}   {a['p99_us']:9.1f} {z['p99_us']:9.1f}"
+        )
+    return {
+        f"two_process_ratio_{label.replace(' ', '')}": two[label]["aif"]["median_us"]
+        / two[label]["zmq"]["median_us"]
+        for label, _ in TWO_PROCESS_SIZES
+    }
+
+
+def report_one_process(
+    results: dict[str, Any], transport: str
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Print the one-process tables; the target ratios and the extra ones."""
     lat, thr, sig = results["latency"], results["throughput"], results["signals"]
     print(
         f"\naif channels vs raw pyzmq+msgpack over {transport} ({results['machine']['cpu']}, "
@@ -427,8 +627,22 @@ def report(results: dict[str, Any], transport: str) -> dict[str, Any]:
         / lat["16 MiB"]["raw"]["median_us"],
         "throughput_ratio_16MiB_ndarray": thr["16 MiB"]["aif_ndarray"] / thr["16 MiB"]["raw"],
     }
+    return summary, extra
+
+
+def report(results: dict[str, Any], transport: str) -> dict[str, Any]:
+    summary: dict[str, float] = {}
+    extra: dict[str, float] = {}
+    if "latency" in results:
+        summary, extra = report_one_process(results, transport)
+    if "two_process" in results:
+        two = report_two_process(results["two_process"])
+        for name in TWO_PROCESS_TARGETS:
+            summary[name] = two.pop(name)
+        extra.update(two)
+    bounds = {**TARGETS, **TWO_PROCESS_TARGETS}
     targets = {
-        f"{name} {TARGETS[name][0]} {TARGETS[name][1]}": met(name, value)
+        f"{name} {bounds[name][0]} {bounds[name][1]}": met(name, value)
         for name, value in summary.items()
     }
     print("\ntargets:", ", ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in targets.items()))
@@ -442,11 +656,16 @@ def report(results: dict[str, Any], transport: str) -> dict[str, Any]:
     }
 
 
-async def main(quick: bool, transport: Transport) -> dict[str, Any]:
+async def main(quick: bool, transport: Transport, only: str) -> dict[str, Any]:
     ctx = zmq.asyncio.Context()
     results: dict[str, Any] = {"machine": machine(), "quick": quick}
     with tempfile.TemporaryDirectory(prefix="aifb-") as tmp:
         ipc = Path(tmp)
+        if only != "one-process":
+            results["two_process"] = await two_process(ctx, ipc, quick)
+        if only == "two-process":
+            ctx.term()
+            return results
         results["latency"] = {}
         results["throughput"] = {}
         for label, size in SIZES:
@@ -469,9 +688,17 @@ def cli(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="fewer samples (under a minute)")
     parser.add_argument("--transport", choices=["ipc", "tcp", "inproc"], default="ipc")
+    parser.add_argument(
+        "--only",
+        choices=["one-process", "two-process"],
+        help="measure one part (the two-process part is always over ipc)",
+    )
+    parser.add_argument("--echo", nargs="+", help=argparse.SUPPRESS)  # the two-process child
     args = parser.parse_args(argv)
+    if args.echo:
+        return echo_main(args.echo[0], args.echo[1:])
     started = time.perf_counter()
-    results = asyncio.run(main(args.quick, args.transport))
+    results = asyncio.run(main(args.quick, args.transport, args.only or "all"))
     summary = report(results, args.transport)
     summary["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(rounded(summary), separators=(",", ":")))

@@ -5,7 +5,8 @@
 - ``ports``: port specs and what an AIM receives (``Record``, ``Signal``, ``Stop``).
 - ``codec`` and ``arrays``: the wire format (msgpack header and body, zero-copy
   tensor frames); ``channel``: a channel's two lanes (uint16 signals, records);
-  ``limits``: channel defaults; ``addresses``: endpoints; ``socket_wait``: wake-ups.
+  ``limits``: channel defaults; ``addresses``: endpoints; ``socket_wait``: wake-ups;
+  ``shm``: large arrays through shared memory on ipc channels (segments, their cleanup).
 - ``events`` and ``event_payloads``: pub/sub events and their typed payloads.
 
 May import: ``aif.security`` (CURVE on channels) and ``aif.errors``.

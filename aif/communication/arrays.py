@@ -13,18 +13,24 @@ from __future__ import annotations
 
 import math
 import sys
+import weakref
 from collections.abc import Mapping
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import msgpack
 import numpy as np
 
 from aif.errors import MalformedMessage
 
+if TYPE_CHECKING:
+    from aif.communication.shm import ReaderSegments, SegmentBatch
+
 __all__ = [
     "DTYPES",
     "EXT_ARRAY",
+    "EXT_SHM_ARRAY",
     "ArrayBuilder",
+    "SharedHandle",
     "array_reference",
     "no_ext",
     "torch_tensor_type",
@@ -33,6 +39,8 @@ __all__ = [
 
 #: The ExtType code of an array reference in the body.
 EXT_ARRAY: Final = 1
+#: The ExtType code of an array in a shared-memory segment (``aif.communication.shm``).
+EXT_SHM_ARRAY: Final = 2
 #: Array element types that cross the wire, by numpy name (always little-endian on the wire).
 DTYPES: Final[Mapping[str, np.dtype[Any]]] = {
     name: np.dtype(name).newbyteorder("<")
@@ -119,11 +127,14 @@ def _load_torch_names() -> None:
             _TORCH_TO_NAME[dtype] = name
 
 
-def array_reference(obj: Any, buffers: list[memoryview]) -> msgpack.ExtType:
+def array_reference(
+    obj: Any, buffers: list[memoryview], segments: SegmentBatch | None = None
+) -> msgpack.ExtType:
     """The body's stand-in for an ndarray or torch tensor; its memory is appended to ``buffers``.
 
-    ``obj`` must have passed ``unsupported``: anything that is not an ndarray is taken
-    for a torch tensor.
+    With ``segments`` (an ipc channel's writer), a large array is copied into shared
+    memory instead and the stand-in is its handle. ``obj`` must have passed
+    ``unsupported``: anything that is not an ndarray is taken for a torch tensor.
     """
     if type(obj) is np.ndarray:
         lib = "np"
@@ -131,9 +142,16 @@ def array_reference(obj: Any, buffers: list[memoryview]) -> msgpack.ExtType:
     else:
         lib = "torch"
         arr = _tensor_array(obj)
-    buffers.append(_array_buffer(arr))
+    data = _array_buffer(arr)
     dtype = arr.dtype
     name = _DTYPE_NAME[dtype.kind, dtype.itemsize]
+    if segments is not None:
+        handle = segments.put(data)
+        if handle is not None:
+            segment, ticket = handle
+            ref = msgpack.packb([segment, data.nbytes, ticket, name, list(arr.shape), lib])
+            return msgpack.ExtType(EXT_SHM_ARRAY, ref)
+    buffers.append(data)
     ref = msgpack.packb([len(buffers) - 1, name, list(arr.shape), lib])
     return msgpack.ExtType(EXT_ARRAY, ref)
 
@@ -141,31 +159,55 @@ def array_reference(obj: Any, buffers: list[memoryview]) -> msgpack.ExtType:
 # --------------------------------------------------------------------------- decoding
 
 
+class SharedHandle(MalformedMessage):
+    """A shared-memory handle met by a decode that takes none (the codec may retry)."""
+
+
 def no_ext(code: int, data: bytes) -> Any:
     """The ext hook for plain data (an array reference, a header): it holds no ext types."""
+    if code == EXT_SHM_ARRAY:
+        raise SharedHandle(
+            "a shared-memory array handle arrived where only buffer frames are taken "
+            "(a tcp or inproc channel, or a plain decode)"
+        )
     raise MalformedMessage(f"unexpected msgpack extension type {code} where plain data belongs")
 
 
+def _reference(data: bytes, what: str) -> Any:
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=True, ext_hook=no_ext)
+    except MalformedMessage:
+        raise
+    except Exception as exc:
+        raise MalformedMessage(f"{what} is not valid msgpack: {type(exc).__name__}: {exc}") from exc
+
+
 class ArrayBuilder:
-    """The body's ext hook: turns each buffer reference into an array, checking every field."""
+    """The body's ext hook: turns each buffer reference into an array, checking every field.
 
-    __slots__ = ("buffers", "used")
+    ``segments``: the reader's shared-memory side on an ipc channel; without it a
+    shared-memory handle is refused. ``budget``: the bytes such handles may add up to.
+    """
 
-    def __init__(self, buffers: list[memoryview]) -> None:
+    __slots__ = ("budget", "buffers", "segments", "used")
+
+    def __init__(
+        self,
+        buffers: list[memoryview],
+        segments: ReaderSegments | None = None,
+        budget: int = 0,
+    ) -> None:
         self.buffers = buffers
         self.used = [False] * len(buffers)
+        self.segments = segments
+        self.budget = budget
 
     def __call__(self, code: int, data: bytes) -> Any:
+        if code == EXT_SHM_ARRAY:
+            return self._shared(data)
         if code != EXT_ARRAY:
             raise MalformedMessage(f"unknown msgpack extension type {code} in the body")
-        try:
-            ref = msgpack.unpackb(data, raw=False, strict_map_key=True, ext_hook=no_ext)
-        except MalformedMessage:
-            raise
-        except Exception as exc:
-            raise MalformedMessage(
-                f"array reference is not valid msgpack: {type(exc).__name__}: {exc}"
-            ) from exc
+        ref = _reference(data, "array reference")
         if type(ref) is not list or len(ref) != 4:
             raise MalformedMessage(f"array reference must be [index, dtype, shape, lib]: {ref!r}")
         index, dtype_name, shape, lib = ref
@@ -175,17 +217,7 @@ class ArrayBuilder:
         if self.used[index]:
             raise MalformedMessage(f"buffer {index} is referenced twice")
         self.used[index] = True
-        dtype = DTYPES.get(dtype_name) if type(dtype_name) is str else None
-        if dtype is None:
-            raise MalformedMessage(f"array dtype {dtype_name!r} is not allowed; {_dtype_hint()}")
-        if (
-            type(shape) is not list
-            or len(shape) > _MAX_NDIM
-            or not all(type(d) is int and d >= 0 for d in shape)
-        ):
-            raise MalformedMessage(f"array shape must be a list of at most 32 sizes: {shape!r}")
-        if lib != "np" and lib != "torch":
-            raise MalformedMessage(f"array library must be 'np' or 'torch', got {lib!r}")
+        dtype, shape = _checked(dtype_name, shape, lib)
         buffer = self.buffers[index]
         elements = math.prod(shape)
         if elements * dtype.itemsize != buffer.nbytes:
@@ -193,10 +225,59 @@ class ArrayBuilder:
                 f"buffer {index} holds {buffer.nbytes} bytes but shape {shape} of {dtype_name} "
                 f"needs {elements * dtype.itemsize}"
             )
+        return _build(buffer, dtype, elements, shape, lib)
+
+    def _shared(self, data: bytes) -> Any:
+        if self.segments is None:
+            raise MalformedMessage(
+                "a shared-memory array handle arrived where only buffer frames are taken "
+                "(a tcp or inproc channel, or a plain decode)"
+            )
+        ref = _reference(data, "shared-memory handle")
+        if type(ref) is not list or len(ref) != 6:
+            raise MalformedMessage(
+                f"shared-memory handle must be [name, size, ticket, dtype, shape, lib]: {ref!r}"
+            )
+        name, nbytes, ticket, dtype_name, shape, lib = ref
+        dtype, shape = _checked(dtype_name, shape, lib)
+        elements = math.prod(shape)
+        if elements * dtype.itemsize != nbytes:
+            raise MalformedMessage(
+                f"shared-memory handle {name!r} holds {nbytes!r} bytes but shape {shape} of "
+                f"{dtype_name} needs {elements * dtype.itemsize}"
+            )
+        buffer, release = self.segments.open(name, nbytes, ticket, self.budget)
+        self.budget -= nbytes
+        holder = np.frombuffer(buffer, dtype=dtype, count=elements)
+        # The segment is free for its writer again once nothing refers to its memory: the
+        # holder is the base of every array made from it (a torch tensor keeps its array).
+        weakref.finalize(holder, release)
+        return _build(holder, dtype, elements, shape, lib)
+
+
+def _checked(dtype_name: Any, shape: Any, lib: Any) -> tuple[np.dtype[Any], list[int]]:
+    dtype = DTYPES.get(dtype_name) if type(dtype_name) is str else None
+    if dtype is None:
+        raise MalformedMessage(f"array dtype {dtype_name!r} is not allowed; {_dtype_hint()}")
+    if (
+        type(shape) is not list
+        or len(shape) > _MAX_NDIM
+        or not all(type(d) is int and d >= 0 for d in shape)
+    ):
+        raise MalformedMessage(f"array shape must be a list of at most 32 sizes: {shape!r}")
+    if lib != "np" and lib != "torch":
+        raise MalformedMessage(f"array library must be 'np' or 'torch', got {lib!r}")
+    return dtype, shape
+
+
+def _build(buffer: Any, dtype: np.dtype[Any], elements: int, shape: list[int], lib: str) -> Any:
+    if isinstance(buffer, np.ndarray):
+        arr = buffer.reshape(shape)
+    else:
         arr = np.frombuffer(buffer, dtype=dtype, count=elements).reshape(shape)
-        if arr.dtype.byteorder in _NOT_LITTLE:  # only on big-endian hosts
-            arr = arr.astype(arr.dtype.newbyteorder("="))
-        return _to_tensor(arr) if lib == "torch" else arr
+    if arr.dtype.byteorder in _NOT_LITTLE:  # only on big-endian hosts
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    return _to_tensor(arr) if lib == "torch" else arr
 
 
 def _to_tensor(arr: np.ndarray[Any, Any]) -> Any:

@@ -32,6 +32,12 @@ the normal lane, on every call. Both ends yield to the loop every ``YIELD_EVERY`
 messages so a steady stream cannot starve other tasks. Array buffers are sent
 zero-copy: a value that was sent is handed over, do not modify it afterwards. Readers
 and writers belong to one event loop (not threads).
+
+Large arrays on ``ipc``: an array of ``SHM_MIN_BYTES`` or more is copied once into a
+shared-memory segment and the message carries its handle; the reader's array is a view
+of that segment (no copy). ``aif.communication.shm`` says who removes segments when, a
+reader, a writer or both die. ``tcp`` and ``inproc`` never use it (``inproc`` already
+hands over the very memory).
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import zmq
 import zmq.asyncio
@@ -54,6 +60,7 @@ from aif.communication.addresses import MAX_IPC_PATH as MAX_IPC_PATH
 from aif.communication.addresses import SCHEMES, Transport, bind, new_address
 from aif.communication.limits import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_QUEUE_SIZE, HIGH_LANE_QUEUE
 from aif.communication.ports import EndOfStream, Record, Signal
+from aif.communication.shm import ReaderSegments, WriterSegments
 from aif.communication.socket_wait import Waker
 from aif.errors import ChannelClosed, ChannelError, MalformedMessage, MessageTooLarge
 from aif.security.curve import CurveKeys, Gatekeeper, curve_client, curve_server
@@ -166,6 +173,10 @@ class ChannelReader:
         self._high: zmq.Socket[Any] = zmq.Socket.shadow(high.underlying)
         self._normal: zmq.Socket[Any] = zmq.Socket.shadow(normal.underlying)
         self._waker = Waker(self._high, self._normal)
+        #: Large arrays from writers on this host arrive in shared memory (ipc only).
+        self._segments = (
+            ReaderSegments.for_address(self.endpoints.normal) if transport == "ipc" else None
+        )
 
     def _socket(self, ctx: zmq.asyncio.Context, hwm: int) -> zmq.asyncio.Socket:
         sock = ctx.socket(zmq.PULL)
@@ -198,12 +209,17 @@ class ChannelReader:
             if self._closed:
                 raise ChannelClosed(f"port {self.port!r}: the channel reader is closed")
             try:
-                frames: list[Any] = high.recv_multipart(zmq.NOBLOCK)
+                # Asking for EVENTS costs half a recv that raises Again, and a signal is rare.
+                frames: list[Any] | None = (
+                    high.recv_multipart(zmq.NOBLOCK)
+                    if cast(int, high.get(zmq.EVENTS)) & zmq.POLLIN
+                    else None
+                )
             except zmq.Again:
-                pass
+                frames = None
             except zmq.ZMQError as exc:
                 raise ChannelClosed(f"port {self.port!r}: high lane failed: {exc}") from exc
-            else:
+            if frames is not None:
                 signal = self._signal(frames)
                 if signal is not None:
                     return signal
@@ -243,7 +259,7 @@ class ChannelReader:
             )
             return None
         try:
-            message = codec.decode(frames)
+            message = codec.decode(frames, self._segments, self.max_message_size - size)
         except MalformedMessage as exc:
             self._drop("normal", str(exc))
             return None
@@ -277,6 +293,9 @@ class ChannelReader:
             keeper.forget(domain)
         if self._own_dir is not None:
             shutil.rmtree(self._own_dir, ignore_errors=True)
+        segments: ReaderSegments | None = getattr(self, "_segments", None)
+        if segments is not None:
+            segments.close()
 
 
 class ChannelWriter:
@@ -316,6 +335,8 @@ class ChannelWriter:
         self._high: zmq.Socket[Any] = zmq.Socket.shadow(high.underlying)
         self._normal_waker = Waker(self._normal)
         self._high_waker = Waker(self._high)
+        #: Shared memory for large arrays when the reader is on this host (ipc).
+        self._segments = WriterSegments.for_address(endpoints.normal)
 
     def _socket(self, ctx: zmq.asyncio.Context, address: str, hwm: int) -> zmq.asyncio.Socket:
         sock = ctx.socket(zmq.PUSH)
@@ -345,15 +366,27 @@ class ChannelWriter:
             self._refuse("send")
         if self.record_type is not None:
             self.record_type.check(value, path=self._path)
-        frames = codec.encode(value)
-        size = codec.message_size(frames)
+        if self._segments is None:
+            frames = codec.encode(value)
+            self._check_size(codec.message_size(frames))
+            await self._send(self._normal, self._normal_waker, frames)
+            return
+        batch = self._segments.batch()
+        try:
+            frames = codec.encode(value, segments=batch)
+            self._check_size(codec.message_size(frames) + batch.nbytes)
+            await self._send(self._normal, self._normal_waker, frames)
+        except BaseException:
+            batch.discard()  # not sent: its segments are free again
+            raise
+
+    def _check_size(self, size: int) -> None:
         if size > self.max_message_size:
             raise MessageTooLarge(
                 f"{self._path}: a message of {size} bytes is over the channel's limit of "
                 f"{self.max_message_size} bytes; raise max_message_size on the connection "
                 "or split the data into smaller records"
             )
-        await self._send(self._normal, self._normal_waker, frames)
 
     async def send_signal(self, code: int) -> None:
         """Send a uint16 code on the high lane; it overtakes any queued records."""
@@ -420,3 +453,6 @@ class ChannelWriter:
                 waker.fail(ChannelClosed(f"{self._path}: the channel writer was closed"))
         for sock in self._sockets:
             sock.close(linger=linger_ms)
+        segments: WriterSegments | None = getattr(self, "_segments", None)
+        if segments is not None:
+            segments.close()

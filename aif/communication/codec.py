@@ -10,6 +10,12 @@ normal lane is one ZeroMQ multipart message::
     ...
     frame 1+N    buffer N-1
 
+On an ``ipc`` channel an array of ``SHM_MIN_BYTES`` (1 MiB) or more travels through a
+shared-memory segment instead of a buffer frame (``aif.communication.shm``); the body
+then holds ``ExtType(2, msgpack [segment_name, nbytes, ticket, dtype_name, shape,
+"np" | "torch"])`` and the header's ``n`` counts only the buffer frames. Only a decode
+given the reader's segments accepts such a handle.
+
 Buffers travel as their own frames so that large arrays are never copied into the
 msgpack body: ``encode`` hands out a ``memoryview`` of the array's memory, the channel
 sends it with ``copy=False`` and ``decode`` builds the array with ``np.frombuffer`` over
@@ -35,7 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import msgpack
 import numpy as np
@@ -43,6 +49,7 @@ import numpy as np
 from aif.communication.arrays import (
     DTYPES,
     ArrayBuilder,
+    SharedHandle,
     array_reference,
     no_ext,
     torch_tensor_type,
@@ -50,6 +57,9 @@ from aif.communication.arrays import (
 )
 from aif.communication.arrays import EXT_ARRAY as EXT_ARRAY  # part of the layout drawn above
 from aif.errors import MalformedMessage, WireError
+
+if TYPE_CHECKING:
+    from aif.communication.shm import ReaderSegments, SegmentBatch
 
 __all__ = [
     "DTYPES",
@@ -195,17 +205,18 @@ def _find_big_int(value: Any, path: str) -> str | None:
 # --------------------------------------------------------------------------- encoding
 
 
-def _make_default(buffers: list[memoryview]) -> Callable[[Any], Any]:
+def _make_default(buffers: list[memoryview], segments: SegmentBatch | None) -> Callable[[Any], Any]:
     """The msgpack ``default`` hook: arrays become buffer references, numpy scalars plain."""
 
     def default(obj: Any) -> Any:
         if type(obj) is np.ndarray:
-            return array_reference(obj, buffers)
+            return array_reference(obj, buffers, segments)
         if isinstance(obj, (np.bool_, np.integer, np.floating)):
             return obj.item()
         if isinstance(obj, int):  # msgpack asks again for ints over 64 bits
             raise OverflowError(obj)
-        return array_reference(obj, buffers)  # a torch tensor: _check let nothing else through
+        # a torch tensor: _check let nothing else through
+        return array_reference(obj, buffers, segments)
 
     return default
 
@@ -228,10 +239,14 @@ def _header(kind: str, count: int, meta: Mapping[str, Any] | None) -> bytes:
 
 
 def encode(
-    value: Any, kind: str = KIND_RECORD, meta: Mapping[str, Any] | None = None
+    value: Any,
+    kind: str = KIND_RECORD,
+    meta: Mapping[str, Any] | None = None,
+    segments: SegmentBatch | None = None,
 ) -> list[bytes | memoryview]:
     """Frames for ``value``: ``[header, body, *buffers]``; buffers are views, not copies.
 
+    ``segments``: an ipc writer's shared memory for this message; large arrays go there.
     Raises ``WireError`` naming the offending part (``value['x'][2]``) when something in
     the value cannot cross a channel.
     """
@@ -246,7 +261,7 @@ def encode(
     _refuse(value, "value", arrays=True)
     buffers: list[memoryview] = []
     try:
-        body = msgpack.packb(value, default=_make_default(buffers))
+        body = msgpack.packb(value, default=_make_default(buffers, segments))
     except OverflowError as exc:
         path = _find_big_int(value, "value") or "value"
         raise WireError(f"{path} is outside the 64-bit integer range") from exc
@@ -349,27 +364,48 @@ def _known_kind(head: Any) -> str | None:
         return None
 
 
-def decode(frames: Sequence[Any]) -> Message:
-    """Rebuild a ``Message`` from its frames; raises ``MalformedMessage`` on any fault."""
+def decode(
+    frames: Sequence[Any], segments: ReaderSegments | None = None, budget: int = 0
+) -> Message:
+    """Rebuild a ``Message`` from its frames; raises ``MalformedMessage`` on any fault.
+
+    ``segments``: an ipc reader's shared memory, the only way a shared-memory handle is
+    accepted; ``budget``: how many bytes those segments may add up to.
+    """
     frame_count = len(frames)
     if frame_count == 2:
         # Fast path: a record or end-of-stream without buffers or meta, byte for byte the
         # header this module writes, so there is nothing in it left to check.
         kind = _known_kind(frames[0])
         if kind is not None:
-            return Message(kind, unpack(frames[1], "body (frame 1)"), {})
+            if segments is None:
+                return Message(kind, unpack(frames[1], "body (frame 1)"), {})
+            try:  # plain data, as small records are, needs no array builder
+                return Message(kind, unpack(frames[1], "body (frame 1)"), {})
+            except MalformedMessage as exc:
+                if not isinstance(exc, SharedHandle):
+                    raise
+            return Message(kind, _unpack_body(frames[1], [], segments, budget), {})
     if frame_count < 2:
         raise MalformedMessage(
             f"a message has at least 2 frames (header, body), this one has {frame_count}"
         )
     kind, meta = _read_header(frames[0], frame_count - 2)
-    body = _view(frames[1])
-    if frame_count == 2:
-        return Message(kind, unpack(body, "body (frame 1)"), meta)
+    if frame_count == 2 and segments is None:
+        return Message(kind, unpack(frames[1], "body (frame 1)"), meta)
     buffers = [_view(frame) for frame in frames[2:]]
-    builder = ArrayBuilder(buffers)
+    return Message(kind, _unpack_body(frames[1], buffers, segments, budget), meta)
+
+
+def _unpack_body(
+    frame: Any, buffers: list[memoryview], segments: ReaderSegments | None, budget: int
+) -> Any:
+    """The body with its array references (buffer frames, shared memory) resolved."""
+    builder = ArrayBuilder(buffers, segments, budget)
     try:
-        value = msgpack.unpackb(body, raw=False, strict_map_key=True, ext_hook=builder, timestamp=2)
+        value = msgpack.unpackb(
+            _view(frame), raw=False, strict_map_key=True, ext_hook=builder, timestamp=2
+        )
     except MalformedMessage:
         raise
     except Exception as exc:
@@ -379,7 +415,7 @@ def decode(frames: Sequence[Any]) -> Message:
     if not all(builder.used):
         unused = [i for i, used in enumerate(builder.used) if not used]
         raise MalformedMessage(f"buffer frame(s) {unused} are not referenced by the body")
-    return Message(kind, value, meta)
+    return value
 
 
 # --------------------------------------------------------------------------- signals and sizes
