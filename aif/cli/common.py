@@ -2,7 +2,10 @@
 command finds and reaches a daemon.
 
 Imports only the standard library at module level, so ``aif --version`` stays quick;
-rich and the client are imported when a command first needs them.
+rich and the client are imported when a command first needs them. A subcommand whose
+arguments need a heavier module (a default from the chip emulator, the Store server)
+adds them with ``arguments_later``: ``aif``'s parser (``CommandParser``) then adds them
+only when that subcommand is parsed or its help printed.
 """
 
 from __future__ import annotations
@@ -12,10 +15,9 @@ import datetime as dt
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
-
-from aif.storage.paths import default_state_dir
 
 if TYPE_CHECKING:
     from aif.daemon.client import Client
@@ -40,7 +42,11 @@ def console() -> Any:
 
 def state_dir_of(args: argparse.Namespace) -> Path:
     """``--state-dir``, else the default state directory."""
-    return Path(args.state_dir) if args.state_dir else default_state_dir()
+    if args.state_dir:
+        return Path(args.state_dir)
+    from aif.storage.paths import default_state_dir
+
+    return default_state_dir()
 
 
 def connect(args: argparse.Namespace) -> Client:
@@ -87,6 +93,53 @@ def table(title: str | None, columns: list[str], rows: list[list[str]]) -> None:
     for row in rows:
         table.add_row(*row)
     console().print(table)
+
+
+class CommandParser(argparse.ArgumentParser):
+    """The parser of one ``aif`` subcommand: an ``ArgumentParser`` that can be told to add
+    some of its arguments only when it is first used (``arguments_later``).
+
+    ``aif``'s parser knows every subcommand, but ``aif ps`` should not import the chip
+    emulator to learn the defaults of ``aif chip emulate``. argparse hands the rest of
+    the command line to the chosen subcommand's ``parse_known_args`` and prints help
+    through ``format_help``/``format_usage``: each of those adds the waiting arguments
+    first, in the order given, so the result is the parser an eager build gives.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._later: list[Callable[[argparse.ArgumentParser], None]] = []
+
+    def add_later(self, add: Callable[[argparse.ArgumentParser], None]) -> None:
+        """Call ``add(self)`` when this parser is first used."""
+        self._later.append(add)
+
+    def _complete(self) -> None:
+        while self._later:
+            self._later.pop(0)(self)
+
+    def parse_known_args(self, *args: Any, **kwargs: Any) -> Any:
+        self._complete()
+        return super().parse_known_args(*args, **kwargs)
+
+    def format_usage(self) -> str:
+        self._complete()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self._complete()
+        return super().format_help()
+
+
+def arguments_later(
+    p: argparse.ArgumentParser, add: Callable[[argparse.ArgumentParser], None]
+) -> None:
+    """Have ``add(p)`` add ``p``'s arguments: when ``p`` is first used if it is a
+    ``CommandParser`` (``aif``'s own), else now (a plain parser, as tests build)."""
+    if isinstance(p, CommandParser):
+        p.add_later(add)
+    else:
+        add(p)
 
 
 def add_target(p: argparse.ArgumentParser, json_flag: bool = True) -> None:

@@ -14,11 +14,13 @@ import argparse
 import getpass
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aif.cli.common import EXIT_FAILED, EXIT_OK, print_json, state_dir_of
+from aif.cli.common import EXIT_FAILED, EXIT_OK, arguments_later, print_json, state_dir_of
 from aif.errors import KeyFileError
-from aif.security.keys import PASSPHRASE_ENV, KeyRing
+
+if TYPE_CHECKING:
+    from aif.security.keys import KeyRing
 
 #: What each public key is for, as ``show`` labels it.
 _ROLES = {
@@ -30,6 +32,8 @@ _ROLES = {
 
 def _new_passphrase() -> str:
     """``$AIF_PASSPHRASE``, else asked twice on the terminal."""
+    from aif.security.keys import PASSPHRASE_ENV
+
     from_env = os.environ.get(PASSPHRASE_ENV)
     if from_env:
         return from_env
@@ -43,9 +47,17 @@ def _new_passphrase() -> str:
     return first
 
 
+def _ring(args: argparse.Namespace) -> KeyRing:
+    """The key ring of ``--state-dir``: cryptography loads here, when a keys command runs,
+    not when ``aif`` builds its parser."""
+    from aif.security.keys import KeyRing
+
+    return KeyRing(state_dir_of(args))
+
+
 def cmd_keys_init(args: argparse.Namespace) -> int:
     """Create the identity of the state directory."""
-    ring = KeyRing(state_dir_of(args))
+    ring = _ring(args)
     ring.check_init(force=args.force)  # refusals come before a passphrase is asked
     passphrase = _new_passphrase() if args.passphrase else None
     public = ring.init(passphrase, force=args.force)
@@ -58,7 +70,7 @@ def cmd_keys_init(args: argparse.Namespace) -> int:
 
 def cmd_keys_show(args: argparse.Namespace) -> int:
     """Print the public keys, labelled, ready to copy."""
-    ring = KeyRing(state_dir_of(args))
+    ring = _ring(args)
     texts = ring.public().texts()
     if args.json:
         print_json({**texts, "path": str(ring.identity_path), "protected": ring.protected()})
@@ -74,7 +86,7 @@ def cmd_keys_show(args: argparse.Namespace) -> int:
 
 def cmd_keys_trust(args: argparse.Namespace) -> int:
     """Trust a public key under a name."""
-    ring = KeyRing(state_dir_of(args))
+    ring = _ring(args)
     replaced = any(k.name == args.name for k in ring.trusted())
     added = ring.trust(args.name, args.key, args.endpoint)
     verb = "now trusts" if not replaced else "updated"
@@ -85,7 +97,7 @@ def cmd_keys_trust(args: argparse.Namespace) -> int:
 
 def cmd_keys_untrust(args: argparse.Namespace) -> int:
     """Forget every key trusted under a name."""
-    ring = KeyRing(state_dir_of(args))
+    ring = _ring(args)
     removed = ring.untrust(args.name)
     if not removed:
         names = sorted({k.name for k in ring.trusted()})
@@ -98,7 +110,7 @@ def cmd_keys_untrust(args: argparse.Namespace) -> int:
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
     """The trusted keys."""
-    trusted = KeyRing(state_dir_of(args)).trusted()
+    trusted = _ring(args).trusted()
     if args.json:
         print_json(
             [
@@ -121,6 +133,7 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     """Re-encrypt every secure storage scope under a new key generation."""
     from aif.daemon.daemon import StateLock
     from aif.security.exchange import StorageKeys, StorageRotationLock
+    from aif.security.keys import KeyRing
     from aif.storage.secure import secure_scope_storage, secure_scopes
 
     state_dir = state_dir_of(args).absolute()
@@ -176,18 +189,7 @@ def add_commands(sub: Any) -> None:
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="KEYS_COMMAND")
 
     p = keys_sub.add_parser("init", help="create this installation's identity (three key pairs)")
-    _state_dir(p)
-    p.add_argument(
-        "--passphrase",
-        action="store_true",
-        help=f"encrypt the private keys with a passphrase (from ${PASSPHRASE_ENV}, else asked)",
-    )
-    p.add_argument(
-        "--force",
-        action="store_true",
-        help="replace an existing identity (refused while secure storage depends on it; "
-        "`aif keys rotate` changes storage keys)",
-    )
+    arguments_later(p, _init_arguments)
     p.set_defaults(func=cmd_keys_init)
 
     p = keys_sub.add_parser("show", help="print the public keys to give to others")
@@ -223,3 +225,21 @@ def add_commands(sub: Any) -> None:
     )
     _state_dir(p)
     p.set_defaults(func=cmd_keys_rotate)
+
+
+def _init_arguments(p: argparse.ArgumentParser) -> None:
+    """``keys init``'s arguments (their help names the passphrase's variable)."""
+    from aif.security.keys import PASSPHRASE_ENV
+
+    _state_dir(p)
+    p.add_argument(
+        "--passphrase",
+        action="store_true",
+        help=f"encrypt the private keys with a passphrase (from ${PASSPHRASE_ENV}, else asked)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing identity (refused while secure storage depends on it; "
+        "`aif keys rotate` changes storage keys)",
+    )

@@ -9,22 +9,33 @@ chip protocol), and the daemon's commands (``controller start|stop|status``, ``s
 ``ps``, ``status``, ``logs``, ``suspend``, ``resume``, ``cancel``, ``aims``: see
 ``aif.cli.daemon``). Exit codes: 0 success,
 1 the run or a check failed, 2 bad input (file, arguments).
+
+Building the parser imports no more than the standard library and the small ``aif.cli``
+modules: each command imports what it needs when it runs, and the arguments whose
+defaults live in heavier modules are added when their subcommand is used
+(``aif.cli.common.arguments_later``), so ``aif --version`` and the daemon's commands
+answer at once (benchmarks/cli.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from aif.cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, console
-from aif.communication.addresses import DEFAULT_LISTEN
+from aif.cli.common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CommandParser,
+    arguments_later,
+    console,
+)
 from aif.errors import AIFError
 
 
@@ -71,6 +82,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from aif.aims.analog.validator import review_experiment
 
     failed = 0
+    said = False
     for file in args.files:
         path = Path(file)
         try:
@@ -80,6 +92,9 @@ def cmd_check(args: argparse.Namespace) -> int:
             failed += 1
             continue
         for raw in entries:
+            if not said:
+                _say_loading()
+                said = True
             # the same JSON round trip experiment-source applies on the way to the validator
             verdict = review_experiment(json.loads(experiment_json(raw)), path.parent)
             if verdict.accepted and verdict.experiment is not None:
@@ -94,6 +109,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def _say_loading() -> None:
+    """Tell a person at a terminal why ``aif check`` takes a moment before its first word
+    (nothing when stderr is a pipe or a file: scripts see the output they always saw)."""
+    if sys.stderr.isatty():
+        print("loading torch and aihwkit to check the experiment...", file=sys.stderr, flush=True)
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """Print the MPAI-AIF JSON metadata of a workflow and its AIMs."""
     from aif.workflow import export_metadata
@@ -104,6 +126,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a workflow to its end in an embedded controller."""
+    import asyncio
+
     from aif.cli.progress import RunDisplay
 
     resolved = _load(args)
@@ -119,6 +143,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def _run(resolved: Any, args: argparse.Namespace, display: Any, interrupts: list[int]) -> Any:
+    import asyncio
+    import signal
+
+    from aif.communication.addresses import DEFAULT_LISTEN
     from aif.controller.controller import Controller
 
     state_dir = Path(args.state_dir) if args.state_dir else None
@@ -206,6 +234,8 @@ def _result_json(result: Any) -> dict[str, Any]:
 
 def cmd_aim_serve(args: argparse.Namespace) -> int:
     """Host one AIM for a running controller (``placement: remote`` in the AIW)."""
+    import asyncio
+
     from aif.aims.registry import resolve_aim_type
     from aif.communication.addresses import tcp_host
     from aif.errors import ConfigError
@@ -256,7 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"aif {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=CommandParser
+    )
 
     p = sub.add_parser("doctor", help="check torch, aihwkit, CUDA and ZeroMQ")
     p.set_defaults(func=cmd_doctor)
@@ -278,6 +310,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("run", help="run a workflow to its end with live progress")
+    arguments_later(p, _run_arguments)
+    p.set_defaults(func=cmd_run)
+
+    aim = sub.add_parser("aim", help="work with AIMs").add_subparsers(
+        dest="aim_command", required=True, metavar="AIM_COMMAND"
+    )
+    p = aim.add_parser("serve", help="host one AIM for a running controller (hot-plug)")
+    _aim_serve_arguments(p)
+    p.set_defaults(func=cmd_aim_serve)
+
+    chip = sub.add_parser("chip", help="work with IMC chips").add_subparsers(
+        dest="chip_command", required=True, metavar="CHIP_COMMAND"
+    )
+    p = chip.add_parser(
+        "emulate",
+        help="serve an emulated IMC chip over the chip protocol (docs/imc-protocol.md)",
+        description="Run the IMC chip emulator: PCM crossbar tiles with programming noise, "
+        "drift, read noise and DAC/ADC quantisation behind the chip protocol, until Ctrl-C.",
+    )
+    arguments_later(p, _chip_emulate_arguments)
+    p.set_defaults(func=cmd_chip_emulate)
+
+    from aif.cli import attest as cli_attest
+    from aif.cli import daemon as cli_daemon
+    from aif.cli import keys as cli_keys
+    from aif.cli import store as cli_store
+
+    cli_daemon.add_commands(sub)
+    cli_keys.add_commands(sub)
+    cli_store.add_commands(sub)
+    cli_attest.add_commands(sub)
+    return parser
+
+
+def _run_arguments(p: argparse.ArgumentParser) -> None:
+    """``run``'s arguments (``--listen``'s help names the default AIM API address)."""
+    from aif.communication.addresses import DEFAULT_LISTEN
+
     p.add_argument("file", help="workflow YAML")
     _add_set(p)
     _add_store(p)
@@ -298,12 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long the AIMs, remote ones included, may take to register and set up "
         "(default 120)",
     )
-    p.set_defaults(func=cmd_run)
 
-    aim = sub.add_parser("aim", help="work with AIMs").add_subparsers(
-        dest="aim_command", required=True, metavar="AIM_COMMAND"
-    )
-    p = aim.add_parser("serve", help="host one AIM for a running controller (hot-plug)")
+
+def _aim_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("type", help="AIM type: built-in name, package.module:Class or entry point")
     p.add_argument("--controller", required=True, help="the controller's AIM API address")
     p.add_argument("--name", required=True, help="the AIM's name in the waiting workflow")
@@ -329,32 +396,12 @@ def build_parser() -> argparse.ArgumentParser:
         "machine's key (`aif keys show`)",
     )
     p.add_argument("--identity-stdin", action="store_true", help=argparse.SUPPRESS)
-    p.set_defaults(func=cmd_aim_serve)
 
-    chip = sub.add_parser("chip", help="work with IMC chips").add_subparsers(
-        dest="chip_command", required=True, metavar="CHIP_COMMAND"
-    )
-    p = chip.add_parser(
-        "emulate",
-        help="serve an emulated IMC chip over the chip protocol (docs/imc-protocol.md)",
-        description="Run the IMC chip emulator: PCM crossbar tiles with programming noise, "
-        "drift, read noise and DAC/ADC quantisation behind the chip protocol, until Ctrl-C.",
-    )
+
+def _chip_emulate_arguments(p: argparse.ArgumentParser) -> None:
     from aif.aims.analog.imc_chip import emulator
 
     emulator.add_arguments(p)
-    p.set_defaults(func=cmd_chip_emulate)
-
-    from aif.cli import attest as cli_attest
-    from aif.cli import daemon as cli_daemon
-    from aif.cli import keys as cli_keys
-    from aif.cli import store as cli_store
-
-    cli_daemon.add_commands(sub)
-    cli_keys.add_commands(sub)
-    cli_store.add_commands(sub)
-    cli_attest.add_commands(sub)
-    return parser
 
 
 def _add_store(parser: argparse.ArgumentParser) -> None:

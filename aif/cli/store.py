@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aif.cli.common import EXIT_OK, print_json, state_dir_of, table
+from aif.cli.common import EXIT_OK, arguments_later, print_json, state_dir_of, table
 from aif.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -229,8 +229,6 @@ def _common(p: argparse.ArgumentParser, *, store: bool = True, profile: bool = F
 
 def add_commands(sub: Any) -> None:
     """Add ``aif store publish|list|install|serve`` to ``aif``'s subparsers."""
-    from aif.store.server import DEFAULT_BIND
-
     store = sub.add_parser("store", help="publish, list, install and serve AIM/AIW packages")
     commands = store.add_subparsers(dest="store_command", required=True, metavar="STORE_COMMAND")
 
@@ -263,6 +261,14 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_store_install)
 
     p = commands.add_parser("serve", help="serve a Store directory over HTTP")
+    arguments_later(p, _serve_arguments)
+    p.set_defaults(func=cmd_store_serve)
+
+
+def _serve_arguments(p: argparse.ArgumentParser) -> None:
+    """``store serve``'s arguments (the default address is the Store server's)."""
+    from aif.store.server import DEFAULT_BIND
+
     p.add_argument("dir", metavar="DIR", help="the Store directory")
     _common(p, store=False)
     p.add_argument(
@@ -271,4 +277,3 @@ def add_commands(sub: Any) -> None:
         metavar="HOST:PORT",
         help=f"where to listen (default {DEFAULT_BIND}; port 0 picks a free one)",
     )
-    p.set_defaults(func=cmd_store_serve)

@@ -23,6 +23,9 @@ the key trusted for that endpoint, ``aif keys trust NAME curve:KEY --endpoint AD
 and its own identity (``aif keys init``), which the daemon must trust. A handshake
 that fails says why: refused (not trusted there), wrong server key, or CURVE on one
 side only. The ipc User API is always plain: only the owner can reach it.
+
+It loads only what a call needs (``aif ps`` answers at once): the CURVE and tcp
+address helpers are imported when a tcp address is dialled, never for the ipc one.
 """
 
 from __future__ import annotations
@@ -33,25 +36,16 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
-import zmq.asyncio
-from zmq.utils.monitor import parse_monitor_message
 
 from aif.api import user as user_api
-from aif.communication.addresses import WILDCARD_HOSTS, tcp_host
 from aif.daemon.records import AIMListing, DaemonInfo, EventRow, JobRecord, JobStatus
 from aif.errors import ChannelError, DaemonError, MalformedMessage
-from aif.security.curve import (
-    ClientKeys,
-    CurvePair,
-    handshake_failure,
-    no_handshake,
-    parse_curve_key,
-    trusted_server_key,
-)
-from aif.storage.paths import default_state_dir
+
+if TYPE_CHECKING:
+    from aif.security.curve import ClientKeys, CurvePair
 
 #: The file a serving daemon writes into its state directory.
 DAEMON_FILE = "controller.json"
@@ -82,9 +76,18 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def _state_dir_or_default(state_dir: Path | str | None) -> Path:
+    """``state_dir``, else the user's (``aif.storage`` loads only then)."""
+    if state_dir is not None:
+        return Path(state_dir)
+    from aif.storage.paths import default_state_dir
+
+    return default_state_dir()
+
+
 def find_address(state_dir: Path | None = None) -> str:
     """The User API address of the daemon on ``state_dir`` (default: the user's)."""
-    state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
+    state_dir = _state_dir_or_default(state_dir)
     info = read_daemon_file(state_dir)
     if info is None or not pid_alive(int(info.get("pid", 0))):
         raise DaemonError(
@@ -100,6 +103,8 @@ def find_address(state_dir: Path | None = None) -> str:
 def _same_endpoint(bound: str, address: str) -> bool:
     """Whether a daemon that bound ``bound`` is likely the one at ``address`` (same port,
     and the same host, or a wildcard or loopback bind dialled on this machine)."""
+    from aif.communication.addresses import WILDCARD_HOSTS, tcp_host
+
     try:
         bound_host, host = tcp_host(bound), tcp_host(address)
     except ChannelError:
@@ -118,6 +123,8 @@ def server_key_of(address: str, state_dir: Path) -> bytes | None:
     """The CURVE key of the daemon at tcp ``address`` as this machine knows it, if at all:
     the local daemon's ``controller.json`` when it serves there, else the key trusted for
     that endpoint."""
+    from aif.security.curve import parse_curve_key, trusted_server_key
+
     info = read_daemon_file(state_dir)
     if info is not None and isinstance(info.get("curve"), str):
         endpoints = info.get("api")
@@ -140,6 +147,8 @@ def client_keys(
     """
     if not address.startswith("tcp://"):
         return None
+    from aif.security.curve import ClientKeys, CurvePair, parse_curve_key
+
     key = (
         parse_curve_key(server_key, "--server-key")
         if server_key is not None
@@ -169,7 +178,7 @@ class Client:
     ) -> None:
         """``server_key`` (``curve:KEY``) and ``identity``: dial a tcp address with CURVE
         (found from ``state_dir`` when not given; see the module's docstring)."""
-        state = Path(state_dir) if state_dir is not None else default_state_dir()
+        state = _state_dir_or_default(state_dir)
         if address is None:
             address = find_address(state)
         elif not address.startswith(("ipc://", "tcp://")):
@@ -242,6 +251,8 @@ class Client:
             left = deadline - time.monotonic()
             ready = dict(poller.poll(int(left * 1000) + 1)) if left > 0 else {}
             if not ready:
+                from aif.security.curve import handshake_failure, no_handshake
+
                 if self._monitor is not None:
                     self._check_handshake(self._monitor)
                 if self.keys is not None and not self._handshaken:
@@ -268,6 +279,10 @@ class Client:
 
     def _check_handshake(self, monitor: zmq.Socket[bytes]) -> None:
         """Raise ``DaemonError`` saying why, if the monitor reports a failed handshake."""
+        from zmq.utils.monitor import parse_monitor_message
+
+        from aif.security.curve import handshake_failure
+
         while monitor.poll(0):
             event = parse_monitor_message(monitor.recv_multipart())
             if event["event"] == zmq.EVENT_CONNECTED:

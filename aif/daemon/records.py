@@ -13,15 +13,20 @@ the scheduler, the User API and the CLI can speak of jobs without a database in 
     logs()    → EventRow, one per event
     aims()    → AIMListing: InstanceRecords, the JobAIMs running now, PeerHostedAIMs
 
-Imports nothing of the client, the CLI or the workflow loader; pydantic (which checks a
-reply field by field) only when a reply is first read.
+Imports nothing of the client, the CLI or the workflow loader. A reply whose every
+field already has its declared type (what a daemon of this version sends) is read
+without pydantic; one that does not is handed to pydantic, which converts what lax
+validation allows and names every wrong field. Either way the record is the same.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, Self
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, fields
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from aif.errors import MalformedMessage
 from aif.workflow.policies import OnRestart
@@ -79,6 +84,11 @@ class _Record:
     def from_json(cls, data: object, sender: str = _SENDER) -> Self:
         """The record in ``data`` (a decoded reply); ``MalformedMessage`` names each wrong
         field. ``sender`` names who sent it (``the controller at ipc://...``)."""
+        try:
+            quick: Self = _read(cls, data)
+            return quick
+        except _Unfit:
+            pass  # pydantic converts what lax validation allows, or names what is wrong
         import pydantic
 
         try:
@@ -110,6 +120,84 @@ def _adapter(cls: type[_Record]) -> pydantic.TypeAdapter[Any]:
 
         adapter = _ADAPTERS[cls] = pydantic.TypeAdapter(cls)
     return adapter
+
+
+class _Unfit(Exception):
+    """A value the quick reader does not take as it is; pydantic reads it instead."""
+
+
+#: A reader takes a decoded value and returns it as its field holds it, or raises _Unfit.
+_Reader = Callable[[Any], Any]
+#: Per record class: each field's name, reader and default (``MISSING``: required).
+_PLANS: dict[type[_Record], list[tuple[str, _Reader, Any]]] = {}
+
+
+def _read(cls: type[_Record], data: object) -> Any:
+    """``cls`` from ``data`` when every field has exactly its declared type (an int is
+    taken for a float, as pydantic takes it), without pydantic; else ``_Unfit``."""
+    if type(data) is not dict:
+        raise _Unfit
+    plan = _PLANS.get(cls)
+    if plan is None:
+        hints = typing.get_type_hints(cls)
+        plan = _PLANS[cls] = [
+            (f.name, _reader(hints[f.name]), f.default)
+            for f in fields(cls)  # type: ignore[arg-type]
+        ]
+    values: dict[str, Any] = {}
+    for name, read, default in plan:
+        if name in data:
+            values[name] = read(data[name])
+        elif default is MISSING:
+            raise _Unfit
+    return cls(**values)
+
+
+def _reader(hint: Any) -> _Reader:
+    """How to read a value of type ``hint`` quickly. The types the records use; any other
+    is never read quickly (pydantic reads it)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return lambda value: value
+    if origin in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
+        inner = _reader(args[0] if args[1] is type(None) else args[1])
+        return lambda value: None if value is None else inner(value)
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        item = _reader(args[0])
+        return lambda value: tuple(map(item, _of_type(value, list, tuple)))
+    if origin is dict and args[0] is str:
+        item = _reader(args[1])
+        return lambda value: {_of_type(k, str): item(v) for k, v in _of_type(value, dict).items()}
+    if origin is Literal and all(type(a) is str for a in args):
+        words = {word: word for word in args}
+        return lambda value: _one_of(value, words)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        members = {member.value: member for member in hint}
+        return lambda value: _one_of(value, members)
+    if isinstance(hint, type) and issubclass(hint, _Record):
+        return lambda value: _read(hint, value)
+    if hint is float:
+        return lambda value: value if type(value) is float else float(_of_type(value, int))
+    if hint in (int, str, bool):
+        return lambda value: _of_type(value, hint)
+    return _never
+
+
+def _of_type(value: Any, *kinds: type) -> Any:
+    """``value`` if its type is one of ``kinds`` exactly (``True`` is no int here)."""
+    if type(value) not in kinds:
+        raise _Unfit
+    return value
+
+
+def _one_of(value: Any, allowed: dict[str, Any]) -> Any:
+    if type(value) is not str or value not in allowed:
+        raise _Unfit
+    return allowed[value]
+
+
+def _never(value: Any) -> Any:
+    raise _Unfit
 
 
 def _plain(value: Any) -> Any:
