@@ -17,7 +17,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aif.cli.common import EXIT_FAILED, EXIT_OK, add_target, connect, print_json, state_dir_of
+from aif.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    add_target,
+    arguments_later,
+    connect,
+    print_json,
+    state_dir_of,
+)
 from aif.errors import DaemonError
 
 #: Seconds ``controller start --detach`` waits for the daemon to serve.
@@ -35,6 +43,8 @@ def cmd_controller_start(args: argparse.Namespace) -> int:
     state_dir = state_dir_of(args)
     if args.drain_timeout <= 0:
         raise DaemonError(f"--drain-timeout must be positive, got {args.drain_timeout:g}")
+    if args.worker_jobs < 0 or args.worker_memory < 0:
+        raise DaemonError("--worker-jobs and --worker-memory must not be negative")
     instances = parse_instances(args.instances) if args.instances else default_instances()
     passphrase = sys.stdin.readline().rstrip("\n") if args.passphrase_stdin else None
     if args.detach:
@@ -54,6 +64,8 @@ def cmd_controller_start(args: argparse.Namespace) -> int:
         profile=args.profile,
         passphrase=passphrase,
         store=args.store,
+        worker_jobs=args.worker_jobs,
+        worker_memory=args.worker_memory,
     )
     return serve_daemon(config)
 
@@ -183,12 +195,33 @@ def cmd_controller_status(args: argparse.Namespace) -> int:
 
 def add_commands(sub: Any) -> None:
     """Add the daemon commands, then the job commands, to ``aif``'s subparsers."""
-    from aif.communication.addresses import DEFAULT_LISTEN
-
     controller = sub.add_parser("controller", help="run the controller daemon").add_subparsers(
         dest="controller_command", required=True, metavar="CONTROLLER_COMMAND"
     )
     p = controller.add_parser("start", help="start the daemon (foreground unless --detach)")
+    arguments_later(p, _start_arguments)
+    p.set_defaults(func=cmd_controller_start, argv=None)
+
+    p = controller.add_parser("stop", help="drain and stop the daemon")
+    add_target(p, json_flag=False)
+    p.add_argument(
+        "--timeout", type=float, default=60.0, metavar="S", help="how long to wait (default 60)"
+    )
+    p.set_defaults(func=cmd_controller_stop)
+
+    p = controller.add_parser("status", help="is the daemon running? its endpoints and job counts")
+    add_target(p)
+    p.set_defaults(func=cmd_controller_status)
+
+    from aif.cli import jobs as cli_jobs
+
+    cli_jobs.add_commands(sub)
+
+
+def _start_arguments(p: argparse.ArgumentParser) -> None:
+    """``controller start``'s arguments (their defaults name the AIM API's address)."""
+    from aif.communication.addresses import DEFAULT_LISTEN
+
     add_target(p, json_flag=False)
     p.add_argument(
         "--detach",
@@ -238,6 +271,22 @@ def add_commands(sub: Any) -> None:
         help="on stop, how long live jobs get to stop cleanly (default 30)",
     )
     p.add_argument(
+        "--worker-jobs",
+        type=int,
+        default=50,
+        metavar="N",
+        help="jobs a warm worker (a process that keeps torch and aihwkit imported) serves "
+        "before it is recycled; 0: a fresh process per job (default 50)",
+    )
+    p.add_argument(
+        "--worker-memory",
+        type=float,
+        default=2048.0,
+        metavar="MiB",
+        help="recycle a warm worker once its resident memory after a job passes this; "
+        "0: no limit (default 2048)",
+    )
+    p.add_argument(
         "--profile",
         choices=["basic", "secure"],
         default="basic",
@@ -245,19 +294,3 @@ def add_commands(sub: Any) -> None:
         "(needs `aif keys init`; trust clients with `aif keys trust`) (default basic)",
     )
     p.add_argument("--passphrase-stdin", action="store_true", help=argparse.SUPPRESS)
-    p.set_defaults(func=cmd_controller_start, argv=None)
-
-    p = controller.add_parser("stop", help="drain and stop the daemon")
-    add_target(p, json_flag=False)
-    p.add_argument(
-        "--timeout", type=float, default=60.0, metavar="S", help="how long to wait (default 60)"
-    )
-    p.set_defaults(func=cmd_controller_stop)
-
-    p = controller.add_parser("status", help="is the daemon running? its endpoints and job counts")
-    add_target(p)
-    p.set_defaults(func=cmd_controller_status)
-
-    from aif.cli import jobs as cli_jobs
-
-    cli_jobs.add_commands(sub)

@@ -36,6 +36,7 @@ from aif.communication.events import Event, EventPublisher
 from aif.controller import host_messages, supervision, wiring
 from aif.controller.launchers.local import ProcessLauncher
 from aif.controller.launchers.placement import launcher_for
+from aif.controller.launchers.warm import WarmLauncher, WorkerPool
 from aif.controller.plan import RunPlan, plan_run
 from aif.controller.run import AIMHandle, AIMState, RunState, WorkflowResult, WorkflowRun
 from aif.controller.secure_profile import SecureProfile, secure_keys
@@ -80,9 +81,12 @@ class Controller:
         stop_grace: float = 5.0,
         curve: ControllerCurve | None = None,
         identity: Identity | None = None,
+        worker_pool: WorkerPool | None = None,
     ) -> None:
         """``curve``: serve the tcp AIM API with CURVE and ask peers over CURVE (secure
-        profile); ``identity``: the controller's, already loaded (else on first need)."""
+        profile); ``identity``: the controller's, already loaded (else on first need);
+        ``worker_pool``: warm workers for opted-in ``process`` AIMs of basic-profile runs
+        (the daemon's; the controller closes it at cleanup, once every run is reaped)."""
         self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
         self.phase = Phase.CREATED
         self.heartbeat_interval = heartbeat_interval
@@ -111,6 +115,7 @@ class Controller:
         #: Each secure run's CURVE key pair for its tcp channels (``wiring``).
         #: True when the tcp AIM API is CURVE-encrypted (keys may then go to remote hosts).
         self.curve_api = False
+        self.worker_pool = worker_pool
 
     @classmethod
     def with_identity(
@@ -135,6 +140,8 @@ class Controller:
         self._require(Phase.CREATED, "setup", "create a new Controller")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         ctx = self.ctx = zmq.asyncio.Context()
+        if self.worker_pool is not None:
+            self._on_cleanup("warm workers", self.worker_pool.close)
         self._on_cleanup("storage-use lock", self.secure.close)
         self._on_cleanup("zmq context", lambda: ctx.destroy(linger=0))
         self._on_cleanup("CURVE gatekeeper", lambda: Gatekeeper.stop_for(ctx))
@@ -259,13 +266,15 @@ class Controller:
         if run_id in self.runs:
             raise LifecycleError(f"a workflow run with id {run_id!r} is already known")
         assert self.ctx is not None
+        # A secure run's keys and trusted code must not meet a process that outlives it.
+        pool = None if secure else self.worker_pool
         handles = {
             name: AIMHandle(
                 name=name,
                 type=aim.type,
                 placement=aim.placement,
                 heartbeat_timeout=aim.heartbeat_timeout,
-                launcher=launcher_for(aim, self.ctx, self.endpoints, run_id, self.curve),
+                launcher=launcher_for(aim, self.ctx, self.endpoints, run_id, self.curve, pool),
             )
             for name, aim in plan.aims.items()
         }
@@ -319,7 +328,7 @@ class Controller:
         self._plans[run.id] = plan
         for handle in run.handles.values():
             await handle.launcher.launch()
-            if isinstance(handle.launcher, ProcessLauncher):
+            if isinstance(handle.launcher, ProcessLauncher | WarmLauncher):
                 handle.pid = handle.launcher.pid
             run.tasks.append(asyncio.create_task(supervision.watch_exit(run, handle, self._fail)))
         if not await self._until(run, AIMState.READY, "become ready"):

@@ -36,6 +36,9 @@ class PlannedAIM:
     restart: str = "never"
     max_restarts: int = 0
     restart_backoff: float = 1.0
+    #: Modules a warm worker preloads for this AIM type (its ``warm_modules``); None: the
+    #: type does not opt in to warm workers.
+    warm_modules: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,7 @@ def plan_run(resolved: ResolvedWorkflow) -> RunPlan:
             restart=decl.restart,
             max_restarts=decl.max_restarts,
             restart_backoff=decl.restart_backoff,
+            warm_modules=_warm_modules(cls),
         )
     connections = [
         PlannedConnection(
@@ -144,6 +148,12 @@ def plan_run(resolved: ResolvedWorkflow) -> RunPlan:
         outputs=[str(ref) for ref in wf.outputs],
         base_dir=_base_dir(wf.source),
     )
+
+
+def _warm_modules(cls: type) -> tuple[str, ...] | None:
+    """What a warm worker preloads for an AIM class (``warm_modules``); None: not opted in."""
+    modules = getattr(cls, "warm_modules", None)
+    return None if modules is None else tuple(str(m) for m in modules)
 
 
 def _base_dir(source: str) -> str:

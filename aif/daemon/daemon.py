@@ -37,6 +37,7 @@ from typing import Any, Literal
 from aif.api import user as user_api
 from aif.communication.addresses import DEFAULT_LISTEN, MAX_IPC_PATH
 from aif.controller.controller import Controller
+from aif.controller.launchers.warm import DEFAULT_MAX_JOBS, DEFAULT_MAX_RSS_MIB, WorkerPool
 from aif.daemon.client import DAEMON_FILE, read_daemon_file
 from aif.daemon.jobs import JobManager
 from aif.daemon.peer_hosting import PeerHosts
@@ -80,6 +81,12 @@ class DaemonConfig:
     passphrase: str | None = field(default=None, repr=False)
     #: The Store ``store:NAME@VERSION`` AIMs come from (None: ``$AIF_STORE``).
     store: str | None = None
+    #: Jobs a warm worker serves before it is recycled (``--worker-jobs``); 0: no warm
+    #: workers, every ``process`` AIM gets a fresh process as under ``aif run``.
+    worker_jobs: int = DEFAULT_MAX_JOBS
+    #: Resident MiB after a job past which a warm worker is recycled (``--worker-memory``;
+    #: 0: no limit).
+    worker_memory: float = DEFAULT_MAX_RSS_MIB
 
 
 class StateLock:
@@ -161,9 +168,13 @@ class Daemon:
 
     async def _serve(self, store: JobStore) -> int:
         config = self.config
+        pool = (
+            WorkerPool(config.worker_jobs, config.worker_memory) if config.worker_jobs > 0 else None
+        )
         options: dict[str, Any] = {
             "tcp": config.listen,
             "heartbeat_interval": config.heartbeat_interval,
+            "worker_pool": pool,
         }
         if config.profile == "secure":
             controller = Controller.with_identity(

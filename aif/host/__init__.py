@@ -13,6 +13,9 @@
 - ``serve``: a host on its own: ``serve_host`` (a fresh ZeroMQ context), ``main`` of
   ``python -m aif.host`` (``__main__``, the ``process`` placement's child), and the
   CURVE keys of a hand-started ``aif aim serve`` (``remote_curve``).
+- ``warm``: a warm worker (``python -m aif.host warm``), a long-lived process that
+  imports heavy modules once and hosts a fresh AIM per job for the daemon's pool
+  (``aif.controller.launchers.warm``), and the frames the two exchange.
 
 The ``inproc`` placement runs ``AIMHost`` inside the controller (its launcher is the
 one place the controller may import this package); the others run it through ``serve``.

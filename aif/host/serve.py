@@ -101,7 +101,15 @@ def remote_curve(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m aif.host`` (the ``process`` placement)."""
+    """Entry point of ``python -m aif.host`` (the ``process`` placement).
+
+    ``python -m aif.host warm ...`` is a warm worker instead (:mod:`aif.host.warm`).
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["warm"]:
+        from aif.host.warm import main as warm_main
+
+        return warm_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m aif.host")
     parser.add_argument("--controller", required=True, help="AIM API endpoint of the controller")
     parser.add_argument("--aim", required=True, help="name of the AIM in its workflow")

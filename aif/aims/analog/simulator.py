@@ -110,6 +110,8 @@ class AnalogSimulator(AIM):
     outputs = {"metrics": METRICS_RECORD, "results": RESULT_RECORD, "models": MODEL_RECORD}
     Params = SimulatorParams
     queues = ("cpu",)
+    #: Opts in to the daemon's warm workers, which import these (torch, aihwkit) once.
+    warm_modules = ("aif.aims.analog.build", *_JOB_MODULES)
 
     @classmethod
     def resources(cls, params: pydantic.BaseModel | None) -> tuple[str, ...]:

@@ -294,6 +294,8 @@ class AnalogValidator(AIM):
     """Checks analog experiments, routes accepted jobs to simulators, rejects the rest."""
 
     queues = ("validation",)
+    #: Opts in to the daemon's warm workers (when placed ``process``): aihwkit imported once.
+    warm_modules = _HEAVY_MODULES
 
     inputs = {"experiments": EXPERIMENT_RECORD}
     outputs = {"jobs": JOB_RECORD, "rejections": REJECTION_RECORD}

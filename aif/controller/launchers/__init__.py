@@ -3,6 +3,9 @@
 * ``protocol``: the interface (``Launcher``: launch, wait, terminate) and ``describe_exit``;
 * ``local``: an asyncio task in the controller (``inproc``) or a supervised child
   process (``process``, ``python -m aif.host``);
+* ``warm``: a pool of warm workers (preloaded ``python -m aif.host warm`` processes that
+  host a fresh AIM per job) and the launcher that borrows one (the daemon's opted-in
+  ``process`` AIMs);
 * ``hand_started``: a host started by hand elsewhere (``remote``; ``aif aim serve``);
 * ``peer``: a host that a peer controller starts for us over the C2C API (``peers:``);
 * ``placement``: which of these an AIM's placement gets.

@@ -7,6 +7,7 @@ import zmq.asyncio
 from aif.controller.launchers.hand_started import RemoteLauncher
 from aif.controller.launchers.local import InprocLauncher, ProcessLauncher
 from aif.controller.launchers.protocol import Launcher
+from aif.controller.launchers.warm import WarmLauncher, WorkerPool
 from aif.controller.plan import PlannedAIM
 from aif.security.curve import ControllerCurve
 
@@ -17,14 +18,18 @@ def launcher_for(
     endpoints: dict[str, str],
     workflow: str,
     curve: ControllerCurve | None = None,
+    pool: WorkerPool | None = None,
 ) -> Launcher:
     """The launcher for an AIM's placement, given the controller's AIM API endpoints.
 
     ``curve``: the controller's secure profile, with which it asks peers to host AIMs.
+    ``pool``: warm workers (the daemon's) for ``process`` AIMs whose type opts in.
     """
     if aim.placement == "inproc":
         return InprocLauncher(ctx, endpoints["inproc"], aim.name, workflow)
     if aim.placement == "process":
+        if pool is not None and aim.warm_modules is not None:
+            return WarmLauncher(pool, endpoints["ipc"], aim.name, workflow, aim.warm_modules)
         return ProcessLauncher(endpoints["ipc"], aim.name, workflow)
     if aim.peers:
         from aif.controller.launchers.peer import (

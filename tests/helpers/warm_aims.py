@@ -1,0 +1,70 @@
+"""AIMs that opt in to the daemon's warm workers, for ``test_warm_workers.py``.
+
+Each reports what a job sees of the process that hosts it (its pid, its random
+generators, its storage, what its instance carries), and changes what a careless job
+could leave behind, so the next job on the same worker shows whether it was reset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import sys
+
+import pydantic
+
+from aif import AIM
+
+
+class WarmProbe(AIM):
+    """Reports its pid, torch's and Python's first draws, its storage keys; then dirties
+    the process (seeds torch, sets torch's threads, writes storage, keeps instance state)."""
+
+    outputs = {"out": "int64"}
+    warm_modules = ("torch",)
+
+    class Params(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(extra="forbid")
+        seed: int = 1234
+
+    async def run(self) -> None:
+        assert isinstance(self.params, WarmProbe.Params)
+        import torch
+
+        report = {
+            "pid": os.getpid(),
+            "torch_seed": str(torch.initial_seed()),
+            "torch_draw": float(torch.rand(1).item()),
+            "python_draw": random.random(),
+            "threads": torch.get_num_threads(),
+            "keys": self.storage.keys(""),
+            "leftover": getattr(self, "leftover", None),
+            "torch_was_imported": "torch" in sys.modules,
+        }
+        self.storage.put(f"from-{self.workflow}", b"job state")
+        self.leftover = self.workflow
+        torch.manual_seed(self.params.seed)
+        random.seed(self.params.seed)
+        torch.set_num_threads(1)
+        await self.result(**report)
+
+
+class WarmHold(AIM):
+    """Reports its pid, then holds until stopped (or ``seconds`` pass); imports nothing heavy."""
+
+    outputs = {"out": "int64"}
+    warm_modules: tuple[str, ...] = ()
+
+    class Params(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(extra="forbid")
+        seconds: float = 0.0
+
+    async def run(self) -> None:
+        assert isinstance(self.params, WarmHold.Params)
+        await self.progress(pid=os.getpid())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.params.seconds
+        while loop.time() < deadline and await self.checkpoint():
+            await asyncio.sleep(0.05)
+        await self.result(pid=os.getpid())

@@ -1,0 +1,56 @@
+"""The frames a warm worker and its pool exchange (``aif.host.warm``): round trips, and
+a clear ``MalformedMessage`` for what is not one of them."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+
+from aif.errors import MalformedMessage
+from aif.host.warm import (
+    MAX_FRAME,
+    AIMServed,
+    ServeAIM,
+    WorkerReady,
+    frame_length,
+    pack,
+    unpack,
+)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        WorkerReady(pid=12, modules=["torch"], seconds=1.5),
+        ServeAIM(controller="ipc:///tmp/x", aim="simulator", workflow="job-1", modules=[]),
+        AIMServed(status=0, rss_mib=402.5),
+        AIMServed(status=-9, rss_mib=0.0, clean=False, note="threads left"),
+    ],
+)
+def test_each_message_round_trips(message: WorkerReady | ServeAIM | AIMServed) -> None:
+    frame = pack(message)
+    assert frame_length(frame[:4]) == len(frame) - 4
+    assert unpack(frame[4:]) == message
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b"\xc1", "not msgpack"),
+        (msgpack.packb([1, 2]), "not a map"),
+        (msgpack.packb({"op": "pickle"}), "unknown op"),
+        (msgpack.packb({"op": "served", "status": "0", "rss_mib": 1.0}), "bad field 'status'"),
+        (msgpack.packb({"op": "served", "status": True, "rss_mib": 1.0}), "bad field 'status'"),
+        (msgpack.packb({"op": "served", "rss_mib": 1.0}), "status"),
+        (msgpack.packb({"op": "ready", "pid": 1, "modules": [1], "seconds": 0}), "strings"),
+        (msgpack.packb({"op": "serve", "controller": "x", "aim": "a", "extra": 1}), "'extra'"),
+    ],
+)
+def test_what_is_not_a_frame_is_refused_by_name(body: bytes, says: str) -> None:
+    with pytest.raises(MalformedMessage, match=says):
+        unpack(body)
+
+
+def test_an_oversized_frame_is_refused_before_it_is_read() -> None:
+    with pytest.raises(MalformedMessage, match="limit"):
+        frame_length((MAX_FRAME + 1).to_bytes(4, "big"))
