@@ -30,6 +30,8 @@ from typing import Annotated, Any, Literal
 import msgpack
 import pydantic
 
+from aif.api.wire import MAX_API_MESSAGE as MAX_API_MESSAGE
+from aif.api.wire import unpack_api_message as unpack_api_message
 from aif.errors import MalformedMessage
 
 _STRICT = pydantic.ConfigDict(extra="forbid", frozen=True)
@@ -37,8 +39,6 @@ _STRICT = pydantic.ConfigDict(extra="forbid", frozen=True)
 Transport = Literal["inproc", "ipc", "tcp"]
 #: Event topics an AIM may publish (the controller adds ``state``).
 EventTopic = Literal["progress", "log", "result"]
-#: Largest AIM API message accepted; these are control messages, never payloads.
-MAX_API_MESSAGE = 16 * 2**20
 
 
 class Endpoints(pydantic.BaseModel):
@@ -276,23 +276,6 @@ def pack(message: pydantic.BaseModel) -> bytes:
     """Encode one API message."""
     packed: bytes = msgpack.packb(message.model_dump(mode="json"), use_bin_type=True)
     return packed
-
-
-def unpack_api_message(frame: bytes, api: str = "AIM API", hint: str = "") -> object:
-    """One msgpack map of a control API (AIM API, User API), size-checked.
-
-    Shared by both APIs so they refuse oversized and undecodable frames alike
-    (``MalformedMessage``); ``hint`` says what to do about an oversized one.
-    """
-    if len(frame) > MAX_API_MESSAGE:
-        raise MalformedMessage(
-            f"{api} message of {len(frame)} bytes exceeds {MAX_API_MESSAGE}"
-            + (hint and f"; {hint}")
-        )
-    try:
-        return msgpack.unpackb(frame, raw=False, strict_map_key=True)
-    except Exception as exc:
-        raise MalformedMessage(f"{api} message is not valid msgpack: {exc}") from exc
 
 
 def validate_api_message(adapter: pydantic.TypeAdapter[Any], data: object, what: str) -> Any:

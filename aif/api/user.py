@@ -12,7 +12,8 @@ same framing as the AIM API, so a script in any language can drive a daemon::
 Every request is a pydantic model here, so a malformed one is refused with the field
 that is wrong (and the daemon goes on). Errors travel as the name of an ``aif.errors``
 class plus its message; the client turns the name back into that class through a fixed
-table, never by evaluating anything it received. ``peer.*`` ops are the
+table, never by evaluating anything it received (:mod:`aif.api.wire`, which a client
+that only sends requests and reads replies loads without these models). ``peer.*`` ops are the
 Controller-to-Controller API: another controller asks this one to host AIMs for it.
 """
 
@@ -20,12 +21,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-import msgpack
 import pydantic
 
-from aif import errors
-from aif.api.aim import unpack_api_message, validate_api_message
-from aif.errors import AIFError, ControllerError, MalformedMessage
+from aif.api.aim import validate_api_message
+from aif.api.wire import (
+    error_reply as error_reply,
+)
+from aif.api.wire import (
+    ok_reply as ok_reply,
+)
+from aif.api.wire import (
+    pack_map,
+    unpack_api_message,
+)
+from aif.api.wire import (
+    reply_result as reply_result,
+)
+from aif.errors import MalformedMessage
 
 _STRICT = pydantic.ConfigDict(extra="forbid", frozen=True)
 
@@ -168,19 +180,11 @@ Request = Annotated[
 
 _request_adapter: pydantic.TypeAdapter[Request] = pydantic.TypeAdapter(Request)
 
-#: Error classes a reply may name; anything else arrives as ``ControllerError``.
-_ERRORS: dict[str, type[AIFError]] = {
-    name: cls
-    for name, cls in vars(errors).items()
-    if isinstance(cls, type) and issubclass(cls, AIFError) and name != "CleanupError"
-}
-
 
 def pack(message: dict[str, Any] | pydantic.BaseModel) -> bytes:
     """Encode one request or reply."""
     data = message.model_dump(mode="json") if isinstance(message, pydantic.BaseModel) else message
-    packed: bytes = msgpack.packb(data, use_bin_type=True)
-    return packed
+    return pack_map(data)
 
 
 def unpack(frame: bytes) -> Any:
@@ -202,32 +206,3 @@ def request_id(frame: bytes) -> int:
         return 0
     rid = data.get("rid") if isinstance(data, dict) else None
     return rid if isinstance(rid, int) else 0
-
-
-def ok_reply(rid: int, result: Any) -> dict[str, Any]:
-    """A successful reply."""
-    return {"rid": rid, "ok": True, "result": result}
-
-
-def error_reply(rid: int, error: BaseException) -> dict[str, Any]:
-    """A failed reply carrying the error's class name and message."""
-    kind = type(error).__name__ if isinstance(error, AIFError) else "ControllerError"
-    return {"rid": rid, "ok": False, "error": {"type": kind, "message": str(error)}}
-
-
-def reply_result(reply: Any, address: str) -> Any:
-    """The result of a reply, or its error raised as the ``aif.errors`` class it names."""
-    if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
-        raise MalformedMessage(f"the controller at {address} sent a reply that is not one")
-    if reply["ok"]:
-        return reply.get("result")
-    error = reply.get("error")
-    if not isinstance(error, dict):
-        raise MalformedMessage(f"the controller at {address} sent an error without details")
-    cls = _ERRORS.get(str(error.get("type")), ControllerError)
-    message = str(error.get("message", "unknown error"))
-    try:
-        exc = cls(message)
-    except TypeError:  # classes with extra constructor arguments (ChipError, ...)
-        exc = ControllerError(message)
-    raise exc

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import zmq
 
-from aif.api import user as user_api
+from aif.api import wire
 from aif.daemon.records import AIMListing, DaemonInfo, EventRow, JobRecord, JobStatus
 from aif.errors import ChannelError, DaemonError, MalformedMessage
 
@@ -240,7 +240,7 @@ class Client:
                 f"this aif.Client of {self.address} is closed; make a new aif.Client to call {op!r}"
             )
         rid = next(self._rids)
-        self._sock.send(user_api.pack({"op": op, "rid": rid, **params}))
+        self._sock.send(wire.pack_map({"op": op, "rid": rid, **params}))
         wait = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + wait
         poller = zmq.Poller()
@@ -272,9 +272,9 @@ class Client:
                 self._check_handshake(self._monitor)
             if self._sock not in ready:
                 continue
-            reply = user_api.unpack(self._sock.recv())
+            reply = wire.unpack_api_message(self._sock.recv(), "User API")
             if isinstance(reply, dict) and reply.get("rid") == rid:
-                return user_api.reply_result(reply, self.address)
+                return wire.reply_result(reply, self.address)
             # a late reply to an earlier call that timed out: not ours, skip it
 
     def _check_handshake(self, monitor: zmq.Socket[bytes]) -> None:
