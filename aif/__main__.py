@@ -1,7 +1,5 @@
 """``python -m aif``: the ``aif`` command (how a detached daemon starts itself)."""
 
-import sys
+from aif.cli.main import program
 
-from aif.cli.main import main
-
-sys.exit(main())
+program()
