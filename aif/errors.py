@@ -14,6 +14,7 @@ boundary with ``raise ... from exc`` so callers catch one family::
     │   └── ProtocolError           bytes that break the IMC chip wire protocol
     ├── ChannelError                a channel used wrongly or closed
     │   └── ChannelClosed           the channel was closed while waiting on it
+    ├── InputError                  a file or YAML text that cannot be read safely
     ├── WorkflowError               an AIW file that does not load or validate
     ├── ExperimentError             an analog experiment that aihwkit cannot run as written
     ├── RegistryError               an AIM type that cannot be resolved
@@ -90,6 +91,22 @@ class ChannelError(AIFError):
 
 class ChannelClosed(ChannelError):
     """The channel was closed while a call waited on it."""
+
+
+class InputError(AIFError, ValueError):
+    """A user's file or YAML text cannot be read safely: not a regular file, too big,
+    binary, nested too deeply, too many nodes, keys that are not text, duplicate keys.
+
+    ``problems`` holds one line per fault, each naming the file and, where it applies,
+    the line. A ``ValueError`` too, for callers that catch the readers' ``ValueError``.
+    """
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        self.problems = list(problems)
+        text = message
+        if self.problems:
+            text += "\n" + "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(text)
 
 
 class WorkflowError(AIFError):

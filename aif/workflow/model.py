@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -73,8 +74,30 @@ Loc = tuple[str | int, ...]
 
 #: A peer controller's User API, which it serves on tcp for the C2C API.
 PEER_ADDRESS_PATTERN = r"^tcp://[^\s:]+:[0-9]{1,5}$"
-PeerAddress = Annotated[str, StringConstraints(pattern=PEER_ADDRESS_PATTERN)]
-AIMName = Annotated[str, StringConstraints(pattern=AIM_NAME_PATTERN)]
+#: Longest AIM name (it names processes, sockets and log lines).
+MAX_AIM_NAME = 64
+
+
+def _port_in_range(address: str) -> str:
+    port = int(address.rsplit(":", 1)[1])
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port} of {address!r} is not a TCP port; give 1 to 65535")
+    return address
+
+
+def _short_name(name: str) -> str:
+    if len(name) > MAX_AIM_NAME:
+        raise ValueError(
+            f"the AIM name {name[:20]!r}... has {len(name)} characters; "
+            f"give it at most {MAX_AIM_NAME}"
+        )
+    return name
+
+
+PeerAddress = Annotated[
+    str, StringConstraints(pattern=PEER_ADDRESS_PATTERN), AfterValidator(_port_in_range)
+]
+AIMName = Annotated[str, StringConstraints(pattern=AIM_NAME_PATTERN), AfterValidator(_short_name)]
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@
 
 Missing mappings on the way are created; stepping into a value that is not a mapping
 is refused with the path that is in the way. The result is checked like the file
-itself, so an override that makes the workflow invalid gets the usual messages.
+itself, so an override that makes the workflow invalid gets the usual messages. A value
+is read by the same safe loader as the file (:mod:`aif.inputs.safe_yaml`: depth,
+aliases, keys and size bounded), and at most :data:`MAX_VALUE_CHARS` long.
 """
 
 from __future__ import annotations
@@ -15,11 +17,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import yaml
-
-from aif.errors import WorkflowError
+from aif.errors import InputError, WorkflowError
+from aif.inputs import safe_yaml
 
 _HINT = "write --set KEY=VALUE, KEY a dotted path such as aims.chip.params.chip"
+#: Longest ``--set`` value; bulk data belongs in a file.
+MAX_VALUE_CHARS = 64 * 1024
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return repr(text) if len(text) <= limit else repr(text[: limit - 3] + "...")
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -27,14 +34,24 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, value = text.partition("=")
     path = key.strip().split(".")
     if not sep or not key.strip() or any(not part.strip() for part in path):
-        raise WorkflowError(f"--set {text!r} is not KEY=VALUE", [_HINT])
-    try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError as exc:
-        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise WorkflowError(f"--set {_short(text)} is not KEY=VALUE", [_HINT])
+    if len(path) > safe_yaml.MAX_DEPTH:
         raise WorkflowError(
-            f"--set {text!r}: the value is not YAML",
-            [f"{key}: {reason}; quote it to pass a string: {key}='...'"],
+            f"--set {_short(text)}: KEY has {len(path)} parts",
+            [f"{_short(key)}: at most {safe_yaml.MAX_DEPTH} parts; {_HINT}"],
+        )
+    try:
+        parsed = (
+            safe_yaml.load_yaml(
+                value, f"--set {key}", max_chars=MAX_VALUE_CHARS, kind="--set values"
+            )[0]
+            if value.strip()
+            else ""
+        )
+    except InputError as exc:
+        raise WorkflowError(
+            f"--set {_short(text)}: the value is not YAML",
+            [f"{p}; quote it to pass a string: {key}='...'" for p in exc.problems],
         ) from exc
     return [part.strip() for part in path], parsed
 

@@ -113,7 +113,10 @@ class _Resolver:
         connected = self._check_connections()
         self._check_inputs(connected)
         self._check_outputs()
+        before = len(self.problems)
         self._check_unfed_inputs(connected)
+        if len(self.problems) == before:  # an unfed input explains a stall already
+            self._check_cycles()
         if self.problems:
             count = len(self.problems)
             raise WorkflowError(
@@ -323,3 +326,43 @@ class _Resolver:
                         f"{self.map.where(loc)}: output port {port!r} is neither connected "
                         "nor listed in 'outputs'; its records are discarded"
                     )
+
+    def _check_cycles(self) -> None:
+        """AIMs that only feed each other wait for each other forever: refuse them.
+
+        Every AIM must be reachable along the connections from a source: an AIM without
+        input ports, or one with records under ``inputs``. A connection from an AIM to
+        itself is fine as feedback of an AIM fed from elsewhere, and named as the cause
+        when it is the AIM's only feed. Skipped while references are unresolved.
+        """
+        if self.unresolved_refs or len(self.aims) != len(self.workflow.aims):
+            return
+        starts = {name for name, aim in self.aims.items() if not aim.inputs}
+        starts |= {ref.aim for ref in self.workflow.inputs}
+        after: dict[str, set[str]] = {}
+        for conn in self.workflow.connections:
+            after.setdefault(conn.source.aim, set()).add(conn.target.aim)
+        reached, todo = set(starts), list(starts)
+        while todo:
+            for nxt in after.get(todo.pop(), set()) - reached:
+                reached.add(nxt)
+                todo.append(nxt)
+        stuck = [name for name in self.workflow.aims if name not in reached]
+        if not stuck:
+            return
+        for index, conn in enumerate(self.workflow.connections):
+            if conn.source.aim == conn.target.aim and conn.source.aim in stuck:
+                self.problem(
+                    ("connections", index),
+                    f"{conn} feeds {conn.source.aim!r} its own output and nothing else "
+                    "starts it, so it would wait for itself forever; feed it from an AIM "
+                    "without inputs or records under 'inputs', or remove this connection",
+                )
+                return
+        names = ", ".join(repr(n) for n in stuck)
+        self.problem(
+            ("aims", stuck[0]),
+            f"AIMs {names} only receive from each other (a cycle no source starts), so "
+            "they would wait forever; connect one of them from an AIM without inputs, "
+            "or feed it records under 'inputs'",
+        )

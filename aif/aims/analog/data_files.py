@@ -23,12 +23,19 @@ Either CIFAR folder may also be the one above the archive's own folder
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from aif.errors import ExperimentError
+from aif.aims.analog.spec_values import MAX_DATASET_BYTES
+from aif.errors import ExperimentError, InputError
+from aif.inputs.files import read_bounded, size_text
+
+#: Largest data file read whole (IDX, CIFAR batches, text).
+MAX_DATA_FILE_BYTES = 2 << 30
 
 #: A CIFAR image: 3 planes (R, G, B) of 32x32 bytes.
 CIFAR_SHAPE = (3, 32, 32)
@@ -129,9 +136,9 @@ def _cifar_file(
 ) -> tuple[np.ndarray, np.ndarray]:
     record = label_bytes + _CIFAR_PIXELS
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise _FileFault(f"{path}: cannot be read ({exc})") from exc
+        raw = read_bounded(path, f"{name} file", MAX_DATA_FILE_BYTES)
+    except InputError as exc:
+        raise _FileFault(str(exc)) from exc
     whole, over = divmod(len(raw), record)
     if over or not whole:
         got = f"{whole} records and {over} bytes over" if whole else f"only {len(raw)} bytes"
@@ -180,6 +187,7 @@ def read_npz(path: Path, task: str | None) -> FileSet:
                     f"has arrays {', '.join(sorted(keys)) or 'none'}; it needs 'x' and 'y', "
                     "or 'x_train', 'y_train', 'x_test' and 'y_test'",
                 )
+            _npz_sizes(archive, wanted, path)
             arrays = {key: archive[key] for key in wanted}
     except ValueError as exc:
         text = str(exc)
@@ -189,6 +197,32 @@ def read_npz(path: Path, task: str | None) -> FileSet:
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise _fault("npz", path, f"cannot be read, is it an .npz file? ({exc})") from exc
     return array_set(arrays, task, _PATH, f"dataset 'npz' in {str(path)!r} cannot be read")
+
+
+def _npz_sizes(archive: Any, keys: tuple[str, ...], path: Path) -> None:
+    """Refuse arrays whose headers declare more than ``MAX_DATASET_BYTES`` together,
+    before numpy allocates them (a few bytes of header can declare petabytes)."""
+    from numpy.lib import format as npy
+
+    names = set(archive.zip.namelist())
+    total = 0
+    for key in keys:
+        with archive.zip.open(f"{key}.npy" if f"{key}.npy" in names else key) as member:
+            version = npy.read_magic(member)
+            if version == (1, 0):
+                shape, _, dtype = npy.read_array_header_1_0(member)
+            else:
+                shape, _, dtype = npy.read_array_header_2_0(member)
+        size = math.prod(shape) * dtype.itemsize
+        total += size
+        if total > MAX_DATASET_BYTES:
+            raise _fault(
+                "npz",
+                path,
+                f"array {key!r} declares shape {'x'.join(map(str, shape)) or '()'} of {dtype} "
+                f"({size_text(size)}); the arrays may hold {size_text(MAX_DATASET_BYTES)} "
+                "together",
+            )
 
 
 def array_set(arrays: dict[str, np.ndarray], task: str | None, where: str, title: str) -> FileSet:

@@ -15,6 +15,8 @@ import pydantic
 from pydantic import Field
 
 from aif.aims.analog.model_spec import TORCH_PATH
+from aif.aims.analog.spec_values import MAX_DATASET_BYTES, Int
+from aif.inputs.files import size_text
 
 _FORBID = pydantic.ConfigDict(extra="forbid")
 
@@ -23,7 +25,7 @@ class AugmentSpec(pydantic.BaseModel):
     """Random changes to each training batch (never to validation or test samples)."""
 
     model_config = _FORBID
-    crop: int = Field(
+    crop: Int = Field(
         default=0,
         ge=0,
         le=64,
@@ -91,8 +93,8 @@ class DatasetSpec(pydantic.BaseModel):
         description="share of the training split held out (seeded) to report validation "
         "accuracy per epoch; 0: none",
     )
-    max_train: int | None = Field(default=None, ge=1, description="use at most this many")
-    max_test: int | None = Field(default=None, ge=1, description="test on at most this many")
+    max_train: Int | None = Field(default=None, ge=1, description="use at most this many")
+    max_test: Int | None = Field(default=None, ge=1, description="test on at most this many")
     normalize: Literal["none", "unit", "standard", "channel"] = Field(
         default="unit",
         description="unit: scale pixels to [0, 1]; standard: zero mean, unit variance; "
@@ -101,11 +103,11 @@ class DatasetSpec(pydantic.BaseModel):
     augment: AugmentSpec | None = Field(
         default=None, description="random crop and flip of training batches: {crop: 4, flip: true}"
     )
-    batch_size: int = Field(default=32, ge=1, le=65_536)
+    batch_size: Int = Field(default=32, ge=1, le=65_536)
     # synthetic only
-    classes: int = Field(default=10, ge=2, le=1000, description="synthetic: number of classes")
-    samples: int = Field(default=2000, ge=10, description="synthetic: number of samples")
-    image_size: int | None = Field(
+    classes: Int = Field(default=10, ge=2, le=1000, description="synthetic: number of classes")
+    samples: Int = Field(default=2000, ge=10, description="synthetic: number of samples")
+    image_size: Int | None = Field(
         default=None,
         ge=2,
         le=256,
@@ -122,7 +124,7 @@ class DatasetSpec(pydantic.BaseModel):
         description="npz, torch: what y holds; left out: classification for integer y, "
         "regression for float y",
     )
-    sequence_length: int = Field(
+    sequence_length: Int = Field(
         default=100,
         ge=1,
         le=100_000,
@@ -143,7 +145,7 @@ class DatasetSpec(pydantic.BaseModel):
     args: dict[str, Any] = Field(
         default_factory=dict, description="torch: the factory's keyword arguments"
     )
-    seed: int = Field(default=0, description="order of the splits and of synthetic samples")
+    seed: Int = Field(default=0, description="order of the splits and of synthetic samples")
 
     @property
     def side(self) -> int:
@@ -172,6 +174,14 @@ class DatasetSpec(pydantic.BaseModel):
                 "dataset 'torch' needs 'factory': package.module:function returning "
                 "x_train, y_train, x_test, y_test"
             )
+        if self.name == "synthetic":
+            size = self.samples * self.depth * self.side * self.side * 4
+            if size > MAX_DATASET_BYTES:
+                faults.append(
+                    f"'samples': {self.samples} samples of {self.depth}x{self.side}x{self.side} "
+                    f"are {size_text(size)} of float32, over the limit of "
+                    f"{size_text(MAX_DATASET_BYTES)}; lower 'samples' or 'image_size'"
+                )
         if self.name not in FILE_SETS and self.path is not None:
             listed = ", ".join(FILE_SETS)
             faults.append(

@@ -21,6 +21,8 @@ that does not match the label count) instead of failing later inside training.
 from __future__ import annotations
 
 import gzip
+import io
+import math
 import threading
 import zlib
 from dataclasses import dataclass, field
@@ -28,9 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-from aif.aims.analog.data_files import FileSet
+from aif.aims.analog.data_files import MAX_DATA_FILE_BYTES, FileSet
 from aif.aims.analog.spec import DatasetSpec
-from aif.errors import ExperimentError
+from aif.aims.analog.spec_values import MAX_DATASET_BYTES
+from aif.errors import ExperimentError, InputError
+from aif.inputs.files import file_problem, read_bounded, size_text
 
 #: The four MNIST-format files an ``idx`` folder holds (each may also end in ``.gz``).
 IDX_FILES = {
@@ -145,6 +149,10 @@ def _file_set(spec: DatasetSpec, base_dir: Path) -> FileSet:
     path = _path(spec, base_dir)
     if spec.name == "text":
         from aif.aims.analog.data_text import read_text
+
+        problem = file_problem(path, "the text file", MAX_DATA_FILE_BYTES)
+        if problem is not None:
+            raise ExperimentError("dataset 'text' cannot be read", [("dataset.path", problem)])
 
         return read_text(path, spec.sequence_length, spec.vocabulary)
     if spec.name in ("cifar10", "cifar100"):
@@ -311,11 +319,19 @@ def _find_idx(folder: Path, stem: str) -> Path:
 
 
 def _read_idx(path: Path, dims: int) -> np.ndarray:
-    """An IDX file of unsigned bytes with ``dims`` dimensions, checked against its header."""
+    """An IDX file of unsigned bytes with ``dims`` dimensions, checked against its header.
+
+    A gzip file is decompressed no further than its header promises (and
+    ``MAX_DATASET_BYTES``), so a small file that inflates to gigabytes costs nothing.
+    """
     try:
-        raw = path.read_bytes()
+        raw = read_bounded(path, "IDX file", MAX_DATA_FILE_BYTES)
         if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
+            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
+                head = stream.read(4 + 4 * dims)
+                raw = head + stream.read(_idx_promise(path, head, dims) + 1)
+    except InputError as exc:
+        raise _IdxFault(str(exc)) from exc
     except (OSError, EOFError, zlib.error) as exc:
         raise _IdxFault(f"{path}: cannot be read ({exc})") from exc
     kind = "image" if dims == 3 else "label"
@@ -330,7 +346,7 @@ def _read_idx(path: Path, dims: int) -> np.ndarray:
     if len(raw) < header:
         raise _IdxFault(f"{path}: truncated header ({len(raw)} bytes, need {header})")
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
-    size = int(np.prod(shape, dtype=np.int64))
+    size = _idx_promise(path, raw, dims)
     body = len(raw) - header
     if body != size:
         what = "truncated" if body < size else "longer than its header says"
@@ -341,6 +357,21 @@ def _read_idx(path: Path, dims: int) -> np.ndarray:
     if shape[0] == 0:
         raise _IdxFault(f"{path}: holds no {kind}s")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _idx_promise(path: Path, head: bytes, dims: int) -> int:
+    """The bytes of data the IDX header ``head`` promises (0 if it is cut short; an
+    ``_IdxFault`` if over ``MAX_DATASET_BYTES``)."""
+    if len(head) < 4 + 4 * dims:
+        return 0
+    shape = [int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
+    size = math.prod(shape)
+    if size > MAX_DATASET_BYTES:
+        raise _IdxFault(
+            f"{path}: the header gives shape {'x'.join(map(str, shape))} ({size_text(size)}), "
+            f"over the limit of {size_text(MAX_DATASET_BYTES)}; is it the right file?"
+        )
+    return size
 
 
 # -- what the validator asks -------------------------------------------------------------

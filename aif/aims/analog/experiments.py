@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
-import yaml
 
 from aif.aims.analog.records import EXPERIMENT_RECORD
 from aif.aims.base import AIM
+from aif.errors import InputError
+from aif.inputs.files import read_text_file
+from aif.inputs.safe_yaml import load_yaml
 
 
 class ExperimentSourceParams(pydantic.BaseModel):
@@ -40,22 +42,18 @@ class ExperimentSourceParams(pydantic.BaseModel):
 
 
 def read_experiment_file(path: Path) -> list[Any]:
-    """The experiment mappings in one YAML file (raises ``ValueError`` saying why not)."""
+    """The experiment mappings in one YAML file (raises ``InputError``, a ``ValueError``,
+    saying why not: the file's size, kind and YAML are read as a workflow's are)."""
+    text = read_text_file(path, "experiment file")
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ValueError(f"experiment file {str(path)!r} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"cannot read experiment file {str(path)!r}: {exc}") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ValueError(f"experiment file {str(path)!r} is not valid YAML: {exc}") from exc
+        data, _ = load_yaml(text, str(path), kind="experiments")
+    except InputError as exc:
+        raise InputError(f"experiment file {str(path)!r} is not valid YAML", exc.problems) from exc
     if isinstance(data, dict):
         return [data]
     if isinstance(data, list) and data:
         return data
-    raise ValueError(
+    raise InputError(
         f"experiment file {str(path)!r} must hold a mapping (name:, model:, ...) or a list of them"
     )
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import pydantic
 from pydantic import Field
 
+from aif.aims.analog.spec_values import Int
+
 #: Layer models refuse fields they do not know, naming them.
 FORBID = pydantic.ConfigDict(extra="forbid")
 
@@ -32,6 +34,6 @@ class WeightedLayer(LayerBase):
 class PoolLayer(LayerBase):
     """A pooling window."""
 
-    kernel_size: int = Field(ge=1, le=64, description="the side of the window, e.g. kernel_size: 2")
-    stride: int | None = Field(default=None, ge=1, le=64, description="default: kernel_size")
-    padding: int = Field(default=0, ge=0, le=32)
+    kernel_size: Int = Field(ge=1, le=64, description="the side of the window, e.g. kernel_size: 2")
+    stride: Int | None = Field(default=None, ge=1, le=64, description="default: kernel_size")
+    padding: Int = Field(default=0, ge=0, le=32)

@@ -21,6 +21,7 @@ import torch
 from aif.aims.analog import spec as s
 from aif.aims.analog.aihwkit_names import describe, family_of_class
 from aif.aims.analog.rpu_layers import chooser, unmatched
+from aif.aims.analog.spec_values import MAX_LAYER_WEIGHTS
 from aif.errors import ExperimentError
 
 Problem = tuple[str, str]
@@ -96,6 +97,8 @@ def layer_step(
         if n is None:
             return None, None
         out, bias = layer.out_features, layer.bias
+        if _too_many_weights(n * out, f"{where}.out_features", f"{n}x{out}", problems):
+            return None, None
 
         n_in = n
 
@@ -113,6 +116,10 @@ def layer_step(
         c = image[0]
         _check_given(layer.in_channels, c, f"{where}.in_channels", problems)
         k, st, p, out = layer.kernel_size, layer.stride, layer.padding, layer.out_channels
+        if _too_many_weights(
+            c * out * k * k, f"{where}.out_channels", f"{c}x{out}x{k}x{k}", problems
+        ):
+            return None, None
         size = _window(image, k, st, p, where, problems)
         bias = layer.bias
 
@@ -176,6 +183,20 @@ def shape_text(shape: Shape) -> str:
     if len(shape) == 2:
         return f"a {shape[0]}x{shape[1]} sequence"
     return f"a {'x'.join(map(str, shape))} (channels x height x width) image"
+
+
+def _too_many_weights(count: int, where: str, shape: str, problems: list[Problem]) -> bool:
+    """Refuse a layer too big to allocate, from its shape, before anything is built."""
+    if count <= MAX_LAYER_WEIGHTS:
+        return False
+    problems.append(
+        (
+            where,
+            f"the layer would hold {count:,} weights ({shape}), over the limit of "
+            f"{MAX_LAYER_WEIGHTS:,}; make it narrower or its input smaller",
+        )
+    )
+    return True
 
 
 def _check_given(

@@ -40,29 +40,30 @@ from aif.aims.analog.model_blocks import (
     LeakyReLU,
     MaxPool1d,
 )
+from aif.aims.analog.spec_values import Int
 
 
 class Linear(_Weighted):
     """A fully connected layer."""
 
     type: Literal["Linear"] = "Linear"
-    out_features: int = Field(
+    out_features: Int = Field(
         ge=1, le=1_000_000, description="the width of its output, e.g. out_features: 10"
     )
-    in_features: int | None = Field(default=None, ge=1, description="inferred when left out")
+    in_features: Int | None = Field(default=None, ge=1, description="inferred when left out")
 
 
 class Conv2d(_Weighted):
     """A 2-d convolution."""
 
     type: Literal["Conv2d"] = "Conv2d"
-    out_channels: int = Field(
+    out_channels: Int = Field(
         ge=1, le=100_000, description="the channels of its output, e.g. out_channels: 8"
     )
-    kernel_size: int = Field(ge=1, le=64, description="the side of the kernel, e.g. kernel_size: 3")
-    stride: int = Field(default=1, ge=1, le=64)
-    padding: int = Field(default=0, ge=0, le=64)
-    in_channels: int | None = Field(default=None, ge=1, description="inferred when left out")
+    kernel_size: Int = Field(ge=1, le=64, description="the side of the kernel, e.g. kernel_size: 3")
+    stride: Int = Field(default=1, ge=1, le=64)
+    padding: Int = Field(default=0, ge=0, le=64)
+    in_channels: Int | None = Field(default=None, ge=1, description="inferred when left out")
 
 
 class MaxPool2d(_Pool):
@@ -81,14 +82,14 @@ class BatchNorm1d(_Layer):
     """Batch normalisation of features (digital)."""
 
     type: Literal["BatchNorm1d"] = "BatchNorm1d"
-    num_features: int | None = Field(default=None, ge=1, description="inferred when left out")
+    num_features: Int | None = Field(default=None, ge=1, description="inferred when left out")
 
 
 class BatchNorm2d(_Layer):
     """Batch normalisation of channels (digital)."""
 
     type: Literal["BatchNorm2d"] = "BatchNorm2d"
-    num_features: int | None = Field(default=None, ge=1, description="inferred when left out")
+    num_features: Int | None = Field(default=None, ge=1, description="inferred when left out")
 
 
 class Dropout(_Layer):

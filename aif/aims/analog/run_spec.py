@@ -13,6 +13,8 @@ from typing import Literal
 import pydantic
 from pydantic import Field
 
+from aif.aims.analog.spec_values import Int
+
 _FORBID = pydantic.ConfigDict(extra="forbid")
 
 
@@ -20,7 +22,7 @@ class EarlyStoppingSpec(pydantic.BaseModel):
     """Stop training when the validation metric has not improved for ``patience`` epochs."""
 
     model_config = _FORBID
-    patience: int = Field(
+    patience: Int = Field(
         default=3, ge=1, le=10_000, description="epochs without improvement before stopping"
     )
     metric: Literal["val_accuracy", "val_loss"] = Field(
@@ -29,7 +31,10 @@ class EarlyStoppingSpec(pydantic.BaseModel):
         "lower is better) or val_loss (lower is better)",
     )
     min_delta: float = Field(
-        default=0.0, ge=0, description="how much better than the best counts as an improvement"
+        default=0.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="how much better than the best counts as an improvement",
     )
 
 
@@ -37,7 +42,7 @@ class CalibrateSpec(pydantic.BaseModel):
     """aihwkit's post-training input-range calibration (``calibrate_input_ranges``)."""
 
     model_config = _FORBID
-    batches: int = Field(default=10, ge=1, le=100_000, description="training batches to pass")
+    batches: Int = Field(default=10, ge=1, le=100_000, description="training batches to pass")
     type: Literal["cache_quantile", "max", "moving_std", "moving_quantile"] = Field(
         default="cache_quantile",
         description="aihwkit's InputRangeCalibrationType: CACHE_QUANTILE, MAX, MOVING_STD, "

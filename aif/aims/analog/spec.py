@@ -28,6 +28,7 @@ aihwkit's ``convert_to_analog`` makes both analog.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -69,6 +70,7 @@ from aif.aims.analog.model_spec import (
     Tanh,
 )
 from aif.aims.analog.run_spec import CalibrateSpec, EarlyStoppingSpec
+from aif.aims.analog.spec_values import Int, refuse_bad_numbers
 
 __all__ = [
     "DURATION_UNITS",
@@ -149,6 +151,8 @@ def parse_duration(value: object) -> float:
         seconds = float(match.group(1)) * DURATION_UNITS[match.group(2)]
     else:
         raise ValueError("a duration is a number of seconds or a string like '1h'")
+    if not math.isfinite(seconds):
+        raise ValueError(f"{value!r} is not a finite duration; write e.g. 1h, 1y or 1e9s")
     if seconds <= 0:
         raise ValueError(f"a drift time must be positive, got {value!r}")
     return seconds
@@ -180,6 +184,11 @@ class NoiseModelSpec(pydantic.BaseModel):
     model_config = _FORBID
     name: str = Field(description="e.g. PCMLikeNoiseModel, ReRamWan2022NoiseModel")
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @pydantic.field_validator("params")
+    @classmethod
+    def _finite(cls, params: dict[str, Any]) -> dict[str, Any]:
+        return refuse_bad_numbers(params, "")  # type: ignore[no-any-return]
 
 
 def _noise_short_form(value: object) -> object:
@@ -265,6 +274,20 @@ class RPUSpec(pydantic.BaseModel):
         "the first match wins, the other layers use this configuration",
     )
 
+    @pydantic.field_validator(
+        *("device_params", "forward", "backward", "update", "mapping", "modifier", "clip"),
+        *("remap", "pre_post", "runtime"),
+    )
+    @classmethod
+    def _finite(cls, section: dict[str, Any]) -> dict[str, Any]:
+        """NaN and infinity mean nothing to aihwkit; a negative noise neither."""
+        return refuse_bad_numbers(section, "")  # type: ignore[no-any-return]
+
+    @pydantic.model_validator(mode="after")
+    def _finite_extra_sections(self) -> RPUSpec:
+        refuse_bad_numbers(self.model_extra or {}, "")
+        return self
+
     def sections(self) -> dict[str, Any]:
         """The parameter sections written, the named ones and the extra ones, in order."""
         named = (
@@ -292,11 +315,16 @@ class OptimizerSpec(pydantic.BaseModel):
         description="AnalogSGD, AnalogAdam, or a torch.optim class (AdamW, RMSprop, ...) "
         "that aihwkit's AnalogOptimizer wraps",
     )
-    lr: float = Field(default=0.1, gt=0, le=100)
+    lr: float = Field(default=0.1, gt=0, le=100, allow_inf_nan=False)
     params: dict[str, Any] = Field(
         default_factory=dict,
         description="further arguments of the torch optimizer (momentum, weight_decay, ...)",
     )
+
+    @pydantic.field_validator("params")
+    @classmethod
+    def _finite(cls, params: dict[str, Any]) -> dict[str, Any]:
+        return refuse_bad_numbers(params, "")  # type: ignore[no-any-return]
 
 
 class ScheduleSpec(pydantic.BaseModel):
@@ -304,7 +332,7 @@ class ScheduleSpec(pydantic.BaseModel):
 
     model_config = _FORBID
     name: Literal["constant", "step", "exponential", "cosine"] = "constant"
-    step_size: int = Field(default=10, ge=1, description="step: epochs between decays")
+    step_size: Int = Field(default=10, ge=1, description="step: epochs between decays")
     gamma: float = Field(default=0.5, gt=0, le=1, description="step, exponential: decay factor")
 
 
@@ -312,22 +340,25 @@ class TrainingSpec(pydantic.BaseModel):
     """How to train; ``epochs: 0`` skips training (e.g. to test a loaded checkpoint)."""
 
     model_config = _FORBID
-    epochs: int = Field(default=10, ge=0, le=10_000)
+    epochs: Int = Field(default=10, ge=0, le=10_000)
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     loss: Literal["cross_entropy", "nll", "mse"] = Field(
         default="cross_entropy",
         description="nll expects a LogSoftmax last layer; mse: regression (or one-hot classes)",
     )
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
-    seed: int = 0
-    seeds: list[Annotated[int, Field(ge=0)]] | None = Field(
+    seed: Int = 0
+    seeds: list[Annotated[Int, Field(ge=0)]] | None = Field(
         default=None,
         min_length=1,
         max_length=100,
         description="one job per seed (labels seed-<n>), instead of 'seed'",
     )
     clip_grad_norm: float | None = Field(
-        default=None, gt=0, description="clip the gradients' total norm before each step"
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="clip the gradients' total norm before each step",
     )
     early_stopping: EarlyStoppingSpec | None = Field(
         default=None, description="needs dataset.validation_fraction > 0"
@@ -356,11 +387,11 @@ class InferenceSpec(pydantic.BaseModel):
         max_length=64,
         description="seconds, or durations like 1s, 1h, 1d, 1y; one alone needs no brackets",
     )
-    repetitions: int = Field(default=5, ge=1, le=1000, description="programming draws per time")
+    repetitions: Int = Field(default=5, ge=1, le=1000, description="programming draws per time")
     compensation: Literal["with", "without", "both"] = Field(
         default="both", description="report accuracy with and/or without drift compensation"
     )
-    seed: int = 0
+    seed: Int = 0
     calibrate: CalibrateSpec | None = Field(
         default=None, description="calibrate input ranges on training batches before drift"
     )
