@@ -7,6 +7,10 @@
 # --no-build-isolation links it to the torch in .venv. pip caches the built wheel, so a
 # second run takes seconds.
 #
+# The venv then guards itself (step 4): a later `pip install SOMETHING` in it, such as a
+# plug-in that depends on aif, can neither replace this torch (with a CUDA build and its
+# nvidia wheels) nor pull torchvision. See docs/plugging-in-hardware.md.
+#
 # Usage: scripts/setup.sh            (idempotent; re-run at will)
 #        AIF_VENV=/path scripts/setup.sh
 set -euo pipefail
@@ -42,29 +46,92 @@ pip_q() {
 }
 PIP=(pip_q)
 
-# 3. torch, pinned: a bare `torch` would pull several GB of CUDA builds.
+# 3. torch, pinned: a bare `torch` would pull several GB of CUDA builds. The guard
+# (step 4) pins the torch installed before, so it is lifted for this one step that may
+# change torch, and written anew right after.
 if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.__version__.split('+')[0] == '$TORCH_VERSION' else 1)" 2>/dev/null; then
     say "installing torch==$TORCH_VERSION"
+    rm -f "$VENV/pip.conf"
     "${PIP[@]}" install "torch==$TORCH_VERSION"
 fi
 
-# 4. aihwkit from its sdist, against the installed torch.
-build_aihwkit() {
+# 4. The guard. pip re-resolves the whole dependency tree of whatever it installs: a
+# plug-in that depends on `aif` brings aif's `torch>=2.1` and `aihwkit==1.2.0`, and
+# aihwkit's metadata requires torchvision. Left alone, pip answers with the newest CUDA
+# torch, torchvision, triton and the nvidia wheels, and aihwkit, linked to this torch,
+# then breaks silently. Two parts stop that:
+#  a. A constraints file pins torch to the exact build installed (`2.13.0+cpu`, local
+#     label included, so not even PyPI's CUDA `2.13.0` fits) and aihwkit to its version.
+#     The venv's own pip.conf names it: pip reads $VENV/pip.conf (its "site"
+#     configuration) on every run of this venv's pip, activated or not, so a plain
+#     `pip install X` obeys it, and a request that conflicts fails (ResolutionImpossible)
+#     instead of replacing anything. The site setting replaces the user's or machine's
+#     `constraint`, so their files are named there too. Only the environment gets past
+#     it (PIP_CONSTRAINT, or PIP_CONFIG_FILE=/dev/null), or an explicit `--constraint`
+#     that is added to it.
+#  b. aihwkit is installed from its built wheel repacked without `Requires-Dist:
+#     torchvision` (step 5). aif never imports torchvision (aihwkit does only in its
+#     dataset helpers), and no CPU build of it matches this torch here. `wheel unpack` /
+#     `wheel pack` rewrite RECORD with the new METADATA's hash, so pip installs,
+#     uninstalls and `pip check`s it like any other wheel: nothing installed is edited.
+CONSTRAINTS="$(cd "$VENV" && pwd)/aif-constraints.txt"
+TORCH_INSTALLED="$("$PY" -c 'import importlib.metadata as m; print(m.version("torch"))')"
+{
+    echo "# Written by scripts/setup.sh (re-run it to refresh) and named by pip.conf beside it:"
+    echo "# every pip install in this venv keeps torch as installed and aihwkit at its version."
+    echo "torch==$TORCH_INSTALLED"
+    echo "aihwkit==$AIHWKIT_VERSION"
+} >"$CONSTRAINTS"
+INHERITED="$("$PY" -m pip config --user get global.constraint 2>/dev/null ||
+    "$PY" -m pip config --global get global.constraint 2>/dev/null || true)"
+{
+    echo "# Written by scripts/setup.sh: pip reads this file on every run of this venv's pip."
+    echo "# aif-constraints.txt keeps torch and aihwkit as setup.sh installed them; any other"
+    echo "# file named here is the user's or the machine's own pip constraint, kept."
+    echo "[global]"
+    echo "constraint = $CONSTRAINTS${INHERITED:+ $INHERITED}"
+} >"$VENV/pip.conf"
+
+# 5. aihwkit from its sdist, against the installed torch, without torchvision (4b).
+aihwkit_ok() {
+    "$PY" - "$AIHWKIT_VERSION" 2>/dev/null <<'PYEOF'
+import importlib.metadata as m
+import re
+import sys
+
+names = {re.split(r"[^A-Za-z0-9._-]", r, maxsplit=1)[0].lower() for r in m.requires("aihwkit") or []}
+sys.exit(0 if m.version("aihwkit") == sys.argv[1] and "torchvision" not in names else 1)
+PYEOF
+}
+install_aihwkit() {
     say "building aihwkit==$AIHWKIT_VERSION against torch $TORCH_VERSION (about 4 minutes the first time)"
     "${PIP[@]}" install 'cmake>=4.2.1' scikit-build 'pybind11>=3.0.1' ninja setuptools wheel mypy
+    local work="$VENV/.aihwkit-wheel"
+    rm -rf "$work"
     MAX_JOBS="$(nproc)" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
-        "${PIP[@]}" install --no-build-isolation --no-deps "$@" "aihwkit==$AIHWKIT_VERSION"
+        "${PIP[@]}" wheel --no-build-isolation --no-deps "$@" -w "$work/built" "aihwkit==$AIHWKIT_VERSION"
+    "$PY" -m wheel unpack -d "$work/tree" "$work"/built/aihwkit-*.whl >/dev/null
+    sed -i -E '/^Requires-Dist: *torchvision([^A-Za-z0-9._-]|$)/Id' \
+        "$work"/tree/aihwkit-*/aihwkit-*.dist-info/METADATA
+    mkdir -p "$work/repacked"
+    "$PY" -m wheel pack -d "$work/repacked" "$work"/tree/aihwkit-* >/dev/null
+    "${PIP[@]}" install --no-deps --force-reinstall "$work"/repacked/aihwkit-*.whl
+    rm -rf "$work"
+    if ! aihwkit_ok; then
+        say "aihwkit $AIHWKIT_VERSION still requires torchvision after its repack; see step 4b"
+        exit 1
+    fi
 }
-if ! "$PY" -c "import importlib.metadata as m, sys; sys.exit(0 if m.version('aihwkit') == '$AIHWKIT_VERSION' else 1)" 2>/dev/null; then
-    build_aihwkit
+if ! aihwkit_ok; then
+    install_aihwkit
 fi
 # aihwkit's runtime needs, without torchvision (no CPU build of it exists here, and
 # aihwkit only imports it in its dataset helpers, which aif does not use).
 "${PIP[@]}" install scikit-learn scipy 'requests>=2.25,<3' 'protobuf>=4.21.6' tqdm typing_extensions
 
-# 5. aif itself, editable, with its test extras. Its dependencies come from
-# pyproject.toml; torch and aihwkit are skipped because they are installed above and a
-# resolver run over aihwkit's metadata would pull torchvision and CUDA torch.
+# 6. aif itself, editable, with its test extras. Its dependencies come from
+# pyproject.toml; torch and aihwkit are skipped because they are installed above (and
+# the guard would keep them anyway).
 "${PIP[@]}" install --no-deps -e .
 "$PY" - <<'PYEOF' > "$VENV/aif-requirements.txt"
 import tomllib
@@ -79,7 +146,7 @@ for req in reqs:
 PYEOF
 "${PIP[@]}" install -r "$VENV/aif-requirements.txt"
 
-# 6. Prove the compiled simulator works with this torch: a real analog tile. An aihwkit
+# 7. Prove the compiled simulator works with this torch: a real analog tile. An aihwkit
 # built against another torch (an old wheel in pip's cache, a torch upgrade) fails here;
 # it is then rebuilt once from source, bypassing the cache, and checked again.
 tile_check() {
@@ -108,7 +175,13 @@ PYEOF
 say "checking a real aihwkit analog tile"
 if ! tile_check; then
     say "the analog tile check failed: rebuilding aihwkit against torch $TORCH_VERSION"
-    build_aihwkit --force-reinstall --no-cache-dir
+    install_aihwkit --no-cache-dir
     tile_check
+fi
+# 8. Every installed package has what it requires (aihwkit too, now without torchvision).
+if ! "$PY" -m pip check >/dev/null; then
+    "$PY" -m pip check >&2 || true
+    say "pip check failed: an installed package lacks a requirement (above)"
+    exit 1
 fi
 say "done: activate with 'source $VENV/bin/activate'"

@@ -55,10 +55,10 @@ ABI_SYMPTOMS = (
 
 _PIP = f"{sys.executable} -m pip"
 ABI_FIX = (
-    "rebuild aihwkit from its sdist against the installed torch: "
-    f"{_PIP} install --no-build-isolation --no-deps --force-reinstall --no-cache-dir "
-    f"aihwkit=={AIHWKIT_VERSION} (re-running scripts/setup.sh does this when its tile check fails; "
-    "--no-cache-dir keeps pip from reusing a wheel built against another torch)"
+    f"rebuild aihwkit=={AIHWKIT_VERSION} from its sdist against the installed torch: re-run "
+    "scripts/setup.sh, whose tile check fails and rebuilds it without pip's cached wheel "
+    "(built against another torch), and without the torchvision requirement a plain "
+    "pip install would bring back (docs/plugging-in-hardware.md)"
 )
 SETUP_FIX = "run scripts/setup.sh (idempotent): it installs torch, builds aihwkit and installs aif"
 
