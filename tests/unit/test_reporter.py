@@ -327,3 +327,30 @@ def test_figures_name_the_metric_a_regression_run_measures(
     report.finish()
     assert {"Test mse", "Test mse after drift", "Final test mse", "test mse"} <= set(titles)
     assert not any("accuracy" in t for t in titles), titles
+
+
+def test_figures_drawn_early_are_redrawn_only_when_their_data_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drawn: list[str] = []
+    real = report_plots.plot_training
+
+    def counting(*args: Any, **kwargs: Any) -> bool:
+        drawn.append("training")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(report_plots, "plot_training", counting)
+    report = Report(tmp_path, workflow="w")
+    report.add_metrics(metric("a", 1, epochs=1))
+    report.draw(["training.png"])  # what the reporter does when a job's training ends
+    assert report.plots == ["training.png"] and drawn == ["training"]
+    report.add_result(result("a", drift_times=[1.0], drift_mean=[0.7], drift_std=[0.0]))
+    report.finish()
+    assert drawn == ["training"]  # its data did not change: not drawn again
+    assert report.plots == ["training.png", "drift.png"]
+    assert strict_json(report.results_path)["files"][2:] == ["training.png", "drift.png"]
+    report.add_metrics(metric("b", 1, epochs=1))
+    report.add_result(result("b", metric="mse", drift_times=[1.0], drift_mean=[0.1],
+                             drift_std=[0.0]))  # fmt: skip
+    report.finish()
+    assert drawn == ["training", "training"]

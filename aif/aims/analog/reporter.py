@@ -34,7 +34,7 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,9 @@ __all__ = [
     "json_safe",
     "write_json_atomic",
 ]
+
+#: The figures a report draws, in the order results.json lists them.
+PLOTS = ("training.png", "drift.png", "configurations.png")
 
 #: Columns of metrics.csv, in order.
 METRICS_FIELDS = ("job", "epoch", "epochs", "loss", "accuracy", "seconds", "lr")
@@ -162,8 +165,10 @@ class Report:
         #: job name -> its result; a second result for one job replaces the first.
         self.results: dict[str, dict[str, Any]] = {}
         self.rejections: list[dict[str, Any]] = []
-        self.plots: list[str] = []
         self.plot_errors: list[str] = []
+        #: plot file -> what it was drawn from (a revision of its data, and the metric)
+        self._drawn: dict[str, tuple[int, str]] = {}
+        self._revisions = {"metrics": 0, "results": 0}
         self.run: dict[str, Any] = {
             "workflow": workflow,
             "aim": aim,
@@ -191,6 +196,7 @@ class Report:
         with self.metrics_path.open("a", newline="", encoding="utf-8") as f:
             csv.writer(f).writerow(_csv_cell(value[key]) for key in METRICS_FIELDS)
         self.metrics.append(row)
+        self._revisions["metrics"] += 1
         return row
 
     def add_result(self, value: Mapping[str, Any]) -> dict[str, Any]:
@@ -203,6 +209,7 @@ class Report:
                 for n, t, m in zip(names, tiles, macs, strict=False)
             ]
         self.results[str(result["job"])] = result
+        self._revisions["results"] += 1
         self.write_results()
         return result
 
@@ -249,6 +256,11 @@ class Report:
             "plot_errors": self.plot_errors,
         }
 
+    @property
+    def plots(self) -> list[str]:
+        """The figures drawn so far, in a fixed order."""
+        return [name for name in PLOTS if name in self._drawn]
+
     def write_results(self) -> None:
         write_json_atomic(self.results_path, self.document())
 
@@ -265,21 +277,38 @@ class Report:
         return self.summary()
 
     def _plot(self) -> None:
+        self.draw(PLOTS)
+
+    def draw(self, names: Iterable[str]) -> None:
+        """Draw the figures ``names`` whose data changed since they were last drawn.
+
+        Safe in a worker thread while records keep arriving: it draws from copies of
+        the records taken when it starts. A figure that fails is reported in
+        ``plot_errors`` instead of losing the results. Blocking.
+        """
         from aif.aims.analog import report_plots
 
-        results = list(self.results.values())
-        jobs = [str(m["job"]) for m in self.metrics] + list(self.results)
+        # revisions first: a record that lands while copying only causes one more redraw
+        revisions = dict(self._revisions)
+        metrics, results = list(self.metrics), list(self.results.values())
+        jobs = [str(m["job"]) for m in metrics] + [str(r["job"]) for r in results]
         colours = report_plots.colours_for(jobs)
         # what the "accuracy" of records measures: one name, or both when a run mixes them
         metric = " / ".join(sorted({str(r.get("metric", "accuracy")) for r in results}))
-        for name, draw, data in (
-            ("training.png", report_plots.plot_training, self.metrics),
-            ("drift.png", report_plots.plot_drift, results),
-            ("configurations.png", report_plots.plot_configurations, results),
-        ):
+        metric = metric or "accuracy"
+        sources = {
+            "training.png": (report_plots.plot_training, metrics, "metrics"),
+            "drift.png": (report_plots.plot_drift, results, "results"),
+            "configurations.png": (report_plots.plot_configurations, results, "results"),
+        }
+        for name in names:
+            draw, data, kind = sources[name]
+            signature = (revisions[kind], metric)
+            if self._drawn.get(name) == signature:
+                continue
             try:
-                if draw(data, self.folder / name, colours, metric or "accuracy"):
-                    self.plots.append(name)
+                if draw(data, self.folder / name, colours, metric):
+                    self._drawn[name] = signature
             except Exception as exc:  # a figure must never cost the results
                 self.plot_errors.append(f"{name}: {type(exc).__name__}: {exc}")
 
@@ -303,7 +332,9 @@ class AnalogReporter(AIM):
 
     Collects until its inputs close, writing as records arrive (``metrics.csv`` per
     epoch, ``results.json`` per result), then draws ``training.png``, ``drift.png`` and
-    ``configurations.png`` and reports the folder and the best job as its result.
+    ``configurations.png`` and reports the folder and the best job as its result. The
+    training curves are drawn as soon as a job's last epoch arrives, while it drifts,
+    and only figures whose data changed since are drawn again at the end.
     """
 
     inputs = {
@@ -326,6 +357,19 @@ class AnalogReporter(AIM):
         self.log.info("writing the report to %s", folder)
         #: matplotlib loads while the jobs run, not after the last one.
         self._preload = Preload(["aif.aims.analog.report_plots"] if self.params.plots else [])
+        #: Figures drawn while the run goes on, so the end of the run waits only for
+        #: those whose data came last (a single job's drift curve).
+        self._drawing: asyncio.Task[None] | None = None
+
+    def _draw_soon(self, names: tuple[str, ...]) -> None:
+        """Draw ``names`` in a worker thread unless a drawing is under way (the final
+        draw catches up with whatever arrived meanwhile)."""
+        if self._drawing is None or self._drawing.done():
+            self._drawing = asyncio.create_task(self._draw(names))
+
+    async def _draw(self, names: tuple[str, ...]) -> None:
+        await self._preload.ready()
+        await asyncio.to_thread(self.report.draw, names)
 
     async def run(self) -> None:
         assert isinstance(self.params, ReporterParams)
@@ -334,7 +378,10 @@ class AnalogReporter(AIM):
         async for event in self.events():
             if isinstance(event, Record):
                 if event.port == "metrics":
-                    report.add_metrics(event.value)
+                    row = report.add_metrics(event.value)
+                    if row["epoch"] == row["epochs"] and self.params.plots:
+                        # a job's training is over: draw its curves while it drifts
+                        self._draw_soon(("training.png",))
                 elif event.port == "results":
                     result = report.add_result(event.value)
                     await self.progress(job=result["job"], status=result["status"])
@@ -342,6 +389,8 @@ class AnalogReporter(AIM):
                     report.add_rejection(event.value)
             elif isinstance(event, Stop):
                 reason = event.reason
+        if self._drawing is not None:
+            await self._drawing
         await self._preload.ready()
         summary = await asyncio.to_thread(report.finish, reason, plots=self.params.plots)
         await self.result(
