@@ -89,6 +89,7 @@ _BUILTINS: dict[str, str] = {
     "relay": "aif.aims.builtin:Relay",
     "tensor-source": "aif.aims.builtin:TensorSource",
     "checksum": "aif.aims.builtin:Checksum",
+    "record-file": "aif.aims.record_file:RecordFile",
     "digits-source": "aif.aims.analog.digits:DigitsSource",
     "analog-classifier": "aif.aims.analog.digits:AnalogClassifier",
     "experiment-source": "aif.aims.analog.experiments:ExperimentSource",
@@ -101,6 +102,31 @@ _BUILTINS: dict[str, str] = {
 def builtin_names() -> list[str]:
     """Short names of the AIMs that ship with aif."""
     return sorted(_BUILTINS)
+
+
+def builtin_class_path(name: str) -> str:
+    """The ``package.module:Class`` of built-in ``name`` (KeyError if it is none)."""
+    return _BUILTINS[name]
+
+
+@dataclass(frozen=True)
+class PluginEntry:
+    """An AIM type an installed package publishes in the ``aif.aims`` group (not loaded)."""
+
+    name: str
+    #: ``package.module:Class``, as the entry point says.
+    value: str
+    #: The distribution that publishes it (``aif-int8-accelerator``), or None if unknown.
+    dist: str | None
+
+
+def plugin_entries() -> list[PluginEntry]:
+    """Every ``aif.aims`` entry point, by name, without importing any of them."""
+    found = {
+        ep.name: PluginEntry(ep.name, ep.value, ep.dist.name if ep.dist is not None else None)
+        for ep in entry_points(group=ENTRY_POINT_GROUP)
+    }
+    return [found[name] for name in sorted(found)]
 
 
 def plugin_names() -> list[str]:

@@ -4,7 +4,8 @@ Subcommands: ``doctor`` (is this machine ready?), ``validate`` / ``export`` (rea
 AIW without running it), ``check`` (analog experiments, as the validator sees them),
 ``run`` (an embedded controller runs an AIW to its end with live progress; it listens on
 tcp for the AIW's ``placement: remote`` AIMs), ``aim serve`` (host one AIM for a
-controller elsewhere: hot-plug), ``chip emulate`` (an emulated IMC chip behind the
+controller elsewhere: hot-plug), ``aim list`` / ``aim show TYPE`` (the AIM types
+available here: see ``aif.cli.aim_types``), ``chip emulate`` (an emulated IMC chip behind the
 chip protocol), and the daemon's commands (``controller start|stop|status``, ``submit``,
 ``ps``, ``status``, ``logs``, ``suspend``, ``resume``, ``cancel``, ``aims``: see
 ``aif.cli.daemon``). Exit codes: 0 success,
@@ -133,7 +134,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     resolved = _load(args)
     display = RunDisplay(console(), quiet=args.quiet)
     interrupts: list[int] = []
-    result = asyncio.run(_run(resolved, args, display, interrupts))
+    with display.aim_logs(logging.DEBUG if args.verbose else logging.INFO):
+        result = asyncio.run(_run(resolved, args, display, interrupts))
     display.summary(result)
     if args.json:
         Path(args.json).write_text(json.dumps(_result_json(result), indent=2, default=str))
@@ -221,6 +223,8 @@ def _announce(
 
 
 def _result_json(result: Any) -> dict[str, Any]:
+    from aif.cli.progress import result_files
+
     return {
         "id": result.id,
         "workflow": result.workflow,
@@ -229,6 +233,7 @@ def _result_json(result: Any) -> dict[str, Any]:
         "seconds": result.seconds,
         "results": result.results,
         "outputs": {k: len(v) for k, v in result.outputs.items()},
+        "files": result_files(result.results),
     }
 
 
@@ -319,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = aim.add_parser("serve", help="host one AIM for a running controller (hot-plug)")
     _aim_serve_arguments(p)
     p.set_defaults(func=cmd_aim_serve)
+    from aif.cli import aim_types as cli_aim_types
+
+    cli_aim_types.add_commands(aim)
 
     chip = sub.add_parser("chip", help="work with IMC chips").add_subparsers(
         dest="chip_command", required=True, metavar="CHIP_COMMAND"

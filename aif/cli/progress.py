@@ -9,6 +9,10 @@ needs nothing more. In results, a value that is itself a mapping (a simulator's
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -58,6 +62,47 @@ def _rows_table(rows: dict[str, dict[str, Any]]) -> Table:
     return table
 
 
+def result_files(results: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
+    """The files each AIM reported writing (a result's ``files``, joined to its ``folder``
+    when relative): where a run's records went (``record-file``, ``analog-reporter``)."""
+    out: dict[str, list[str]] = {}
+    for aim, data in sorted(results.items()):
+        files, folder = data.get("files"), data.get("folder")
+        if not isinstance(files, list):
+            continue
+        base = Path(folder) if isinstance(folder, str) else None
+        out[aim] = [
+            str(base / str(f)) if base is not None and not Path(str(f)).is_absolute() else str(f)
+            for f in files
+        ]
+    return out
+
+
+#: The loggers of AIMs (``AIM.log``) are children of this one: ``aif.aim.<name>``.
+AIM_LOGGER = "aif.aim"
+
+
+class _AIMLogHandler(logging.Handler):
+    """Prints an AIM's log lines through the live display, prefixed by the AIM's name."""
+
+    def __init__(self, console: Console, level: int) -> None:
+        super().__init__(level)
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            aim = record.name.removeprefix(AIM_LOGGER + ".")
+            text = record.getMessage()
+            if record.exc_info:
+                text += "\n" + logging.Formatter().formatException(record.exc_info)
+            if record.levelno >= logging.WARNING:
+                text = f"{record.levelname.lower()}: {text}"
+            style = "yellow" if record.levelno >= logging.WARNING else "default"
+            self.console.print(f"  [bold]{escape(aim)}[/bold]: [{style}]{escape(text)}[/{style}]")
+        except Exception:
+            self.handleError(record)
+
+
 class RunDisplay:
     """Turns controller events into a live view, then prints a summary table."""
 
@@ -75,6 +120,29 @@ class RunDisplay:
             disable=quiet,
         )
         self._tasks: dict[str, TaskID] = {}
+
+    @contextlib.contextmanager
+    def aim_logs(self, level: int = logging.INFO) -> Iterator[None]:
+        """While inside, the log lines of the AIMs in this process (``AIM.log``) at
+        ``level`` and above are printed above the progress bars as ``  NAME: message``.
+
+        Quiet: nothing changes (warnings still reach stderr through the root logger).
+        """
+        if self.quiet:
+            yield
+            return
+        logger = logging.getLogger(AIM_LOGGER)
+        handler = _AIMLogHandler(self._progress.console, level)
+        saved = logger.level, logger.propagate
+        logger.addHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = False  # once here, not again through the root logger
+        try:
+            yield
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(saved[0])
+            logger.propagate = saved[1]
 
     def __enter__(self) -> RunDisplay:
         self._progress.start()
@@ -140,6 +208,9 @@ class RunDisplay:
         if rows:
             self.console.print(_rows_table(rows))
         self.console.print(table)
+        for aim, files in result_files(result.results).items():
+            for file in files:
+                self.console.print(f"{escape(aim)} wrote {escape(file)}", soft_wrap=True)
         colour = "green" if result.ok else "red"
         line = f"[{colour}]{result.state.value}[/{colour}] in {result.seconds:.2f} s"
         if result.error:
