@@ -5,7 +5,10 @@
   from (built-ins, class paths, ``aif.aims`` entry points, prefixed types such as the
   Store's ``store:``); ``preload``: heavy imports an AIM declares for warm processes.
 - ``children``: helper processes that die with their parent (the chip emulator's).
-- ``builtin``: source, collect, relay, tensor-source, checksum.
+- ``builtin``: source, collect, relay, tensor-source, checksum; ``record_file``: the
+  ``record-file`` sink that keeps a run's records (JSON lines, arrays in ``.npz``).
+- ``catalog``: what an AIM type declares (ports, params, queues, capabilities, origin),
+  for ``aif aim list`` / ``show`` and the generated ``docs/aims.md``.
 - ``analog/``: the analog AIMs (experiments, validator, simulator, reporter, digits,
   the IMC chip).
 
