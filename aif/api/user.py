@@ -10,7 +10,14 @@ same framing as the AIM API, so a script in any language can drive a daemon::
       │◄── {rid: 8, ok: false, error: {type: JobNotFound, message: …}}
 
 Every request is a pydantic model here, so a malformed one is refused with the field
-that is wrong (and the daemon goes on). Errors travel as the name of an ``aif.errors``
+that is wrong (and the daemon goes on). Every field is bounded (a request of more than
+:data:`MAX_REQUEST` bytes is refused before it is decoded, a list has a longest length,
+an error names at most :data:`MAX_PROBLEMS` wrong fields), so no request costs the
+daemon more than a bounded amount of work to refuse.
+
+Over tcp in the basic profile a daemon asks each request for its token (the key
+:data:`TOKEN_KEY` of the map, beside ``op`` and ``rid``; see ``aif.daemon.server``);
+ipc and CURVE (secure profile) requests carry none. Errors travel as the name of an ``aif.errors``
 class plus its message; the client turns the name back into that class through a fixed
 table, never by evaluating anything it received (:mod:`aif.api.wire`, which a client
 that only sends requests and reads replies loads without these models). ``peer.*`` ops are the
@@ -21,9 +28,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import msgpack
 import pydantic
 
-from aif.api.aim import validate_api_message
 from aif.api.wire import (
     error_reply as error_reply,
 )
@@ -41,6 +48,19 @@ from aif.errors import MalformedMessage
 
 _STRICT = pydantic.ConfigDict(extra="forbid", frozen=True)
 
+#: Largest User API request, in bytes: a workflow of ``MAX_WORKFLOW_CHARS`` characters
+#: (up to 4 bytes each in UTF-8) and room for the rest. Larger ones are refused unread.
+MAX_REQUEST = 5 * 2**20
+#: Longest workflow text a ``submit`` carries, in characters (the YAML loader's own
+#: limit, ``aif.inputs.safe_yaml.MAX_TEXT_CHARS``).
+MAX_WORKFLOW_CHARS = 2**20
+#: Most wrong fields one error reply names (the rest are counted).
+MAX_PROBLEMS = 10
+#: The request key that carries the tcp User API's token (basic profile).
+TOKEN_KEY = "token"
+#: A path or similar short text in a request.
+_PATH = 4096
+
 
 class _Request(pydantic.BaseModel):
     model_config = _STRICT
@@ -57,11 +77,13 @@ class Submit(_Request):
     """Queue one AIW instance (``MPAI_AIFU_AIW_Start`` when it gets an instance)."""
 
     op: Literal["submit"] = "submit"
-    text: str = pydantic.Field(max_length=4 * 2**20)
-    source: str
-    overrides: list[str] = pydantic.Field(default_factory=list)
-    base_dir: str
-    work_dir: str
+    text: str = pydantic.Field(max_length=MAX_WORKFLOW_CHARS)
+    source: str = pydantic.Field(max_length=_PATH)
+    overrides: list[Annotated[str, pydantic.Field(max_length=64 * 2**10)]] = pydantic.Field(
+        default_factory=list, max_length=1000
+    )
+    base_dir: str = pydantic.Field(max_length=_PATH)
+    work_dir: str = pydantic.Field(max_length=_PATH)
     priority: int = pydantic.Field(default=0, ge=-1000, le=1000)
     hold: bool = False
 
@@ -70,7 +92,9 @@ class ListJobs(_Request):
     """The jobs, oldest first; by default the unfinished ones and the last 20 finished."""
 
     op: Literal["list"] = "list"
-    states: list[str] | None = None
+    states: list[Annotated[str, pydantic.Field(max_length=32)]] | None = pydantic.Field(
+        default=None, max_length=32
+    )
     limit: int | None = pydantic.Field(default=None, ge=1)
 
 
@@ -192,17 +216,84 @@ def unpack(frame: bytes) -> Any:
     return unpack_api_message(frame, "User API")
 
 
-def parse_request(frame: bytes) -> Request:
-    """Decode and validate a request; ``MalformedMessage`` names every wrong field."""
-    request: Request = validate_api_message(_request_adapter, unpack(frame), "User API request")
+def unpack_request(frame: bytes) -> Any:
+    """Decode one request frame; one over :data:`MAX_REQUEST` bytes is refused unread."""
+    if len(frame) > MAX_REQUEST:
+        raise MalformedMessage(
+            f"User API request of {len(frame)} bytes exceeds {MAX_REQUEST}; a workflow may "
+            f"have at most {MAX_WORKFLOW_CHARS} characters"
+        )
+    return unpack(frame)
+
+
+def peer_token(address: str) -> str | None:
+    """The token to send a basic-profile peer controller at tcp ``address`` (C2C):
+    ``$AIF_PEER_TOKENS`` (``tcp://HOST:PORT=TOKEN``, comma-separated), else ``$AIF_TOKEN``."""
+    import os
+
+    for item in os.environ.get("AIF_PEER_TOKENS", "").split(","):
+        peer, sep, token = item.strip().partition("=")
+        if sep and peer == address and token:
+            return token
+    return os.environ.get("AIF_TOKEN") or None
+
+
+def take_token(data: object) -> object:
+    """Remove and return the request's token (None if it has none)."""
+    return data.pop(TOKEN_KEY, None) if isinstance(data, dict) else None
+
+
+def validate_request(data: object) -> Request:
+    """A decoded request as its model; ``MalformedMessage`` names the wrong fields (at
+    most :data:`MAX_PROBLEMS` of them, each cut short)."""
+    try:
+        request: Request = _request_adapter.validate_python(data)
+    except pydantic.ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False, include_context=False)
+        problems = [
+            f"{'.'.join(str(p) for p in err['loc'])[:200] or '<message>'}: {err['msg'][:300]}"
+            for err in errors[:MAX_PROBLEMS]
+        ]
+        if len(errors) > MAX_PROBLEMS:
+            problems.append(f"and {len(errors) - MAX_PROBLEMS} more")
+        raise MalformedMessage(f"invalid User API request: {'; '.join(problems)}") from exc
     return request
+
+
+def parse_request(frame: bytes) -> Request:
+    """Decode and validate a request; ``MalformedMessage`` names the wrong fields."""
+    data = unpack_request(frame)
+    take_token(data)
+    return validate_request(data)
 
 
 def request_id(frame: bytes) -> int:
     """The ``rid`` of a request that failed to parse, so its error reply still matches."""
     try:
-        data = unpack(frame)
+        data = unpack_request(frame)
     except MalformedMessage:
+        return peek_rid(frame)
+    return rid_of(data)
+
+
+def peek_rid(frame: bytes, window: int = 1024) -> int:
+    """The ``rid`` of a request read from its first ``window`` bytes only (0 if it is not
+    there): what an oversized request is answered with, unread. Clients put ``op`` and
+    ``rid`` first."""
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=True, max_buffer_size=window)
+    unpacker.feed(frame[:window])
+    try:
+        for _ in range(min(unpacker.read_map_header(), 8)):
+            key = unpacker.unpack()
+            value = unpacker.unpack()
+            if key == "rid":
+                return rid_of({"rid": value})
+    except Exception:  # out of data, not a map, a value too long to peek past: no rid
         return 0
+    return 0
+
+
+def rid_of(data: object) -> int:
+    """The ``rid`` of a decoded request, whatever else is wrong with it (0 if none)."""
     rid = data.get("rid") if isinstance(data, dict) else None
-    return rid if isinstance(rid, int) else 0
+    return rid if type(rid) is int and -(2**63) <= rid < 2**64 else 0

@@ -19,6 +19,9 @@ from aif.errors import AIFError, ControllerError, MalformedMessage
 
 #: Largest control message either API accepts, in bytes (payloads go over channels).
 MAX_API_MESSAGE = 16 * 2**20
+#: Longest error message a reply carries, in characters: an error about a huge request
+#: (a list of a million wrong values) is cut here, so the reply stays small.
+MAX_ERROR_MESSAGE = 4096
 
 #: Error classes a reply may name; anything else arrives as ``ControllerError``.
 _ERRORS: dict[str, type[AIFError]] = {
@@ -57,9 +60,17 @@ def ok_reply(rid: int, result: Any) -> dict[str, Any]:
 
 
 def error_reply(rid: int, error: BaseException) -> dict[str, Any]:
-    """A failed reply carrying the error's class name and message."""
+    """A failed reply carrying the error's class name and message (at most
+    :data:`MAX_ERROR_MESSAGE` characters: a longer one is cut, saying so)."""
     kind = type(error).__name__ if isinstance(error, AIFError) else "ControllerError"
-    return {"rid": rid, "ok": False, "error": {"type": kind, "message": str(error)}}
+    return {"rid": rid, "ok": False, "error": {"type": kind, "message": bounded(str(error))}}
+
+
+def bounded(message: str, limit: int = MAX_ERROR_MESSAGE) -> str:
+    """``message``, cut to about ``limit`` characters with a note of how much was left out."""
+    if len(message) <= limit:
+        return message
+    return f"{message[:limit]} ... ({len(message) - limit} more characters not shown)"
 
 
 def reply_result(reply: Any, address: str) -> Any:

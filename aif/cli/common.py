@@ -53,7 +53,8 @@ def connect(args: argparse.Namespace) -> Client:
     """A client of the daemon ``--controller``, ``$AIF_CONTROLLER`` or the state dir names.
 
     Over tcp to a secure daemon it dials CURVE with this state directory's identity and
-    the daemon's key (``--server-key``, else found as ``aif.Client`` finds it).
+    the daemon's key (``--server-key``, else found as ``aif.Client`` finds it); to a basic
+    one it sends the token (``--token``, else found as ``aif.Client`` finds it).
     """
     from aif.daemon.client import Client
 
@@ -64,6 +65,7 @@ def connect(args: argparse.Namespace) -> Client:
         state_dir=state_dir_of(args),
         timeout=args.api_timeout,
         server_key=server_key,
+        token=getattr(args, "token", None),
     )
 
 
@@ -161,6 +163,11 @@ def add_target(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
         metavar="curve:KEY",
         help="the daemon's CURVE key, for a tcp --controller in the secure profile (default: "
         "from the local controller.json, or the key trusted for that endpoint)",
+    )
+    p.add_argument(
+        "--token",
+        help="the token of a basic-profile daemon's tcp --controller (default: $AIF_TOKEN, "
+        "else STATE_DIR/api.token when that daemon is local)",
     )
     if json_flag:
         p.add_argument("--json", action="store_true", help="print JSON for scripts")

@@ -37,7 +37,7 @@ DETACH_TIMEOUT = 60.0
 
 def cmd_controller_start(args: argparse.Namespace) -> int:
     """Run the daemon in the foreground, or start it detached and return once it serves."""
-    from aif.daemon.daemon import DaemonConfig, serve_daemon
+    from aif.daemon.daemon import DaemonConfig, check_auth, serve_daemon
     from aif.daemon.scheduler import default_instances, parse_instances
 
     state_dir = state_dir_of(args)
@@ -47,6 +47,8 @@ def cmd_controller_start(args: argparse.Namespace) -> int:
         raise DaemonError("--worker-jobs and --worker-memory must not be negative")
     instances = parse_instances(args.instances) if args.instances else default_instances()
     passphrase = sys.stdin.readline().rstrip("\n") if args.passphrase_stdin else None
+    # --no-auth on an open address is refused here, before a detached daemon starts
+    check_auth(DaemonConfig(state_dir, api=args.api, profile=args.profile, no_auth=args.no_auth))
     if args.detach:
         return _detach(args, state_dir, _passphrase_to_hand_on(args, state_dir))
     logging.basicConfig(
@@ -66,6 +68,8 @@ def cmd_controller_start(args: argparse.Namespace) -> int:
         store=args.store,
         worker_jobs=args.worker_jobs,
         worker_memory=args.worker_memory,
+        no_auth=args.no_auth,
+        inproc=args.inproc,
     )
     return serve_daemon(config)
 
@@ -121,6 +125,8 @@ def _detach(args: argparse.Namespace, state_dir: Path, passphrase: str | None = 
         info = read_daemon_file(state_dir)
         if info is not None and info.get("pid") == child.pid:
             print(f"controller daemon started (pid {child.pid}), User API {info['api'][0]}")
+            if info.get("auth") == "token":
+                print(f"tcp User API token: {state_dir / 'api.token'} (--token, $AIF_TOKEN)")
             print(f"log: {log_path}")
             return EXIT_OK
         if child.poll() is not None or not pid_alive(child.pid):
@@ -292,5 +298,20 @@ def _start_arguments(p: argparse.ArgumentParser) -> None:
         default="basic",
         help="secure: CURVE on the tcp User API, AIM API and C2C, clients let in by key "
         "(needs `aif keys init`; trust clients with `aif keys trust`) (default basic)",
+    )
+    p.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="basic profile: serve the tcp User API without a token (loopback --api "
+        "addresses only; by default a token is made at start and written to "
+        "STATE_DIR/api.token)",
+    )
+    p.add_argument(
+        "--inproc",
+        choices=["light", "allow", "process"],
+        default="light",
+        help="which placement: inproc AIMs of jobs run inside the daemon: light (aif's "
+        "built-in source, relay, checksum, collect; others run in a child process), allow "
+        "(all, as written: one trusted user), process (none) (default light)",
     )
     p.add_argument("--passphrase-stdin", action="store_true", help=argparse.SUPPRESS)

@@ -24,6 +24,10 @@ and its own identity (``aif keys init``), which the daemon must trust. A handsha
 that fails says why: refused (not trusted there), wrong server key, or CURVE on one
 side only. The ipc User API is always plain: only the owner can reach it.
 
+A basic-profile daemon serves its tcp User API only to requests that carry its token
+(``token=``, else ``$AIF_TOKEN``, else the ``api.token`` of the local state directory
+when its ``controller.json`` names that address). ipc and CURVE need none.
+
 It loads only what a call needs (``aif ps`` answers at once): the CURVE and tcp
 address helpers are imported when a tcp address is dialled, never for the ipc one.
 """
@@ -49,6 +53,10 @@ if TYPE_CHECKING:
 
 #: The file a serving daemon writes into its state directory.
 DAEMON_FILE = "controller.json"
+#: Where a basic-profile daemon writes its tcp User API's token (owner-only).
+TOKEN_FILE = "api.token"
+#: The environment variable a tcp client reads the token from.
+TOKEN_ENV = "AIF_TOKEN"
 #: Seconds a call waits for the daemon's reply.
 DEFAULT_TIMEOUT = 10.0
 #: Seconds between polls of ``logs(follow=True)``.
@@ -133,6 +141,26 @@ def server_key_of(address: str, state_dir: Path) -> bytes | None:
     return trusted_server_key(state_dir, address)
 
 
+def token_of(address: str, state_dir: Path) -> str | None:
+    """The token of the basic-profile daemon at tcp ``address``: ``$AIF_TOKEN``, else the
+    ``api.token`` of ``state_dir`` when that directory's daemon serves ``address``."""
+    if not address.startswith("tcp://"):
+        return None
+    given = os.environ.get(TOKEN_ENV)
+    if given:
+        return given
+    info = read_daemon_file(state_dir)
+    endpoints = info.get("api") if info is not None else None
+    if not isinstance(endpoints, list) or not any(
+        _same_endpoint(str(e), address) for e in endpoints
+    ):
+        return None
+    try:
+        return (Path(state_dir) / TOKEN_FILE).read_text(encoding="utf-8").strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def client_keys(
     address: str,
     state_dir: Path,
@@ -175,9 +203,11 @@ class Client:
         timeout: float = DEFAULT_TIMEOUT,
         server_key: str | bytes | None = None,
         identity: CurvePair | None = None,
+        token: str | None = None,
     ) -> None:
         """``server_key`` (``curve:KEY``) and ``identity``: dial a tcp address with CURVE
-        (found from ``state_dir`` when not given; see the module's docstring)."""
+        (found from ``state_dir`` when not given; see the module's docstring). ``token``:
+        the tcp User API's token of a basic-profile daemon (found the same way)."""
         state = _state_dir_or_default(state_dir)
         if address is None:
             address = find_address(state)
@@ -189,6 +219,12 @@ class Client:
         self.timeout = timeout
         #: The CURVE keys this client dials with (None: plain).
         self.keys = client_keys(address, state, server_key, identity)
+        #: The token sent with each request (tcp, basic profile; None: none sent).
+        self._token = (
+            None
+            if self.keys is not None or not address.startswith("tcp://")
+            else token or token_of(address, state)
+        )
         self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self._sock: zmq.Socket[bytes] = self._ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
@@ -240,6 +276,8 @@ class Client:
                 f"this aif.Client of {self.address} is closed; make a new aif.Client to call {op!r}"
             )
         rid = next(self._rids)
+        if self._token is not None:
+            params = {**params, "token": self._token}
         self._sock.send(wire.pack_map({"op": op, "rid": rid, **params}))
         wait = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + wait

@@ -15,6 +15,12 @@ trusted client keys (``aif keys trust``) and the daemon's own (so the local CLI 
 hosts may use tcp too); peers are asked over CURVE. ``controller.json`` then names the
 daemon's public key (``curve``), so local clients find it. SIGHUP re-reads the trusted
 keys. The ipc User API stays plain: the state directory is the owner's alone.
+
+In the basic profile the tcp User API (``--api tcp://...``) is served only to requests
+that carry the daemon's **token**, as Jupyter serves its notebooks: a fresh one is
+made at each start, logged, and written owner-only to ``api.token`` in the state
+directory, where the local CLI and ``aif.Client`` find it. ``--no-auth`` serves tcp
+without one, and is refused unless every tcp address is a loopback one.
 """
 
 from __future__ import annotations
@@ -22,9 +28,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import ipaddress
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import tempfile
@@ -35,16 +43,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from aif.api import user as user_api
-from aif.communication.addresses import DEFAULT_LISTEN, MAX_IPC_PATH
+from aif.communication.addresses import DEFAULT_LISTEN, MAX_IPC_PATH, tcp_host
 from aif.controller.controller import Controller
 from aif.controller.launchers.warm import DEFAULT_MAX_JOBS, DEFAULT_MAX_RSS_MIB, WorkerPool
-from aif.daemon.client import DAEMON_FILE, read_daemon_file
-from aif.daemon.jobs import JobManager
+from aif.daemon.client import DAEMON_FILE, TOKEN_FILE, read_daemon_file
+from aif.daemon.jobs import InprocPolicy, JobManager
 from aif.daemon.peer_hosting import PeerHosts
 from aif.daemon.scheduler import Instance, Scheduler, default_instances
 from aif.daemon.server import ApiServer
 from aif.daemon.state import JobStore
-from aif.errors import DaemonError
+from aif.errors import ChannelError, ConfigError, DaemonError
 from aif.security.curve import (
     AIM_API_DOMAIN,
     OWN_KEY_NAME,
@@ -87,6 +95,13 @@ class DaemonConfig:
     #: Resident MiB after a job past which a warm worker is recycled (``--worker-memory``;
     #: 0: no limit).
     worker_memory: float = DEFAULT_MAX_RSS_MIB
+    #: Basic profile: serve the tcp User API without a token (``--no-auth``; loopback
+    #: addresses only).
+    no_auth: bool = False
+    #: Which ``placement: inproc`` AIMs of jobs run in the daemon's own loop (``--inproc``):
+    #: ``light`` (aif's built-in sources and sinks; others run in a process), ``allow``
+    #: (all, as written) or ``process`` (none).
+    inproc: InprocPolicy = "light"
 
 
 class StateLock:
@@ -120,6 +135,50 @@ class StateLock:
             self._fd = None
 
 
+def is_loopback(address: str) -> bool:
+    """Whether tcp ``address`` listens on this machine only (127.0.0.0/8, ::1, localhost)."""
+    try:
+        host = tcp_host(address).strip("[]")
+    except ChannelError:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_auth(config: DaemonConfig) -> None:
+    """Refuse ``--no-auth`` where it would serve anyone who reaches a port."""
+    if not config.no_auth:
+        return
+    if config.profile == "secure":
+        raise ConfigError(
+            "--no-auth is for the basic profile; the secure profile lets clients in by "
+            "their CURVE key (`aif keys trust`)"
+        )
+    open_ = [a for a in config.api if a.startswith("tcp://") and not is_loopback(a)]
+    if open_:
+        raise ConfigError(
+            f"--no-auth would serve the User API to anyone who reaches {', '.join(open_)}; "
+            "it is allowed on loopback addresses only (tcp://127.0.0.1:PORT): drop --no-auth "
+            "(clients then give the token in STATE_DIR/api.token) or use --profile secure"
+        )
+
+
+def write_token(state_dir: Path) -> tuple[str, Path]:
+    """A fresh token for the tcp User API, written owner-only to ``state_dir/api.token``."""
+    token = secrets.token_urlsafe(32)
+    path = state_dir / TOKEN_FILE
+    temp = path.with_suffix(f".{os.getpid()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(token + "\n")
+    os.replace(temp, path)
+    return token, path
+
+
 def ipc_endpoint(state_dir: Path) -> str:
     """The User API's ipc address: in the state directory, or a short temp dir if too long."""
     path = state_dir / "api.sock"
@@ -143,6 +202,8 @@ class Daemon:
         self.controller: Controller | None = None
         #: The secure profile's CURVE side (None: basic).
         self.curve: ControllerCurve | None = None
+        #: The tcp User API's token (None: no tcp, CURVE, or ``--no-auth``).
+        self.token: str | None = None
 
     def request_stop(self) -> None:
         """Begin the drain (SIGTERM, SIGINT, ``shutdown``)."""
@@ -150,6 +211,7 @@ class Daemon:
 
     async def serve(self) -> int:
         """Run until asked to stop; returns the exit status."""
+        check_auth(self.config)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._lock.acquire()
         try:
@@ -157,7 +219,17 @@ class Daemon:
                 return await self._serve(store)
         finally:
             self._remove_daemon_file()
+            self._remove_token_file()
             self._lock.release()
+
+    def _remove_token_file(self) -> None:
+        """Remove ``api.token`` if it holds this daemon's token."""
+        if self.token is None:
+            return
+        path = self.state_dir / TOKEN_FILE
+        with contextlib.suppress(OSError):
+            if path.read_text(encoding="utf-8").strip() == self.token:
+                path.unlink()
 
     def _remove_daemon_file(self) -> None:
         """Remove ``controller.json`` if it is this daemon's (never another's)."""
@@ -187,10 +259,16 @@ class Daemon:
             controller = Controller(self.state_dir, **options)
         self.controller = controller
         async with controller:
-            jobs = self.jobs = JobManager(store, controller, Scheduler(config.instances))
+            jobs = self.jobs = JobManager(
+                store, controller, Scheduler(config.instances), config.inproc
+            )
             jobs.store_types = StoreTypes.default(self.state_dir, config.store)
             assert controller.ctx is not None
-            server = ApiServer(controller.ctx, self.handle, self.curve)
+            token_file = None
+            tcp = any(a.startswith("tcp://") for a in config.api)
+            if tcp and self.curve is None and not config.no_auth:
+                self.token, token_file = write_token(self.state_dir)
+            server = ApiServer(controller.ctx, self.handle, self.curve, self.token)
             try:
                 self.api_endpoints = [server.bind(ipc_endpoint(self.state_dir))]
                 self.api_endpoints += [server.bind(address) for address in config.api]
@@ -210,6 +288,15 @@ class Daemon:
                     config.profile,
                     f", CURVE key {key_text(self.curve.pair.public)}" if self.curve else "",
                 )
+                if self.token is not None:
+                    log.info(
+                        "the tcp User API needs this token: %s (also in %s; clients on this "
+                        "machine read it there, others give --token or $AIF_TOKEN)",
+                        self.token,
+                        token_file,
+                    )
+                elif config.no_auth and tcp:
+                    log.warning("--no-auth: the loopback tcp User API takes requests without token")
                 await self._stop.wait()
                 log.info("draining: stopping live jobs (up to %g s)", config.drain_timeout)
                 await jobs.drain(config.drain_timeout)
@@ -245,6 +332,12 @@ class Daemon:
             "curve": key_text(self.curve.pair.public) if self.curve is not None else None,
         }
 
+    def _auth(self) -> str:
+        """How the tcp User API lets clients in: ``curve``, ``token`` or ``none``."""
+        if self.curve is not None:
+            return "curve"
+        return "token" if self.token is not None else "none"
+
     def _write_daemon_file(self, controller: Controller) -> None:
         info = {
             "pid": os.getpid(),
@@ -253,6 +346,7 @@ class Daemon:
             "state_dir": str(self.state_dir),
             "started": self.started,
             **self._security(),
+            "auth": self._auth(),
         }
         path = self.state_dir / DAEMON_FILE
         temp = path.with_suffix(".tmp")
@@ -269,7 +363,7 @@ class Daemon:
             case user_api.Ping():
                 return self._ping()
             case user_api.Submit():
-                return jobs.submit(
+                return await jobs.submit(
                     request.text,
                     request.source,
                     request.overrides,

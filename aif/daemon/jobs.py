@@ -13,6 +13,22 @@ decides what an attempt's end means:
 * failed otherwise → final, with the cause;
 * stopped because the daemon drains → re-queued or interrupted by ``on_restart``.
 
+Checking a workflow (YAML parse, resolve, validate) is pure Python that a hostile text
+can make take seconds, so it never runs on the event loop: a worker thread does it
+(:class:`WorkflowChecks`), at most :data:`CHECK_WORKERS` at once with at most
+:data:`MAX_PENDING_CHECKS` submissions waiting (past that, ``submit`` is told to try
+again), and a check that takes more than :data:`CHECK_TIMEOUT` seconds is answered as
+failed. The loader bounds the work itself (size, nodes, depth: ``aif.inputs.safe_yaml``),
+so an abandoned check ends on its own.
+
+No AIM code runs on the daemon's loop unless it is known to be light: an AIM a job
+places ``inproc`` runs in a child process instead, unless its type is one of
+:data:`LIGHT_INPROC` (aif's built-in sources and sinks, whose work is bounded by the
+workflow text and by what they receive). One AIM that computes or allocates for long
+(a huge record, a busy loop) then stalls or kills only its own process, which the
+controller supervises, never the daemon. ``--inproc allow`` keeps every ``inproc`` as
+written (one trusted user); ``--inproc process`` moves the light ones too.
+
 Events of running jobs go to the database in batches (one transaction per
 ``FLUSH_INTERVAL``), so ``aif logs`` reads them while and after a job runs, and the
 daemon keeps no per-job history in memory: a thousand queued jobs cost a thousand rows.
@@ -25,8 +41,9 @@ import contextlib
 import logging
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from aif.communication.event_payloads import JobStateChanged, LogLine, RunStateChanged
 from aif.communication.events import CONTROLLER, Event
@@ -37,7 +54,7 @@ from aif.daemon.event_log import EventLog
 from aif.daemon.outcomes import result_json, settle
 from aif.daemon.scheduler import Instance, Scheduler, job_queues
 from aif.daemon.state import JobRecord, JobState, JobStore, NewJob
-from aif.errors import AIFError, LifecycleError
+from aif.errors import AIFError, DaemonError, LifecycleError, WorkflowError
 from aif.store.aim_types import StoreTypes
 from aif.workflow import ResolvedWorkflow, load_workflow_text, resolve
 
@@ -49,6 +66,18 @@ EVENTS_KEPT = 20_000
 DISPATCH_TICK = 0.5
 #: Waiting jobs read from the database per dispatch pass.
 DISPATCH_WINDOW = 500
+#: AIM types the daemon lets run ``inproc`` (in its own loop) under ``--inproc light``.
+LIGHT_INPROC = frozenset({"source", "relay", "checksum", "collect"})
+#: What the daemon does with ``placement: inproc`` AIMs: keep the light ones (the
+#: default), keep all, or run all in processes.
+InprocPolicy = Literal["light", "allow", "process"]
+
+#: Worker threads that check workflows (the event loop never does).
+CHECK_WORKERS = 2
+#: Submissions whose workflow may wait for a check at once; more are refused as busy.
+MAX_PENDING_CHECKS = 8
+#: Seconds a workflow check may take before the submission (or start) fails.
+CHECK_TIMEOUT = 60.0
 
 
 @dataclass
@@ -68,10 +97,84 @@ def load_job(
     source: str,
     overrides: tuple[str, ...] | list[str],
     store_types: StoreTypes | None = None,
+    inproc: InprocPolicy = "allow",
 ) -> ResolvedWorkflow:
-    """Load and resolve a submitted workflow (raises ``WorkflowError``/``RegistryError``)."""
+    """Load and resolve a submitted workflow (raises ``WorkflowError``/``RegistryError``);
+    ``inproc``: which ``placement: inproc`` AIMs stay in the daemon's process."""
     workflow = load_workflow_text(text, source=source, overrides=overrides)
+    moved = [
+        name
+        for name, decl in workflow.aims.items()
+        if decl.placement == "inproc"
+        and (inproc == "process" or (inproc == "light" and decl.type not in LIGHT_INPROC))
+    ]
+    if moved:
+        aims = {
+            name: decl.model_copy(update={"placement": "process"}) if name in moved else decl
+            for name, decl in workflow.aims.items()
+        }
+        workflow = workflow.model_copy(update={"aims": aims})
     return resolve(workflow, store_types=store_types)
+
+
+class WorkflowChecks:
+    """Workflow checks in worker threads, bounded in number and in time."""
+
+    def __init__(
+        self,
+        workers: int = CHECK_WORKERS,
+        pending: int = MAX_PENDING_CHECKS,
+        timeout: float = CHECK_TIMEOUT,
+        inproc: InprocPolicy = "light",
+    ) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aif-check")
+        self.inproc: InprocPolicy = inproc
+        self.max_pending = pending
+        self.timeout = timeout
+        #: Checks handed to the pool and not yet finished (a timed-out one still counts
+        #: until its thread ends: that is the work the daemon is really doing).
+        self.pending = 0
+
+    async def load(
+        self,
+        text: str,
+        source: str,
+        overrides: tuple[str, ...] | list[str],
+        store_types: StoreTypes | None,
+        *,
+        refuse_when_busy: bool = True,
+    ) -> ResolvedWorkflow:
+        """``load_job`` in a worker thread; ``DaemonError`` when too many wait (with
+        ``refuse_when_busy``), ``WorkflowError`` when it takes longer than ``timeout``."""
+        if refuse_when_busy and self.pending >= self.max_pending:
+            raise DaemonError(
+                f"the controller is busy checking {self.pending} workflows; submit again shortly"
+            )
+        loop = asyncio.get_running_loop()
+        future = self._pool.submit(
+            load_job, text, source, tuple(overrides), store_types, self.inproc
+        )
+        self.pending += 1
+
+        def done(_: object) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody counts
+                loop.call_soon_threadsafe(self._done)
+
+        future.add_done_callback(done)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout)
+        except TimeoutError:
+            raise WorkflowError(
+                f"{source}: checking the workflow took more than {self.timeout:g} s; "
+                "simplify it, or move bulk data to a data file"
+            ) from None
+
+    def _done(self) -> None:
+        self.pending -= 1
+
+    def close(self) -> None:
+        """Drop the checks not yet begun; those running end on their own (bounded)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def aim_json(handle: AIMHandle) -> dict[str, Any]:
@@ -97,7 +200,13 @@ def job_json(record: JobRecord) -> dict[str, Any]:
 class JobManager:
     """The daemon's jobs: the User API verbs on them, and the dispatcher that runs them."""
 
-    def __init__(self, store: JobStore, controller: Controller, scheduler: Scheduler) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        controller: Controller,
+        scheduler: Scheduler,
+        inproc: InprocPolicy = "light",
+    ) -> None:
         self.store = store
         self.controller = controller
         #: Where ``store:`` AIMs of submitted workflows are installed and fetched from.
@@ -108,6 +217,7 @@ class JobManager:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.draining = False
+        self.checks = WorkflowChecks(inproc=inproc)
         self._unsubscribe = controller.subscribe(self._on_event)
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -141,7 +251,8 @@ class JobManager:
         # daemon dies first, by the next daemon's recovery.
 
     async def close(self) -> None:
-        """Stop the background tasks and write the last events."""
+        """Stop the background tasks, write the last events, and settle the jobs still
+        live (starting ones the drain did not reach) as a clean exit: no crash counted."""
         self._unsubscribe()
         for task in self._tasks:
             task.cancel()
@@ -151,11 +262,15 @@ class JobManager:
         for task in [*self._tasks, *(a.task for a in self._attempts.values() if a.task)]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self.checks.close()
         self.events.flush()
+        with contextlib.suppress(AIFError):
+            for record in self.store.recover(crashed=False):
+                log.info("job %s: %s", record.id, record.detail)
 
     # -- the User API verbs -------------------------------------------------------------
 
-    def submit(
+    async def submit(
         self,
         text: str,
         source: str,
@@ -165,10 +280,13 @@ class JobManager:
         priority: int = 0,
         hold: bool = False,
     ) -> dict[str, Any]:
-        """Check the workflow as ``aif validate`` does, then queue it; returns the job."""
+        """Check the workflow as ``aif validate`` does (in a worker thread), then queue
+        it; returns the job."""
         if self.draining:
             raise LifecycleError("the controller is shutting down and takes no new jobs")
-        resolved = load_job(text, source, overrides, self.store_types)
+        resolved = await self.checks.load(text, source, overrides, self.store_types)
+        if self.draining:
+            raise LifecycleError("the controller is shutting down and takes no new jobs")
         wf = resolved.workflow
         if wf.profile == "secure":
             # Refused now, with the reason, rather than as a failed job later.
@@ -354,8 +472,12 @@ class JobManager:
 
     async def _attempt(self, record: JobRecord, attempt: _Attempt) -> None:
         try:
-            resolved = load_job(
-                self.store.text(record.id), record.source, record.overrides, self.store_types
+            resolved = await self.checks.load(
+                self.store.text(record.id),
+                record.source,
+                record.overrides,
+                self.store_types,
+                refuse_when_busy=False,
             )
             run = await self.controller.launch(
                 resolved, run_id=record.id, base_dir=record.base_dir, work_dir=record.work_dir

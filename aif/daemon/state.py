@@ -17,6 +17,13 @@ suspended, stopping): ``on_restart="requeue"`` puts it back in the queue,
 ``"interrupt"`` ends it as ``interrupted``. Queued, held and finished jobs stay as
 they were.
 
+Each job counts the daemons that died while it was live (``crashes``). A job that was
+live at :data:`MAX_CRASHES` deaths is not run again: recovery *quarantines* it, as
+``failed`` with a detail that begins ``quarantined:`` and says why, so a job that kills
+its daemon (or stalls it until someone kills it) cannot take down every daemon started
+on the folder after it. A daemon that exits cleanly settles its own live jobs without
+counting (``recover(crashed=False)``).
+
 The schema version lives in ``PRAGMA user_version``; a file from a newer aif is
 refused, never rewritten. Every ``sqlite3`` error leaves as :class:`StateError`
 naming the file and the fix.
@@ -48,7 +55,11 @@ from aif.workflow.policies import OnRestart
 __all__ = ["EventRow", "JobRecord", "JobState", "JobStore", "NewJob", "OnRestart"]
 
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Daemon deaths with a job live after which recovery quarantines the job.
+MAX_CRASHES = 3
+#: How a quarantined job's detail begins.
+QUARANTINED = "quarantined"
 
 # Steps from version N to N + 1. ``text`` and ``data`` come last in their rows: SQLite
 # has to walk a large value's overflow pages to reach any column stored after it.
@@ -69,6 +80,7 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             time REAL NOT NULL, topic TEXT NOT NULL, source TEXT NOT NULL, data TEXT NOT NULL)""",
         "CREATE INDEX events_job ON events (job, seq)",
     ),
+    1: ("ALTER TABLE jobs ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0",),
 }
 
 _COLUMNS = (
@@ -349,6 +361,14 @@ class JobStore:
         with self._guard("read the queue") as db:
             return [_record(r) for r in db.execute(_PENDING_SQL, (JobState.QUEUED.value, limit))]
 
+    def crashes(self, job_id: str) -> int:
+        """How many daemons died while the job was live."""
+        with self._guard(f"read job {job_id!r}") as db:
+            row = db.execute("SELECT crashes FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise _not_found(job_id)
+        return int(row[0])
+
     def counts(self) -> dict[str, int]:
         """How many jobs are in each state, every state listed (zero included)."""
         out = dict.fromkeys((s.value for s in JobState), 0)
@@ -394,27 +414,42 @@ class JobStore:
 
     # -- restart -------------------------------------------------------------------------
 
-    def recover(self, now: float | None = None) -> builtins.list[JobRecord]:
-        """Settle the jobs a dead daemon left live; call once as a daemon starts."""
+    def recover(
+        self, now: float | None = None, *, crashed: bool = True, max_crashes: int = MAX_CRASHES
+    ) -> builtins.list[JobRecord]:
+        """Settle the jobs a dead daemon left live; call once as a daemon starts.
+
+        ``crashed``: the daemon that left them died (counted per job; the
+        ``max_crashes``-th time the job is quarantined). False: a daemon settles its own
+        jobs as it exits cleanly.
+        """
         now = time.time() if now is None else now
         live = [s.value for s in JobState if s.live]
         marks = ", ".join("?" * len(live))
         changed: builtins.list[JobRecord] = []
         with self._write("recover the jobs of the previous daemon") as db:
             rows = db.execute(
-                f"SELECT id, state, on_restart FROM jobs WHERE state IN ({marks})", live
+                f"SELECT id, state, on_restart, crashes FROM jobs WHERE state IN ({marks})", live
             ).fetchall()
-            for job_id, was, on_restart in rows:
-                if on_restart == "requeue":
+            for job_id, was, on_restart, crashes in rows:
+                crashes += crashed
+                if crashed and crashes >= max_crashes:
+                    state, ended = JobState.FAILED, now
+                    detail = (
+                        f"{QUARANTINED}: the controller died {crashes} times while this job "
+                        f"was live (the last time it was {was}), so it is not run again; "
+                        "`aif logs` shows how far it got: fix its workflow and submit it anew"
+                    )
+                elif on_restart == "requeue":
                     state, ended = JobState.QUEUED, None
                     detail = f"re-queued: the controller restarted while it was {was}"
                 else:
                     state, ended = JobState.INTERRUPTED, now
                     detail = f"interrupted: the controller stopped while it was {was}"
                 db.execute(
-                    "UPDATE jobs SET state = ?, detail = ?, instance = NULL, "
+                    "UPDATE jobs SET state = ?, detail = ?, instance = NULL, crashes = ?, "
                     "ended = COALESCE(?, ended) WHERE id = ?",
-                    (state.value, detail, ended, job_id),
+                    (state.value, detail, crashes, ended, job_id),
                 )
                 data = _dumps({"job": state.value, "detail": detail})
                 db.execute(

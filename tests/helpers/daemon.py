@@ -23,9 +23,11 @@ START = [sys.executable, "-m", "aif", "controller", "start"]
 class DaemonProcess:
     """One daemon on ``state_dir``; ``start`` waits until it serves."""
 
-    def __init__(self, state_dir: Path, *args: str) -> None:
+    def __init__(self, state_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.state_dir = state_dir
         self.args = list(args)
+        #: extra environment for the daemon (e.g. ``AIF_PEER_TOKENS``)
+        self.env = dict(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = state_dir.parent / f"{state_dir.name}-daemon.log"
 
@@ -36,7 +38,7 @@ class DaemonProcess:
 
     def start(self, timeout: float = 30.0) -> DaemonProcess:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", **self.env)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [*START, "--state-dir", str(self.state_dir), *self.args],

@@ -462,9 +462,16 @@ def tcp_api(proc: DaemonProcess) -> str:
 def test_a_job_uses_an_aim_on_another_daemon_and_moves_when_it_is_lost(tmp_path: Path) -> None:
     peer_b = DaemonProcess(tmp_path / "b", "--api", "tcp://127.0.0.1:*").start()
     peer_c = DaemonProcess(tmp_path / "c", "--api", "tcp://127.0.0.1:*").start()
-    home = DaemonProcess(tmp_path / "a", "--instances", "cpu=1").start()
+    b, c = tcp_api(peer_b), tcp_api(peer_c)
+    # basic-profile peers serve tcp only with their token: the home daemon is given both
+    tokens = ",".join(
+        f"{address}={(peer.state_dir / 'api.token').read_text().strip()}"
+        for address, peer in ((b, peer_b), (c, peer_c))
+    )
+    home = DaemonProcess(
+        tmp_path / "a", "--instances", "cpu=1", env={"AIF_PEER_TOKENS": tokens}
+    ).start()
     try:
-        b, c = tcp_api(peer_b), tcp_api(peer_c)
         restart = f"restart: on-failure\n    restart_backoff: 0.2\n    peers: [{b}, {c}]"
         path = ticker(tmp_path, "shared", limit=60, placement="remote", extra=restart)
         with home.client() as client, peer_b.client() as on_b:

@@ -122,7 +122,10 @@ async def ask(
             sock.connect(address)
         except zmq.ZMQError as exc:
             raise DaemonError(f"not an address to dial ({exc}); write tcp://HOST:PORT") from exc
-        await sock.send(user_api.pack({"op": op, "rid": 1, **params}))
+        # a basic-profile peer serves tcp only to requests that carry its token
+        token = user_api.peer_token(address) if keys is None else None
+        extra = {user_api.TOKEN_KEY: token} if token else {}
+        await sock.send(user_api.pack({"op": op, "rid": 1, **params, **extra}))
         while True:
             left = deadline - time.monotonic()
             ready = dict(await poller.poll(int(left * 1000) + 1)) if left > 0 else {}
