@@ -14,6 +14,7 @@ import argparse
 import datetime as dt
 import json
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from aif.cli.common import EXIT_FAILED, EXIT_OK, add_target, age, connect, print_json, table
@@ -102,9 +103,10 @@ def cmd_status(args: argparse.Namespace) -> int:
                 print(f"result     {aim}.{key} = {json.dumps(value, default=str)[:200]}")
     if status.aims:
         rows = [
-            [a.name, a.type, a.placement, a.state, str(a.pid or "-"), a.host] for a in status.aims
+            [a.name, a.type, a.placement, a.state, str(a.pid or "-"), a.host, _caps(a.capabilities)]
+            for a in status.aims
         ]
-        table("AIMs", ["AIM", "TYPE", "PLACEMENT", "STATE", "PID", "HOST"], rows)
+        table("AIMs", ["AIM", "TYPE", "PLACEMENT", "STATE", "PID", "HOST", "CAPABILITIES"], rows)
     return EXIT_OK
 
 
@@ -165,7 +167,7 @@ def cmd_aims(args: argparse.Namespace) -> int:
             i.queue,
             i.state,
             i.load,
-            " ".join(f"{k}={v}" for k, v in i.capabilities.items()),
+            _caps(i.capabilities),
             ", ".join(i.running),
         ]
         for i in aims.instances
@@ -173,9 +175,11 @@ def cmd_aims(args: argparse.Namespace) -> int:
     table("instances", ["INSTANCE", "QUEUE", "STATE", "LOAD", "CAPABILITIES", "JOBS"], rows)
     if aims.hosts:
         rows = [
-            [h.job, h.name, h.type, h.placement, h.state, str(h.pid or "-")] for h in aims.hosts
+            [h.job, h.name, h.type, h.placement, h.state, str(h.pid or "-"), _caps(h.capabilities)]
+            for h in aims.hosts
         ]
-        table("running AIMs", ["JOB", "AIM", "TYPE", "PLACEMENT", "STATE", "PID"], rows)
+        columns = ["JOB", "AIM", "TYPE", "PLACEMENT", "STATE", "PID", "CAPABILITIES"]
+        table("running AIMs", columns, rows)
     if aims.peer_hosts:
         rows = [
             [h.workflow, h.aim, h.type, str(h.pid), h.controller, h.state] for h in aims.peer_hosts
@@ -238,3 +242,8 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("aims", help="instances, their load and capabilities, and running AIMs")
     add_target(p)
     p.set_defaults(func=cmd_aims)
+
+
+def _caps(capabilities: Mapping[str, Any]) -> str:
+    """``key=value`` pairs, as the tables show what an AIM or instance can do."""
+    return " ".join(f"{k}={v}" for k, v in capabilities.items())

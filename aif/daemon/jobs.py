@@ -187,6 +187,7 @@ def aim_json(handle: AIMHandle) -> dict[str, Any]:
         "pid": handle.pid,
         "host": handle.launcher.description,
         "error": handle.error,
+        "capabilities": dict(handle.ready.capabilities) if handle.ready is not None else {},
     }
 
 

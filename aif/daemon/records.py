@@ -25,7 +25,7 @@ import enum
 import types
 import typing
 from collections.abc import Callable
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 from aif.errors import MalformedMessage
@@ -128,8 +128,8 @@ class _Unfit(Exception):
 
 #: A reader takes a decoded value and returns it as its field holds it, or raises _Unfit.
 _Reader = Callable[[Any], Any]
-#: Per record class: each field's name, reader and default (``MISSING``: required).
-_PLANS: dict[type[_Record], list[tuple[str, _Reader, Any]]] = {}
+#: Per record class: each field's name, reader, and whether a reply must carry it.
+_PLANS: dict[type[_Record], list[tuple[str, _Reader, bool]]] = {}
 
 
 def _read(cls: type[_Record], data: object) -> Any:
@@ -141,14 +141,14 @@ def _read(cls: type[_Record], data: object) -> Any:
     if plan is None:
         hints = typing.get_type_hints(cls)
         plan = _PLANS[cls] = [
-            (f.name, _reader(hints[f.name]), f.default)
+            (f.name, _reader(hints[f.name]), f.default is MISSING and f.default_factory is MISSING)
             for f in fields(cls)  # type: ignore[arg-type]
         ]
     values: dict[str, Any] = {}
-    for name, read, default in plan:
+    for name, read, required in plan:
         if name in data:
             values[name] = read(data[name])
-        elif default is MISSING:
+        elif required:
             raise _Unfit
     return cls(**values)
 
@@ -308,6 +308,8 @@ class RunningAIM(_Record):
     #: Where it runs, in words (``process 1234``, ``host on controller tcp://...``).
     host: str
     error: str | None
+    #: What the AIM declared it can do, measured where it runs (empty until it is ready).
+    capabilities: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -360,6 +362,8 @@ class JobAIM(_Record):
     pid: int | None
     host: str
     error: str | None
+    #: What the AIM declared it can do, measured where it runs (empty until it is ready).
+    capabilities: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,9 @@ class Ticker(AIM):
         interval: float = 0.02
         limit: int = 1_000_000
 
+    def capabilities(self) -> dict[str, str]:
+        return {"counts": "int64"}
+
     async def run(self) -> None:
         assert isinstance(self.params, Ticker.Params)
         await self.progress(pid=os.getpid())

@@ -356,6 +356,9 @@ def test_a_job_whose_aim_host_is_killed_is_retried_on_another_instance(
         first = client.status(job)
         pid = first.aims[0].pid
         assert pid is not None
+        # what the AIM declared where it runs, in status and in the daemon's AIM list
+        assert first.aims[0].capabilities == {"counts": "int64"}
+        assert [h.capabilities for h in client.aims().hosts] == [{"counts": "int64"}]
         os.kill(pid, signal.SIGKILL)
         record = client.wait(job, timeout=60)
         assert record.state is JobState.SUCCEEDED, record

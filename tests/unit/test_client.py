@@ -147,6 +147,7 @@ def test_status_aims_ping_and_events_round_trip_as_the_daemon_sends_them() -> No
         "pid": 4242,
         "host": "process 4242",
         "error": None,
+        "capabilities": {"device": "cpu"},
     }
     waiting = {"job": job_json(state="queued", final=False), "aims": [], "waiting": "a reason"}
     running = {"job": job_json(state="running", final=False), "aims": [aim]}
@@ -155,6 +156,9 @@ def test_status_aims_ping_and_events_round_trip_as_the_daemon_sends_them() -> No
         assert json.dumps(status.to_json()) == json.dumps(data)
     assert JobStatus.from_json(waiting).waiting == "a reason"
     assert JobStatus.from_json(running).aims[0].pid == 4242
+    assert JobStatus.from_json(running).aims[0].capabilities == {"device": "cpu"}
+    older = {k: v for k, v in aim.items() if k != "capabilities"}  # a daemon before them
+    assert JobStatus.from_json({**running, "aims": [older]}).aims[0].capabilities == {}
     with pytest.raises(MalformedMessage, match=r"aims\.0\.pid"):
         JobStatus.from_json({**running, "aims": [{**aim, "pid": "x"}]})
 
