@@ -29,6 +29,7 @@ boundary with ``raise ... from exc`` so callers catch one family::
     │   ├── StateError              the controller's state database cannot be used
     │   ├── JobNotFound             no submitted job has that id
     │   └── DaemonError             the controller daemon is not there, or already is
+    │       └── DaemonNotRunning    no daemon runs on that state directory
     ├── StorageError                a storage key or object problem
     │   └── KeyNotFound             no object under that key
     ├── SecurityError               keys, signatures, encryption, authentication
@@ -198,6 +199,10 @@ class JobNotFound(ControllerError):
 
 class DaemonError(ControllerError):
     """The controller daemon cannot be reached, is not running, or already runs there."""
+
+
+class DaemonNotRunning(DaemonError):
+    """No daemon runs on the state directory asked about (its jobs are still readable)."""
 
 
 class StorageError(AIFError):

@@ -11,16 +11,28 @@ alone on stdout (``id=$(aif submit wf.yaml)``) and the rest on stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
+import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from aif.cli.common import EXIT_FAILED, EXIT_OK, add_target, age, connect, print_json, table
+from aif.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    add_target,
+    age,
+    connect,
+    print_json,
+    state_dir_of,
+    table,
+)
 
 if TYPE_CHECKING:
     from aif.daemon.client import Client
+    from aif.daemon.offline import OfflineJobs
     from aif.daemon.records import EventRow, JobRecord
 
 # -- jobs ----------------------------------------------------------------------------------
@@ -45,10 +57,35 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@contextlib.contextmanager
+def _jobs_of(args: argparse.Namespace) -> Iterator[Client | OfflineJobs]:
+    """The daemon's client, or, when no daemon runs on the state directory, the jobs as
+    it left them (read-only): ``ps``, ``status`` and ``logs`` work either way."""
+    from aif.errors import DaemonNotRunning
+
+    try:
+        client = connect(args)
+    except DaemonNotRunning:
+        if args.controller or os.environ.get("AIF_CONTROLLER"):
+            raise  # a daemon named by address: its state is not here to read
+        from aif.daemon.offline import OfflineJobs
+
+        state_dir = state_dir_of(args)
+        print(
+            f"aif: no daemon runs on {state_dir}; its jobs as it left them (read-only)",
+            file=sys.stderr,
+        )
+        with OfflineJobs(state_dir) as offline:
+            yield offline
+        return
+    with client:
+        yield client
+
+
 def cmd_ps(args: argparse.Namespace) -> int:
     """List jobs."""
     states = args.state or (None if not args.all else [])
-    with connect(args) as client:
+    with _jobs_of(args) as client:
         jobs = client.jobs(states if states else None, args.limit) if not args.all else _all(client)
     if args.json:
         print_json([j.to_json() for j in jobs])
@@ -72,7 +109,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _all(client: Client) -> list[JobRecord]:
+def _all(client: Client | OfflineJobs) -> list[JobRecord]:
     from aif.daemon.records import JobState
 
     return client.jobs(list(JobState))
@@ -80,7 +117,7 @@ def _all(client: Client) -> list[JobRecord]:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """One job in detail."""
-    with connect(args) as client:
+    with _jobs_of(args) as client:
         status = client.status(args.job)
     if args.json:
         print_json(status.to_json())
@@ -123,7 +160,7 @@ def format_event(event: EventRow) -> str:
 
 def cmd_logs(args: argparse.Namespace) -> int:
     """A job's events; with --follow until it ends."""
-    with connect(args) as client:
+    with _jobs_of(args) as client:
         job_id = client.status(args.job).job.id
         for event in client.logs(job_id, follow=args.follow):
             if args.json:

@@ -46,7 +46,7 @@ import zmq
 
 from aif.api import wire
 from aif.daemon.records import AIMListing, DaemonInfo, EventRow, JobRecord, JobStatus
-from aif.errors import ChannelError, DaemonError, MalformedMessage
+from aif.errors import ChannelError, DaemonError, DaemonNotRunning, MalformedMessage
 
 if TYPE_CHECKING:
     from aif.security.curve import ClientKeys, CurvePair
@@ -98,7 +98,7 @@ def find_address(state_dir: Path | None = None) -> str:
     state_dir = _state_dir_or_default(state_dir)
     info = read_daemon_file(state_dir)
     if info is None or not pid_alive(int(info.get("pid", 0))):
-        raise DaemonError(
+        raise DaemonNotRunning(
             f"no controller daemon runs on state directory {state_dir}; start one with "
             f"`aif controller start` (add --state-dir {state_dir} if it is not the default)"
         )

@@ -155,6 +155,38 @@ class JobStore:
             self.close()
             raise
 
+    @classmethod
+    def read_only(cls, path: Path) -> JobStore:
+        """The store as its daemon left it, opened read-only: ``aif ps``, ``status`` and
+        ``logs`` while no daemon runs. Nothing is written, not even a schema upgrade, so
+        a daemon that starts later finds the file as it was."""
+        path = Path(path)
+        if not path.is_file():
+            raise StateError(f"no state database at {path}; no daemon ever ran on this --state-dir")
+        store = cls.__new__(cls)
+        store.path = path
+        store._db = None
+        try:
+            db = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0, isolation_level=None
+            )
+        except sqlite3.Error as exc:
+            raise store._error(exc, "open (read-only)") from exc
+        db.row_factory = sqlite3.Row
+        store._db = db
+        try:
+            with store._guard("open (read-only)"):
+                version = store._check_version(db)
+            if version != SCHEMA_VERSION:
+                raise StateError(
+                    f"{path} has state schema {version}, this aif reads {SCHEMA_VERSION}; "
+                    "start a daemon on it once (aif controller start) to upgrade it"
+                )
+        except BaseException:
+            store.close()
+            raise
+        return store
+
     def _check_file(self) -> None:
         """Create the file owner-only (it holds users' workflows), or check it is SQLite's.
 
