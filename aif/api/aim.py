@@ -91,11 +91,21 @@ class Wired(pydantic.BaseModel):
 
 
 class Heartbeat(pydantic.BaseModel):
-    """The host is alive."""
+    """The host is alive.
+
+    A host sends heartbeats from a thread of its own, so a busy event loop does not
+    stop them. While its event loop is blocked (``stalled`` seconds since it last
+    ran) the host says so and adds ``cpu``, the CPU seconds its process has used
+    (every thread), so the controller can tell an AIM that computes from one that
+    hangs. Both fields are optional and only sent while the loop is blocked: a
+    controller that predates them drops those beats, as it heard none before.
+    """
 
     model_config = _STRICT
     op: Literal["heartbeat"] = "heartbeat"
     aim: str
+    stalled: float | None = pydantic.Field(default=None, ge=0)
+    cpu: float | None = pydantic.Field(default=None, ge=0)
 
 
 class StateChange(pydantic.BaseModel):

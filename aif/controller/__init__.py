@@ -4,7 +4,8 @@
   the AIM API dispatcher; ``run``: ``WorkflowRun``, its states and result.
 - ``plan``: a resolved AIW turned into what to start and connect; ``wiring``: the
   channels the controller itself reads or feeds; ``host_messages``: what each AIM API
-  message from a host does to a run; ``supervision``: heartbeats, failures, completion.
+  message from a host does to a run; ``supervision``: heartbeats, failures, completion;
+  ``liveness``: the CPU time that tells a silent AIM that is busy from one that hangs.
 - ``secure_profile``: the secure profile's keys, storage grants and attestation.
 - ``launchers/``: the seam between the Controller and the place an AIM runs.
 

@@ -408,7 +408,7 @@ class Controller:
                 log.warning("AIM API: %s from unregistered AIM %r ignored", message.op, message.aim)
             return
         run, handle = owner
-        handle.last_heartbeat = time.monotonic()
+        handle.heard(message, time.monotonic())
         if isinstance(message, aim_api.Failed):
             await self._fail(run, handle.name, message.error)
         else:

@@ -17,6 +17,7 @@ from typing import Any
 from aif.api import aim as aim_api
 from aif.communication.channel import ChannelWriter
 from aif.controller.launchers.protocol import Launcher
+from aif.controller.liveness import Liveness, Sample
 from aif.errors import LifecycleError
 
 
@@ -68,13 +69,26 @@ class AIMHandle:
     state: AIMState = AIMState.LAUNCHING
     identity: bytes | None = None
     pid: int | None = None
+    #: When the host's event loop was last known to run (``time.monotonic``).
     last_heartbeat: float = field(default_factory=time.monotonic)
+    #: What tells a silent AIM that computes from a hung one.
+    liveness: Liveness = field(default_factory=Liveness)
     ready: aim_api.Ready | None = None
     control: ChannelWriter | None = None
     error: str | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     #: Shared by every AIM of a run: set whenever any of them changes state.
     run_changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def heard(self, message: aim_api.HostMessage, now: float) -> None:
+        """A message came from the host: its event loop ran, unless a heartbeat sent
+        by its thread says the loop is ``stalled`` (then it brings the process's CPU)."""
+        stalled = 0.0
+        if isinstance(message, aim_api.Heartbeat):
+            stalled = message.stalled or 0.0
+            if message.cpu is not None:
+                self.liveness.reported = Sample(now, message.cpu)
+        self.last_heartbeat = max(self.last_heartbeat, now - stalled)
 
     def set_state(self, state: AIMState) -> None:
         """Move to ``state`` and wake whoever waits on this AIM or on the run."""

@@ -24,6 +24,7 @@ from aif.communication.ports import SignalCode
 from aif.controller.host_messages import Emit
 from aif.controller.launchers.hand_started import RemoteLauncher, serve_command
 from aif.controller.launchers.protocol import describe_exit
+from aif.controller.liveness import Sample, read_process
 from aif.controller.run import AIMHandle, AIMState, RunState, WorkflowRun
 from aif.controller.wiring import collect
 from aif.errors import AIFError, AIMFailed
@@ -98,32 +99,97 @@ async def watch_exit(run: WorkflowRun, handle: AIMHandle, fail: FailRun) -> None
 async def monitor_heartbeats(
     runs: Mapping[str, WorkflowRun], heartbeat_interval: float, fail: FailRun
 ) -> None:
-    """Fail AIMs whose heartbeats stopped (hung, or on a lost machine)."""
+    """Fail AIMs whose heartbeats stopped (hung, or on a lost machine), not busy ones.
+
+    A silent AIM whose process keeps using CPU is busy (``liveness``), not failed.
+    """
+    period = min(0.25, heartbeat_interval)
+    last_tick = time.monotonic()
+    skipped = False
     while True:
-        await asyncio.sleep(min(0.25, heartbeat_interval))
+        await asyncio.sleep(period)
         now = time.monotonic()
+        behind, last_tick = now - last_tick, now
+        if behind > max(1.0, 4 * period) and not skipped:
+            # This loop itself was held up (an inproc AIM, an overloaded machine): the
+            # heartbeats of that time may still wait in the socket. Hear them first
+            # (once: a controller held up at every turn still judges).
+            log.info("heartbeat monitor: the controller was held up for %.1f s", behind)
+            skipped = True
+            continue
+        skipped = False
         for run in list(runs.values()):
             if run.state.ended:
                 continue
             for handle in run.handles.values():
                 if handle.state in (AIMState.LAUNCHING, AIMState.REGISTERED) or handle.state.ended:
                     continue
-                silent = now - handle.last_heartbeat
-                if silent <= handle.heartbeat_timeout:
-                    continue
-                launcher = handle.launcher
-                cause = (
-                    f"no heartbeat from its {launcher.description} for {silent:.1f} s "
-                    f"(limit {handle.heartbeat_timeout:g} s); "
-                )
-                if isinstance(launcher, RemoteLauncher):
-                    cause += "the host was killed, hung or lost its network"
-                    # Nothing here can end or reap a process on another machine: stop
-                    # waiting for its goodbye, so the run is reaped at once.
-                    launcher.ended(1, "heartbeats stopped")
-                else:
-                    cause += "the AIM is hung or its host was lost"
-                await fail(run, handle.name, cause)
+                cause = _silence_cause(handle, now, heartbeat_interval)
+                if cause is not None:
+                    await fail(run, handle.name, cause)
+
+
+def _silence_cause(handle: AIMHandle, now: float, heartbeat_interval: float) -> str | None:
+    """Why ``handle``'s AIM is failed for its silence; None while it is heard or busy."""
+    silent = now - handle.last_heartbeat
+    timeout = handle.heartbeat_timeout
+    live = handle.liveness
+    if silent <= timeout / 2:
+        if live.busy_since is not None:
+            log.info("AIM %r: heard again after %.1f s busy", handle.name, now - live.busy_since)
+        live.reset()
+        return None
+    launcher = handle.launcher
+    sample = _cpu_sample(handle, now, heartbeat_interval)
+    if silent <= timeout:
+        live.watch(sample)
+        return None
+    verdict = live.judge(sample, timeout / 2)
+    if verdict.kind == "wait":
+        return None
+    if verdict.kind == "busy":
+        if live.busy_since is None:
+            live.busy_since = now - silent
+            log.warning(
+                "AIM %r: no heartbeat from its %s for %.1f s (limit %g s), but it is %s: "
+                "not failed",
+                handle.name,
+                launcher.description,
+                silent,
+                timeout,
+                verdict.why,
+            )
+        return None
+    cause = f"no heartbeat from its {launcher.description} for {silent:.1f} s (limit {timeout:g} s)"
+    if isinstance(launcher, RemoteLauncher):
+        # Nothing here can end or reap a process on another machine: stop waiting for
+        # its goodbye, so the run is reaped at once.
+        launcher.ended(1, "heartbeats stopped")
+        if verdict.why:  # it reported its CPU lately: its heartbeat thread runs
+            blocked = "its host still answers, but its event loop is blocked"
+            return f"{cause}; {blocked} and {verdict.why}"
+        return f"{cause}; the host was killed, hung or lost its network"
+    if verdict.why:
+        return f"{cause} and {verdict.why}"
+    return f"{cause}; the AIM is hung or its host was lost"
+
+
+def _fresh(heartbeat_interval: float) -> float:
+    """How old a remote host's CPU report may be and still count."""
+    return 4 * heartbeat_interval + 1.0
+
+
+def _cpu_sample(handle: AIMHandle, now: float, heartbeat_interval: float) -> Sample | None:
+    """The CPU time of ``handle``'s host now: read here for a child process on this
+    machine, as reported lately by a remote host; None when nothing can be known."""
+    launcher = handle.launcher
+    if isinstance(launcher, RemoteLauncher):
+        reported = handle.liveness.reported
+        if reported is None or now - reported.at > _fresh(heartbeat_interval):
+            return None
+        return reported
+    pid = getattr(launcher, "pid", None)  # child processes and warm workers; not inproc
+    return read_process(pid, now) if isinstance(pid, int) else None
 
 
 async def wait_for_state(

@@ -5,7 +5,9 @@
 - ``lifecycle``: ``HostState`` and its table of legal moves, the request to leave,
   and how a host ended (what its ``bye`` says, its exit status).
 - ``link``: ``ControllerLink``, the host's one AIM API socket to its controller
-  (dial, send, heartbeat, wait for the next message, ``bye``).
+  (dial, send, heartbeat, wait for the next message, ``bye``); ``heartbeat``: the
+  thread that owns that socket and sends the heartbeats, so a busy event loop does
+  not stop them.
 - ``runtime``: ``HostRuntime``, what the AIM sees of its host: storage, channels,
   peers, events; ``event_stream``: its inputs and signals merged into one stream.
 - ``lifelines``: how a host notices it is on its own (its parent died, the

@@ -5,9 +5,11 @@ conversation). ``ControllerLink`` owns that socket: it dials the controller (as 
 CURVE client in the secure profile, watched by a monitor socket over tcp), sends
 messages and heartbeats, waits for the next controller message of a kind (a
 ``terminate`` instead: ``None``; no answer in time: a ``LifecycleError`` that says
-what to check), and says ``bye`` as it closes. Kept apart from the host, which
-decides when to say what; here is only how it is said, and what a host that hears
-nothing should tell the person who started it.
+what to check), and says ``bye`` as it closes. Once dialled, the socket belongs to a
+thread (``heartbeat``) that relays its frames and sends the heartbeats, so a busy
+event loop does not stop them. Kept apart from the host, which decides when to say
+what; here is only how it is said, and what a host that hears nothing should tell the
+person who started it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import zmq.asyncio
 from aif.api import aim as aim_api
 from aif.errors import AIFError, ConfigError, LifecycleError
 from aif.host import lifelines
+from aif.host.heartbeat import HeartbeatThread
 from aif.security.curve import CurvePair, curve_client, key_text, trust_command
 
 log = logging.getLogger("aif.host")
@@ -54,6 +57,8 @@ class ControllerLink:
         self.dealer: zmq.asyncio.Socket | None = None
         #: Over tcp: reports the socket's disconnections and failed handshakes.
         self.monitor: zmq.asyncio.Socket | None = None
+        #: Owns ``dealer`` once it is dialled: relays its frames, sends the heartbeats.
+        self._relay: HeartbeatThread | None = None
 
     def open(self) -> None:
         """Open the socket and dial the controller; over tcp, with a monitor."""
@@ -72,26 +77,26 @@ class ControllerLink:
                 f"AIM {self.name!r}: cannot connect to the controller at "
                 f"{self.endpoint!r} ({exc}); give its address as tcp://HOST:PORT"
             ) from exc
+        self._relay = HeartbeatThread(self.ctx, dealer, self.name)
+        self._relay.start()
 
     async def send(self, message: pydantic.BaseModel) -> None:
         """Send one AIM API message."""
-        assert self.dealer is not None
-        await self.dealer.send(aim_api.pack(message))
+        assert self._relay is not None
+        await self._relay.send(aim_api.pack(message))
 
     async def heartbeat(self, interval: float) -> None:
-        """Say ``heartbeat`` every ``interval`` seconds, until cancelled."""
-        beat = aim_api.pack(aim_api.Heartbeat(aim=self.name))
-        while True:
-            await asyncio.sleep(interval)
-            assert self.dealer is not None
-            await self.dealer.send(beat)
+        """Say ``heartbeat`` every ``interval`` seconds (from the relay thread), until
+        cancelled; while the event loop is blocked, the beats say for how long."""
+        assert self._relay is not None
+        await self._relay.beat(interval)
 
     async def expect(self, kind: type[_M], timeout: float) -> _M | None:
         """Wait for the next controller message; None when told to terminate."""
-        assert self.dealer is not None
+        assert self._relay is not None
         while True:
             try:
-                frame = await asyncio.wait_for(self.dealer.recv(), timeout)
+                frame = await asyncio.wait_for(self._relay.recv(), timeout)
             except TimeoutError as exc:
                 what = "answer" if kind is aim_api.Setup else kind.__name__.lower()
                 raise LifecycleError(
@@ -118,15 +123,18 @@ class ControllerLink:
             )
 
     async def close(self, reason: str) -> bool:
-        """Stop monitoring, say ``bye`` with ``reason`` and close; False if never opened."""
+        """Say ``bye`` with ``reason``, end the relay thread, stop monitoring and close;
+        False if never opened."""
+        if self._relay is not None:
+            bye = aim_api.pack(aim_api.Bye(aim=self.name, reason=reason))
+            with contextlib.suppress(zmq.ZMQError, TimeoutError):
+                await asyncio.wait_for(self._relay.send(bye), 1.0)
+            await self._relay.stop()  # delivers the bye first
         if self.monitor is not None and self.dealer is not None:
             self.dealer.disable_monitor()
             self.monitor.close(linger=0)
         if self.dealer is None:
             return False
-        bye = aim_api.pack(aim_api.Bye(aim=self.name, reason=reason))
-        with contextlib.suppress(zmq.ZMQError, TimeoutError):
-            await asyncio.wait_for(self.dealer.send(bye), 1.0)
         self.dealer.close(linger=1000)
         return True
 
