@@ -56,6 +56,8 @@ def cmd_controller_start(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         force=True,
     )
+    # the AIM processes of its jobs write to the same log: with the time too
+    os.environ["AIF_LOG_TIMES"] = "1"
     config = DaemonConfig(
         state_dir=state_dir,
         api=args.api,

@@ -133,6 +133,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     resolved = _load(args)
     display = RunDisplay(console(), quiet=args.quiet)
+    if args.quiet:  # the AIM processes this run starts log warnings only, as it does
+        os.environ["AIF_LOG_LEVEL"] = "WARNING"
     interrupts: list[int] = []
     with display.aim_logs(logging.DEBUG if args.verbose else logging.INFO):
         result = asyncio.run(_run(resolved, args, display, interrupts))

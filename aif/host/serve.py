@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -100,6 +101,24 @@ def remote_curve(
     return CurvePair(own.curve_public, own.curve_secret), key
 
 
+#: Set by whoever starts hosts, read by each host: the lowest level its log shows
+#: (``aif run -q`` sets WARNING) and whether its lines carry the time (the daemon sets 1,
+#: so its log, which the hosts share, says when each line was written).
+LOG_LEVEL_ENV = "AIF_LOG_LEVEL"
+LOG_TIMES_ENV = "AIF_LOG_TIMES"
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def configure_logging(label: str) -> None:
+    """A host process's log lines: ``[label]`` after the level, as its parent asked."""
+    level = os.environ.get(LOG_LEVEL_ENV, "INFO").upper()
+    stamp = "%(asctime)s " if os.environ.get(LOG_TIMES_ENV) == "1" else ""
+    logging.basicConfig(
+        level=level if level in _LEVELS else "INFO",
+        format=f"{stamp}%(levelname)s [{label}] %(message)s",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m aif.host`` (the ``process`` placement).
 
@@ -116,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workflow", default=None, help="workflow instance id")
     parser.add_argument("--type", default=None, help="AIM type this host brings (remote hosts)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=f"%(levelname)s [{args.aim}] %(message)s")
+    configure_logging(args.aim)
     return asyncio.run(
         serve_host(args.controller, args.aim, args.workflow, args.type, watch_parent=True)
     )

@@ -320,7 +320,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s [warm worker] %(message)s")
+    from aif.host.serve import configure_logging
+
+    configure_logging("warm worker")
     preload = [m for m in args.preload.split(",") if m]
     try:
         return serve_jobs(inbox, outbox, preload)

@@ -80,6 +80,8 @@ def test_records_land_in_files_the_run_names(tmp_path: Path) -> None:
     )  # fmt: skip
     assert told.returncode == 0, told.stdout[-3000:] + told.stderr[-3000:]
     assert "save: writing records" not in told.stdout  # -q: no log lines
+    assert "INFO [side]" not in told.stderr  # nor from the AIM in its own process
+    assert "INFO [side]" in done.stderr  # which logs at INFO without -q
     assert "succeeded" in told.stdout
 
 
