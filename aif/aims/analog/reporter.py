@@ -355,8 +355,9 @@ class AnalogReporter(AIM):
         self.report = Report(folder, workflow=self.workflow, aim=self.name)
         self.report.write_results()
         self.log.info("writing the report to %s", folder)
-        #: matplotlib loads while the jobs run, not after the last one.
-        self._preload = Preload(["aif.aims.analog.report_plots"] if self.params.plots else [])
+        #: matplotlib loads while the jobs train, not after the last one; and not while
+        #: the workflow starts, where it would slow the simulator's own imports.
+        self._preload: Preload | None = None
         #: Figures drawn while the run goes on, so the end of the run waits only for
         #: those whose data came last (a single job's drift curve).
         self._drawing: asyncio.Task[None] | None = None
@@ -367,8 +368,15 @@ class AnalogReporter(AIM):
         if self._drawing is None or self._drawing.done():
             self._drawing = asyncio.create_task(self._draw(names))
 
+    def _plotting(self) -> Preload:
+        """matplotlib's import, started on the first call (the first epoch's metrics)."""
+        if self._preload is None:
+            assert isinstance(self.params, ReporterParams)
+            self._preload = Preload(["aif.aims.analog.report_plots"] if self.params.plots else [])
+        return self._preload
+
     async def _draw(self, names: tuple[str, ...]) -> None:
-        await self._preload.ready()
+        await self._plotting().ready()
         await asyncio.to_thread(self.report.draw, names)
 
     async def run(self) -> None:
@@ -379,6 +387,7 @@ class AnalogReporter(AIM):
             if isinstance(event, Record):
                 if event.port == "metrics":
                     row = report.add_metrics(event.value)
+                    self._plotting()
                     if row["epoch"] == row["epochs"] and self.params.plots:
                         # a job's training is over: draw its curves while it drifts
                         self._draw_soon(("training.png",))
@@ -391,7 +400,7 @@ class AnalogReporter(AIM):
                 reason = event.reason
         if self._drawing is not None:
             await self._drawing
-        await self._preload.ready()
+        await self._plotting().ready()
         summary = await asyncio.to_thread(report.finish, reason, plots=self.params.plots)
         await self.result(
             folder=str(report.folder),
