@@ -117,6 +117,8 @@ class Daemon:
     def __init__(self, state_dir: Path) -> None:
         self.state_dir, self.log = state_dir, state_dir.parent / "daemon.log"
         command = [sys.executable, "-m", "aif", "controller", "start", "--instances", "cpu=2"]
+        # what it measures is placement as written: inproc AIMs in the daemon itself
+        command += ["--inproc", "allow"]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [*command, "--state-dir", str(state_dir)],
