@@ -66,11 +66,14 @@ def _jobs_of(args: argparse.Namespace) -> Iterator[Client | OfflineJobs]:
     try:
         client = connect(args)
     except DaemonNotRunning:
+        state_dir = state_dir_of(args)
         if args.controller or os.environ.get("AIF_CONTROLLER"):
             raise  # a daemon named by address: its state is not here to read
         from aif.daemon.offline import OfflineJobs
+        from aif.daemon.state import JobStore
 
-        state_dir = state_dir_of(args)
+        if not (state_dir / JobStore.FILE_NAME).is_file():
+            raise  # no daemon ever ran here: nothing to read, start one
         print(
             f"aif: no daemon runs on {state_dir}; its jobs as it left them (read-only)",
             file=sys.stderr,

@@ -81,4 +81,5 @@ def test_jobs_are_listed_shown_and_logged_after_the_daemon_stopped(tmp_path: Pat
 def test_a_state_directory_no_daemon_ever_used_says_so(tmp_path: Path) -> None:
     done = aif("ps", "--state-dir", str(tmp_path / "empty"))
     assert done.returncode != 0
-    assert "no state database" in done.stderr and "Traceback" not in done.stderr
+    assert "no controller daemon runs on state directory" in done.stderr
+    assert "aif controller start" in done.stderr and "read-only" not in done.stderr
