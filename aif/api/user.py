@@ -60,11 +60,26 @@ MAX_PROBLEMS = 10
 TOKEN_KEY = "token"
 #: A path or similar short text in a request.
 _PATH = 4096
+#: Largest count or sequence number a request carries: SQLite's largest INTEGER, which
+#: the job store compares it with (a larger one would fail there, not here).
+_MAX_COUNT = 2**63 - 1
+
+
+def _no_nul(text: str) -> str:
+    if "\x00" in text:
+        raise ValueError("a path cannot hold a NUL byte")
+    return text
+
+
+#: A file or folder path in a request: no OS call can take one with a NUL byte.
+_Path = Annotated[str, pydantic.Field(max_length=_PATH), pydantic.AfterValidator(_no_nul)]
 
 
 class _Request(pydantic.BaseModel):
     model_config = _STRICT
-    rid: int = 0
+    #: The request id the reply echoes: an int (not a bool, str or float, which would come
+    #: back as another value than the client sent) that msgpack can send back.
+    rid: int = pydantic.Field(default=0, strict=True, ge=-(2**63), le=2**64 - 1)
 
 
 class Ping(_Request):
@@ -78,12 +93,12 @@ class Submit(_Request):
 
     op: Literal["submit"] = "submit"
     text: str = pydantic.Field(max_length=MAX_WORKFLOW_CHARS)
-    source: str = pydantic.Field(max_length=_PATH)
+    source: _Path
     overrides: list[Annotated[str, pydantic.Field(max_length=64 * 2**10)]] = pydantic.Field(
         default_factory=list, max_length=1000
     )
-    base_dir: str = pydantic.Field(max_length=_PATH)
-    work_dir: str = pydantic.Field(max_length=_PATH)
+    base_dir: _Path
+    work_dir: _Path
     priority: int = pydantic.Field(default=0, ge=-1000, le=1000)
     hold: bool = False
 
@@ -95,7 +110,7 @@ class ListJobs(_Request):
     states: list[Annotated[str, pydantic.Field(max_length=32)]] | None = pydantic.Field(
         default=None, max_length=32
     )
-    limit: int | None = pydantic.Field(default=None, ge=1)
+    limit: int | None = pydantic.Field(default=None, ge=1, le=_MAX_COUNT)
 
 
 class _JobRequest(_Request):
@@ -112,7 +127,7 @@ class Logs(_JobRequest):
     """A job's events after sequence number ``after`` (``aif logs --follow`` polls)."""
 
     op: Literal["logs"] = "logs"
-    after: int = pydantic.Field(default=0, ge=0)
+    after: int = pydantic.Field(default=0, ge=0, le=_MAX_COUNT)
     limit: int = pydantic.Field(default=1000, ge=1, le=10_000)
 
 

@@ -48,6 +48,7 @@ DIGITS_SAMPLES = 1797
 DIGITS_SHAPE = (1, 8, 8)
 DIGITS_CLASSES = 10
 _IDX_UBYTE = 0x08  # the only element type MNIST-format sets use
+_INFLATE_CHUNK = 1 << 20  # bytes a gzipped IDX file is decompressed by at a time
 #: Synthetic prototypes are uniform in [0.25, 0.75] with this per-pixel noise around them:
 #: a linear model reaches about 93% on 8x8 images of 10 classes, so the task is learnable
 #: and still leaves room to see analog noise cost accuracy.
@@ -322,20 +323,24 @@ def _read_idx(path: Path, dims: int) -> np.ndarray:
     """An IDX file of unsigned bytes with ``dims`` dimensions, checked against its header.
 
     A gzip file is decompressed no further than its header promises (and
-    ``MAX_DATASET_BYTES``), so a small file that inflates to gigabytes costs nothing.
+    ``MAX_DATASET_BYTES``), in chunks, so a small file that inflates to gigabytes, or
+    whose header promises gigabytes it does not hold, costs no more than what it holds;
+    one whose magic number is wrong is not decompressed past its header.
     """
+    expected = bytes((0, 0, _IDX_UBYTE, dims))
     try:
         raw = read_bounded(path, "IDX file", MAX_DATA_FILE_BYTES)
         if raw[:2] == b"\x1f\x8b":
             with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
                 head = stream.read(4 + 4 * dims)
-                raw = head + stream.read(_idx_promise(path, head, dims) + 1)
+                if head[:4] == expected:
+                    head += _inflate(stream, _idx_promise(path, head, dims) + 1)
+                raw = head
     except InputError as exc:
         raise _IdxFault(str(exc)) from exc
     except (OSError, EOFError, zlib.error) as exc:
         raise _IdxFault(f"{path}: cannot be read ({exc})") from exc
     kind = "image" if dims == 3 else "label"
-    expected = bytes((0, 0, _IDX_UBYTE, dims))
     if len(raw) < 4 or raw[:4] != expected:
         found = raw[:4].hex() if raw else "an empty file"
         raise _IdxFault(
@@ -357,6 +362,19 @@ def _read_idx(path: Path, dims: int) -> np.ndarray:
     if shape[0] == 0:
         raise _IdxFault(f"{path}: holds no {kind}s")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _inflate(stream: gzip.GzipFile, limit: int) -> bytes:
+    """At most ``limit`` bytes of ``stream``, read in chunks: ``stream.read(limit)`` would
+    allocate ``limit`` bytes at once, however few the stream holds."""
+    chunks: list[bytes] = []
+    while limit > 0:
+        chunk = stream.read(min(limit, _INFLATE_CHUNK))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        limit -= len(chunk)
+    return b"".join(chunks)
 
 
 def _idx_promise(path: Path, head: bytes, dims: int) -> int:

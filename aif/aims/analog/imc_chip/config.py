@@ -16,6 +16,11 @@ from aif.errors import ConfigError
 
 #: Largest MVM batch (vectors per request) the emulator accepts by default.
 DEFAULT_MAX_BATCH: Final = 16384
+#: Latest the chip clock may read, in seconds (about 317,000 years): far past any drift
+#: time an experiment asks for, a thousand times over, and small enough that the clock
+#: stays finite and still tells seconds apart (float64 steps of about 2 ms there), so no
+#: WAIT can push it to a value that spoils every later drift.
+MAX_CLOCK: Final = 1e13
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,7 +48,7 @@ import numpy.typing as npt
 import torch
 from aihwkit.inference.noise.pcm import PCMLikeNoiseModel
 
-from aif.aims.analog.imc_chip.config import ChipConfig
+from aif.aims.analog.imc_chip.config import MAX_CLOCK, ChipConfig
 from aif.aims.analog.imc_chip.messages import (
     ALL_TILES,
     PROTOCOL_VERSION,
@@ -215,13 +215,19 @@ class Chip:
         return out
 
     def wait(self, seconds: float) -> float:
-        """Advance the chip clock by ``seconds``; returns the clock after."""
-        if not (math.isfinite(seconds) and seconds >= 0):
+        """Advance the chip clock by ``seconds``; returns the clock after.
+
+        The clock never passes ``MAX_CLOCK``: a longer wait is refused, the clock unmoved.
+        """
+        left = MAX_CLOCK - self.clock
+        if not (math.isfinite(seconds) and 0 <= seconds <= left):
             raise ChipError(
-                f"WAIT request: seconds = {seconds} must be a finite number >= 0",
+                f"WAIT request: seconds = {seconds} must be a finite number >= 0 and "
+                f"<= {left:g} (the chip clock is at {self.clock:g} s and stops at "
+                f"MAX_CLOCK = {MAX_CLOCK:g} s)",
                 Status.OUT_OF_RANGE,
             )
-        self.clock += seconds
+        self.clock = min(self.clock + seconds, MAX_CLOCK)  # no rounding past it either
         return self.clock
 
     def reset(self, tile: int = ALL_TILES) -> int:
