@@ -8,6 +8,7 @@ API only, as a third party would write one.
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Any
 
 import numpy as np
@@ -57,14 +58,40 @@ class Relay(AIM):
                 await self.send_signal("out", event.code)
 
 
+#: The largest tensor ``tensor-source`` makes: 1 GiB of float32 (a channel carries
+#: 256 MiB unless its connection raises ``max_message_size``).
+MAX_TENSOR_BYTES = 1 << 30
+#: The most tensors one ``tensor-source`` emits (its result lists a digest of each).
+MAX_TENSOR_COUNT = 100_000
+#: The most dimensions a tensor may have (numpy's own limit is 64).
+MAX_TENSOR_DIMS = 32
+
+
 class TensorSourceParams(_Params):
     """Parameters of ``tensor-source``."""
 
     shape: list[pydantic.PositiveInt] = pydantic.Field(
-        default=[4, 4], description="Shape of each tensor."
+        default=[4, 4],
+        max_length=MAX_TENSOR_DIMS,
+        description="Shape of each tensor.",
     )
-    count: pydantic.NonNegativeInt = pydantic.Field(default=1, description="Tensors to emit.")
+    count: int = pydantic.Field(
+        default=1, ge=0, le=MAX_TENSOR_COUNT, description="Tensors to emit."
+    )
     seed: int = pydantic.Field(default=0, description="Seed of the random generator.")
+
+    @pydantic.field_validator("shape")
+    @classmethod
+    def _fits_in_memory(cls, shape: list[int]) -> list[int]:
+        """Refuse a shape too big to allocate, before anything is allocated."""
+        size = math.prod(shape) * np.dtype(np.float32).itemsize
+        if size > MAX_TENSOR_BYTES:
+            raise ValueError(
+                f"a float32 tensor of shape {shape} takes {size:,} bytes, over the limit of "
+                f"{MAX_TENSOR_BYTES:,} bytes (1 GiB) per record; use a smaller shape, and "
+                "more records (count) for more data"
+            )
+        return shape
 
 
 def digest(value: Any) -> str:

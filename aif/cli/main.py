@@ -9,7 +9,8 @@ available here: see ``aif.cli.aim_types``), ``chip emulate`` (an emulated IMC ch
 chip protocol), and the daemon's commands (``controller start|stop|status``, ``submit``,
 ``ps``, ``status``, ``logs``, ``suspend``, ``resume``, ``cancel``, ``aims``: see
 ``aif.cli.daemon``). Exit codes: 0 success,
-1 the run or a check failed, 2 bad input (file, arguments).
+1 the run or a check failed (for ``run`` also: no analog job completed while some
+failed or were rejected), 2 bad input (file, arguments), 130 interrupted.
 
 Building the parser imports no more than the standard library and the small ``aif.cli``
 modules: each command imports what it needs when it runs, and the arguments whose
@@ -139,11 +140,57 @@ def cmd_run(args: argparse.Namespace) -> int:
     with display.aim_logs(logging.DEBUG if args.verbose else logging.INFO):
         result = asyncio.run(_run(resolved, args, display, interrupts))
     display.summary(result)
-    if args.json:
-        Path(args.json).write_text(json.dumps(_result_json(result), indent=2, default=str))
+    jobs = _job_counts(resolved, result)
+    problem = _no_job_completed(jobs, result)
+    if problem is not None:
+        display.console.print(problem, style="red", soft_wrap=True, markup=False)
     if interrupts:
-        return EXIT_INTERRUPTED
-    return EXIT_OK if result.ok else EXIT_FAILED
+        code = EXIT_INTERRUPTED
+    else:
+        code = EXIT_OK if result.ok and problem is None else EXIT_FAILED
+    if args.json:
+        data = {**_result_json(result), "jobs": jobs, "problem": problem, "exit_code": code}
+        Path(args.json).write_text(json.dumps(data, indent=2, default=str))
+    return code
+
+
+#: The job counts an analog reporter's result carries (``AnalogReporter``).
+_JOB_COUNTS = ("completed", "failed", "stopped", "rejected")
+
+
+def _job_counts(resolved: Any, result: Any) -> dict[str, Any] | None:
+    """The analog jobs of the run by status, summed over its analog reporters' results
+    (``folders``: where their reports are); None when no analog reporter reported."""
+    from aif.aims.analog.reporter import AnalogReporter
+
+    reports = [
+        result.results[name]
+        for name, aim in resolved.aims.items()
+        if issubclass(aim.cls, AnalogReporter) and name in result.results
+    ]
+    if not reports:
+        return None
+    counts: dict[str, Any] = {k: sum(int(r.get(k) or 0) for r in reports) for k in _JOB_COUNTS}
+    counts["folders"] = [str(r["folder"]) for r in reports if r.get("folder")]
+    return counts
+
+
+def _no_job_completed(jobs: dict[str, Any] | None, result: Any) -> str | None:
+    """Why a run that ended well still failed: its reporters saw no job complete, and
+    some failed or were rejected (None otherwise, and for a run that failed anyway).
+
+    An analog sweep's AIMs all end cleanly when every job fails, so the run's own
+    state says "succeeded"; a script must not read that as results.
+    """
+    if not result.ok or jobs is None or jobs["completed"]:
+        return None
+    if not jobs["failed"] and not jobs["rejected"]:
+        return None  # nothing to run, or every job stopped: the run says so itself
+    said = f"{jobs['failed']} failed, {jobs['rejected']} rejected"
+    if jobs["stopped"]:
+        said += f", {jobs['stopped']} stopped"
+    where = "".join(f"; see {folder}/results.json" for folder in jobs["folders"])
+    return f"no job completed: {said}{where}"
 
 
 async def _run(resolved: Any, args: argparse.Namespace, display: Any, interrupts: list[int]) -> Any:
@@ -316,7 +363,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store(p)
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("run", help="run a workflow to its end with live progress")
+    p = sub.add_parser(
+        "run",
+        help="run a workflow to its end with live progress",
+        description="Run a workflow to its end in an embedded controller. Exit status: 0 "
+        "it succeeded; 1 it failed, or no analog job completed while some failed or were "
+        'rejected ("no job completed: ..."); 2 bad input; 130 interrupted.',
+    )
     arguments_later(p, _run_arguments)
     p.set_defaults(func=cmd_run)
 

@@ -222,7 +222,8 @@ class Report:
 
     def summary(self) -> dict[str, Any]:
         """Counts and the best job: highest accuracy (lowest mse) among completed jobs
-        (else any job)."""
+        (else stopped ones; never a failed job, whose last accuracy may be a diverged
+        model's)."""
         results = list(self.results.values())
         counts = {status: 0 for status in ("completed", "stopped", "failed")}
         for r in results:
@@ -230,7 +231,8 @@ class Report:
             counts[status] = counts.get(status, 0) + 1
         scored = [r for r in results if isinstance(r.get("accuracy"), int | float)]
         completed = [r for r in scored if r.get("status") == "completed"]
-        best = max(completed or scored, key=_goodness, default=None)
+        unfailed = [r for r in scored if r.get("status") != "failed"]
+        best = max(completed or unfailed, key=_goodness, default=None)
         with_results = set(self.results)
         unfinished = sorted({str(m["job"]) for m in self.metrics} - with_results)
         return {
@@ -334,7 +336,9 @@ class AnalogReporter(AIM):
     epoch, ``results.json`` per result), then draws ``training.png``, ``drift.png`` and
     ``configurations.png`` and reports the folder and the best job as its result. The
     training curves are drawn as soon as a job's last epoch arrives, while it drifts,
-    and only figures whose data changed since are drawn again at the end.
+    and only figures whose data changed since are drawn again at the end. The result
+    counts the jobs by status (``completed``, ``failed``, ``stopped``, ``rejected``):
+    ``aif run`` fails a run in which no job completed and some failed or were rejected.
     """
 
     inputs = {
@@ -406,6 +410,8 @@ class AnalogReporter(AIM):
             folder=str(report.folder),
             jobs=summary["jobs"],
             completed=summary["completed"],
+            failed=summary["failed"],
+            stopped=summary["stopped"],
             rejected=summary["rejected"],
             best=summary["best"],
             best_accuracy=summary["best_accuracy"],

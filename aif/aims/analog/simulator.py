@@ -4,7 +4,8 @@ Each job trains (hardware-aware training on inference configs, or in-memory trai
 on pulsed devices) and then tests after drift, reporting one ``metrics`` record per
 epoch and one ``results`` record per job, whatever happened to it: a job that fails
 is reported as failed and the simulator takes the next one, so one bad configuration
-does not cost a whole sweep.
+does not cost a whole sweep. A job whose training loss turns NaN or infinite fails at
+once (status ``failed``), its error naming the epoch, the batch, the loss and the fixes.
 
 Training runs in slices of about ``slice_seconds`` of whole batches in a worker
 thread; between slices the AIM yields to its runtime, so suspend waits there, resume
@@ -40,7 +41,7 @@ from aif.aims.analog.runs import JobOutcome, JobRunner, run_each_job
 from aif.aims.analog.spec import Experiment
 from aif.aims.base import AIM
 from aif.aims.preload import Preload
-from aif.errors import ConfigError
+from aif.errors import ConfigError, ExperimentError
 
 #: Imported in the background at setup: scikit-learn's data sets, torch's first
 #: optimizer's ``torch._dynamo`` (about 2 s), and this package's training modules.
@@ -169,7 +170,10 @@ class AnalogSimulator(AIM):
             experiment = Experiment.model_validate_json(record["spec"])
             await self._execute(experiment, outcome, record)
         except Exception as exc:  # one failed job must not end the others
-            self.log.exception("job %s failed", outcome.job)
+            if isinstance(exc, ExperimentError):  # the job as written cannot run: no traceback
+                self.log.error("job %s failed: %s", outcome.job, exc)
+            else:
+                self.log.exception("job %s failed", outcome.job)
             outcome.status = "failed"
             outcome.error = f"{type(exc).__name__}: {exc}"
         await self.send("results", outcome.record())

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from aif.aims.analog.augment import Augment, batch_generator
+from aif.errors import ExperimentError
 
 LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -74,6 +75,10 @@ class EpochRunner:
     each training batch, with randomness drawn from ``(seed, epoch, batch)`` alone.
     ``clip_grad_norm`` clips the gradients' total norm (``torch.nn.utils.clip_grad_norm_``)
     before each optimizer step. Float labels (regression targets) stay float32.
+
+    A batch whose loss is not finite (NaN or infinite: the training diverged, or the
+    data hold NaN) raises ``ExperimentError`` naming the epoch, the batch, the loss and
+    the fixes; the check reads the loss the runner sums anyway, so it costs nothing.
     """
 
     def __init__(
@@ -153,9 +158,25 @@ class EpochRunner:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self._clip)
         self.optimizer.step()
         # .item() waits for the device, which also makes the time budget honest on CUDA.
-        self._total += float(loss.item()) * (hi - lo)
+        value = float(loss.item())
+        if not math.isfinite(value):
+            raise self._diverged(value)
+        self._total += value * (hi - lo)
         self.samples += hi - lo
         self.batches += 1
+
+    def _diverged(self, loss: float) -> ExperimentError:
+        lr = self.optimizer.param_groups[0]["lr"]
+        clip = (
+            f"a smaller training.clip_grad_norm (now {self._clip:g})"
+            if self._clip is not None
+            else "training.clip_grad_norm (e.g. 1.0)"
+        )
+        return ExperimentError(
+            f"training diverged: the loss is {loss} at epoch {self._epoch}, batch "
+            f"{self.batches + 1} of {len(self._bounds)}; lower training.optimizer.lr "
+            f"(now {float(lr):g}), set {clip}, or check the data for NaN or infinite values"
+        )
 
 
 def evaluate(
