@@ -94,7 +94,18 @@ class ChannelClosed(ChannelError):
     """The channel was closed while a call waited on it."""
 
 
-class InputError(AIFError, ValueError):
+class _ProblemLines(AIFError):
+    """An error with one line per fault, listed under its message."""
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        self.problems = list(problems)
+        text = message
+        if self.problems:
+            text += "\n" + "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(text)
+
+
+class InputError(_ProblemLines, ValueError):
     """A user's file or YAML text cannot be read safely: not a regular file, too big,
     binary, nested too deeply, too many nodes, keys that are not text, duplicate keys.
 
@@ -102,26 +113,12 @@ class InputError(AIFError, ValueError):
     the line. A ``ValueError`` too, for callers that catch the readers' ``ValueError``.
     """
 
-    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
-        self.problems = list(problems)
-        text = message
-        if self.problems:
-            text += "\n" + "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(text)
 
-
-class WorkflowError(AIFError):
+class WorkflowError(_ProblemLines):
     """An AIW file does not load or does not validate.
 
     ``problems`` holds one line per fault, each naming file, line and field.
     """
-
-    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
-        self.problems = list(problems)
-        text = message
-        if self.problems:
-            text += "\n" + "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(text)
 
 
 class ExperimentError(AIFError):

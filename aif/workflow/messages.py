@@ -16,6 +16,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 
 import pydantic
 
+from aif.inputs.safe_yaml import kind_of as kind_of
 from aif.workflow.model import (
     AIM_NAME_PATTERN,
     PORT_REF_PATTERN,
@@ -215,23 +216,6 @@ def _field_names(model: type[pydantic.BaseModel] | None) -> list[str]:
         alias = info.validation_alias if isinstance(info.validation_alias, str) else info.alias
         names.append(alias or name)
     return names
-
-
-def kind_of(value: object) -> str:
-    """How a YAML user would name the kind of ``value``."""
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, dict):
-        return "mapping"
-    if isinstance(value, list):
-        return "list"
-    if value is None:
-        return "null"
-    return type(value).__name__
 
 
 def _short(value: object, limit: int = 40) -> str:

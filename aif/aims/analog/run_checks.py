@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from aif.aims.analog.spec import Experiment
@@ -37,17 +38,25 @@ def run_problems(experiment: Experiment) -> list[Problem]:
     return problems
 
 
-def _precision_problems(experiment: Experiment) -> list[Problem]:
-    from aif.aims.analog.build import build_rpu_config, family_of, tile_kind
+def _built_configurations(experiment: Experiment) -> Iterator[tuple[str, Any]]:
+    """``(path, rpu_config)`` of each configuration that builds (``rpu`` or ``sweep.X``);
+    one that does not is skipped here, because check_experiment reports it already."""
+    from aif.aims.analog.build import build_rpu_config
     from aif.errors import ExperimentError
 
-    problems: list[Problem] = []
     for label, rpu in experiment.configurations().items():
         path = f"sweep.{label}" if label else "rpu"
         try:
-            config: Any = build_rpu_config(rpu, path)
+            yield path, build_rpu_config(rpu, path)
         except ExperimentError:
-            continue  # reported by check_experiment already
+            continue
+
+
+def _precision_problems(experiment: Experiment) -> list[Problem]:
+    from aif.aims.analog.build import family_of, tile_kind
+
+    problems: list[Problem] = []
+    for path, config in _built_configurations(experiment):
         data_type = getattr(getattr(config, "runtime", None), "data_type", None)
         half_runtime = getattr(data_type, "value", None) == "half"
         if experiment.training.precision == "float32":
@@ -73,17 +82,11 @@ def _precision_problems(experiment: Experiment) -> list[Problem]:
 
 
 def _calibration_problems(experiment: Experiment) -> list[Problem]:
-    from aif.aims.analog.build import build_rpu_config, family_of
+    from aif.aims.analog.build import family_of
     from aif.aims.analog.calibration import has_input_ranges
-    from aif.errors import ExperimentError
 
     problems: list[Problem] = []
-    for label, rpu in experiment.configurations().items():
-        path = f"sweep.{label}" if label else "rpu"
-        try:
-            config: Any = build_rpu_config(rpu, path)
-        except ExperimentError:
-            continue  # reported by check_experiment already
+    for path, config in _built_configurations(experiment):
         if not has_input_ranges(config):
             problems.append(
                 (
