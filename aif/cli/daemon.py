@@ -283,15 +283,16 @@ def _start_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         default=50,
         metavar="N",
-        help="jobs a warm worker (a process that keeps torch and aihwkit imported) serves "
-        "before it is recycled; 0: a fresh process per job (default 50)",
+        help="AIMs a warm worker (a process that imported torch and aihwkit once and forks "
+        "a fresh host per AIM) forks before it is replaced; 0: no warm worker, a fresh "
+        "python -m aif.host per AIM (default 50)",
     )
     p.add_argument(
         "--worker-memory",
         type=float,
         default=2048.0,
         metavar="MiB",
-        help="recycle a warm worker once its resident memory after a job passes this; "
+        help="replace a warm worker once its own resident memory passes this; "
         "0: no limit (default 2048)",
     )
     p.add_argument(

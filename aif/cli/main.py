@@ -193,6 +193,10 @@ def _no_job_completed(jobs: dict[str, Any] | None, result: Any) -> str | None:
     return f"no job completed: {said}{where}"
 
 
+#: Forks one ``aif run`` worker makes before it is replaced (restarts included): no limit.
+_RUN_FORKS = 1_000_000
+
+
 async def _run(resolved: Any, args: argparse.Namespace, display: Any, interrupts: list[int]) -> Any:
     import asyncio
     import signal
@@ -209,7 +213,14 @@ async def _run(resolved: Any, args: argparse.Namespace, display: Any, interrupts
     # A secure workflow that listens on tcp: its AIM API is CURVE, with this identity.
     secure = resolved.workflow.profile == "secure" and listen is not None
     make = Controller.with_identity if secure else Controller
-    async with make(state_dir, tcp=listen, ready_timeout=args.ready_timeout) as controller:
+    options: dict[str, Any] = {"tcp": listen, "ready_timeout": args.ready_timeout}
+    if not args.fresh_processes:
+        from aif.controller.launchers.warm import WorkerPool
+
+        # The run's heavy AIMs fork from one worker that imports torch and aihwkit once
+        # (a secure run's AIMs keep fresh processes: the controller skips the pool there).
+        options["worker_pool"] = WorkerPool(max_jobs=_RUN_FORKS)
+    async with make(state_dir, **options) as controller:
         curve = controller.curve
         controller.subscribe(display.on_event)
         if listen is not None:
@@ -430,6 +441,13 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
         metavar="S",
         help="how long the AIMs, remote ones included, may take to register and set up "
         "(default 120)",
+    )
+    p.add_argument(
+        "--fresh-processes",
+        action="store_true",
+        help="start each process AIM as a fresh python -m aif.host, rather than forking "
+        "the heavy ones (simulator, validator) from one process that imported torch and "
+        "aihwkit once",
     )
 
 

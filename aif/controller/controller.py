@@ -37,7 +37,7 @@ from aif.controller import host_messages, supervision, wiring
 from aif.controller.launchers.local import ProcessLauncher
 from aif.controller.launchers.placement import launcher_for
 from aif.controller.launchers.warm import WarmLauncher, WorkerPool
-from aif.controller.plan import RunPlan, plan_run
+from aif.controller.plan import RunPlan, fork_heavy_aims, plan_run
 from aif.controller.run import AIMHandle, AIMState, RunState, WorkflowResult, WorkflowRun
 from aif.controller.secure_profile import SecureProfile, secure_keys
 from aif.errors import AIFError, CleanupError, ConfigError, LifecycleError
@@ -268,6 +268,13 @@ class Controller:
         assert self.ctx is not None
         # A secure run's keys and trusted code must not meet a process that outlives it.
         pool = None if secure else self.worker_pool
+        if pool is not None:
+            plan = fork_heavy_aims(plan)
+            warm = [a.warm_modules for a in plan.aims.values() if a.placement == "process"]
+            if any(modules is not None for modules in warm):
+                # One preloaded worker forks all of them: start it (with every module the
+                # run's AIMs need) before the first launcher asks.
+                pool.prepare(m for modules in warm for m in modules or ())
         handles = {
             name: AIMHandle(
                 name=name,

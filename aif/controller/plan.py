@@ -6,6 +6,7 @@ into which port, from where, with what queue size) instead of walking YAML model
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,8 @@ class PlannedAIM:
     #: Modules a warm worker preloads for this AIM type (its ``warm_modules``); None: the
     #: type does not opt in to warm workers.
     warm_modules: tuple[str, ...] | None = None
+    #: False when the AIW left ``placement`` to its default (``inproc``).
+    placement_written: bool = True
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,7 @@ def plan_run(resolved: ResolvedWorkflow) -> RunPlan:
             max_restarts=decl.max_restarts,
             restart_backoff=decl.restart_backoff,
             warm_modules=_warm_modules(cls),
+            placement_written="placement" in decl.model_fields_set,
         )
     connections = [
         PlannedConnection(
@@ -148,6 +152,25 @@ def plan_run(resolved: ResolvedWorkflow) -> RunPlan:
         outputs=[str(ref) for ref in wf.outputs],
         base_dir=_base_dir(wf.source),
     )
+
+
+def fork_heavy_aims(plan: RunPlan) -> RunPlan:
+    """The plan with its heavy default-``inproc`` AIMs placed ``process``, when the run
+    has a warm worker to fork them from (another ``process`` AIM that opts in).
+
+    An AIM whose type names heavy ``warm_modules`` (the analog validator's aihwkit
+    check) would import them a second time in the controller's own process; forked from
+    the worker that already has them, it costs a fork instead, and the controller stays
+    light. An AIW that writes ``placement: inproc`` keeps it.
+    """
+    if not any(a.placement == "process" and a.warm_modules is not None for a in plan.aims.values()):
+        return plan
+    moved = {
+        name: dataclasses.replace(aim, placement="process")
+        for name, aim in plan.aims.items()
+        if aim.placement == "inproc" and not aim.placement_written and aim.warm_modules
+    }
+    return dataclasses.replace(plan, aims={**plan.aims, **moved}) if moved else plan
 
 
 def _warm_modules(cls: type) -> tuple[str, ...] | None:

@@ -89,10 +89,10 @@ class DaemonConfig:
     passphrase: str | None = field(default=None, repr=False)
     #: The Store ``store:NAME@VERSION`` AIMs come from (None: ``$AIF_STORE``).
     store: str | None = None
-    #: Jobs a warm worker serves before it is recycled (``--worker-jobs``); 0: no warm
-    #: workers, every ``process`` AIM gets a fresh process as under ``aif run``.
+    #: AIMs a warm worker forks before it is replaced (``--worker-jobs``); 0: no warm
+    #: worker, every ``process`` AIM gets a fresh ``python -m aif.host``.
     worker_jobs: int = DEFAULT_MAX_JOBS
-    #: Resident MiB after a job past which a warm worker is recycled (``--worker-memory``;
+    #: Resident MiB of a warm worker past which it is replaced (``--worker-memory``;
     #: 0: no limit).
     worker_memory: float = DEFAULT_MAX_RSS_MIB
     #: Basic profile: serve the tcp User API without a token (``--no-auth``; loopback

@@ -109,13 +109,15 @@ LOG_TIMES_ENV = "AIF_LOG_TIMES"
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
-def configure_logging(label: str) -> None:
-    """A host process's log lines: ``[label]`` after the level, as its parent asked."""
+def configure_logging(label: str, *, force: bool = False) -> None:
+    """A host process's log lines: ``[label]`` after the level, as its parent asked
+    (``force``: replace the handler already there: a fork of a warm worker)."""
     level = os.environ.get(LOG_LEVEL_ENV, "INFO").upper()
     stamp = "%(asctime)s " if os.environ.get(LOG_TIMES_ENV) == "1" else ""
     logging.basicConfig(
         level=level if level in _LEVELS else "INFO",
         format=f"{stamp}%(levelname)s [{label}] %(message)s",
+        force=force,
     )
 
 

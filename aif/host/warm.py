@@ -1,49 +1,39 @@
-"""A warm worker: one long-lived process that hosts a fresh AIM for each job it is given.
+"""A warm worker: one long-lived process with the heavy modules imported, which forks
+a fresh host for each AIM it is given.
 
-The daemon's ``placement: process`` AIMs that opt in (a class attribute
-``warm_modules``, the heavy modules they need) are hosted by warm workers instead of a
-fresh ``python -m aif.host`` per job, so torch and aihwkit are imported once per
-worker, not once per job. The controller's side (the pool, which starts, hands out,
-recycles and replaces workers) is :mod:`aif.controller.launchers.warm`; this module is
-the worker and the small vocabulary both sides speak.
-
-Why a preloaded process and not ``fork`` (``multiprocessing``' forkserver): a job's
-host must be the very host every placement runs (``AIMHost``: the AIM API, heartbeats,
-lifelines, the control lane), in a process the controller can signal, kill and watch
-like any child; forking a process that has imported torch (OpenMP and CUDA state,
-threads) is unsafe, and forkserver children would inherit a parent that is not the
-controller, which breaks the host's parent lifeline. A worker is a plain child of the
-controller that runs ``serve_host`` once per job, in a fresh event loop and a fresh
-ZeroMQ context::
+``placement: process`` AIMs that opt in (a class attribute ``warm_modules``, the heavy
+modules they need) are hosted by forks of a warm worker instead of a fresh
+``python -m aif.host``, so torch and aihwkit are imported once per worker, not once per
+AIM: once per daemon (until the worker is replaced) and once per ``aif run``, where the
+validator's aihwkit check and the simulator fork from the same preloaded process. The
+controller's side (the pool, which starts, hands out and replaces workers) is
+:mod:`aif.controller.launchers.warm`; this module is the worker and the small
+vocabulary both sides speak::
 
     pool (controller)                                 worker (python -m aif.host warm)
-      spawn ──────────────────────────────────────►   import the preload modules once
-            ◄──────── ready {pid, modules, seconds}
-      serve {controller, aim, workflow, modules} ─►   reset the process-wide state,
-                                                      serve_host(...) as a child host:
-                                                      hello, setup, ... bye (AIM API)
-            ◄──── served {status, rss_mib, clean, note}
-      serve ... (the next job) ───────────────────►   ...
-      close its stdin (retire) ───────────────────►   exit 0
+      spawn ──────────────────────────────────────►   import the preload modules once,
+            ◄──────── ready {pid, modules, seconds}   freeze them out of the GC's sight
+      serve {job, controller, aim, workflow} ─────►   fork: the child reseeds its random
+            ◄──────────────── forked {job, pid}       generators and runs serve_host(...),
+      serve ... (more AIMs, concurrently) ────────►   a child host like any other (hello,
+                                                      setup, ... bye over the AIM API)
+            ◄── served {job, status, rss_mib, ...}    the child exited; the worker reaps it
+      close its stdin (retire) ───────────────────►   stop live children, exit 0
+
+Why fork: a fork is a fresh process, so nothing one job does (module globals, torch's
+seeds and threads, leftover threads, leaked memory) can reach the next, and it costs
+milliseconds where importing torch and aihwkit costs seconds. Forking a process that
+has imported torch is safe as long as that process never ran torch's thread pools,
+created a CUDA context or started threads: the worker only imports, and it is a single
+thread that waits on its stdin and on one pidfd per child (``selectors``). A child's
+host watches its parent, the worker (``watch_parent``); the worker, whose stdin the
+controller holds, stops its children when the controller is gone.
 
 Frames travel on the worker's stdin and its original stdout, each a 4-byte big-endian
 length and one msgpack map (no pickle). The worker points its own fd 1 at stderr before
 anything else runs, so whatever an AIM prints cannot corrupt a frame. End of file on
 stdin means "exit": the pool retires a worker by closing it, and a controller that dies,
 even by ``kill -9``, closes it too.
-
-A clean AIM per job: a new ``AIMHost``, ``HostRuntime`` (storage, channels, event
-stream) and AIM instance made from the job's own ``setup`` (class, parameters, storage
-grant), a new event loop (tasks a job leaves are cancelled with it) and a new ZeroMQ
-context. Before each job the worker reseeds Python's, numpy's and torch's global
-generators from fresh entropy (as a fresh process would be), and puts back torch's
-thread count, default dtype and grad mode, ``sys.path``, ``os.environ`` and the working
-directory as they were after the preload; the preload itself is frozen out of the
-garbage collector's sight (``gc.freeze``), so the collection after each job is cheap.
-What it cannot undo it reports: a job that
-leaves Python threads running is ``clean: false``, and the pool retires the worker.
-Modules stay imported (that is the point); an AIM that keeps state in module globals
-must not opt in.
 """
 
 from __future__ import annotations
@@ -51,15 +41,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import gc
 import importlib
 import logging
 import os
 import random
+import selectors
+import signal
 import struct
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -74,13 +64,13 @@ log = logging.getLogger("aif.host.warm")
 #: Largest frame either side accepts (the messages are a few hundred bytes).
 MAX_FRAME: Final = 1 << 20
 _HEADER = struct.Struct(">I")
-#: Seconds a worker waits for the threads a job started to end before it says unclean.
-THREAD_GRACE: Final = 2.0
+#: Seconds the children of a retiring worker get to end after SIGTERM, before SIGKILL.
+CHILD_GRACE: Final = 5.0
 
 
 @dataclass(frozen=True)
 class WorkerReady:
-    """worker → pool, once: the preload is imported; the worker takes jobs."""
+    """worker → pool, once: the preload is imported; the worker takes AIMs."""
 
     pid: int
     modules: list[str]
@@ -90,35 +80,49 @@ class WorkerReady:
 
 @dataclass(frozen=True)
 class ServeAIM:
-    """pool → worker: host AIM ``aim`` of run ``workflow`` for the controller there."""
+    """pool → worker: fork a host for AIM ``aim`` of run ``workflow``; ``job`` names it."""
 
+    job: int
     controller: str
     aim: str
     workflow: str
-    #: Heavy modules the AIM type declares; imported first if the worker lacks them.
+    #: Heavy modules the AIM type declares; the worker imports those it lacks first.
     modules: list[str] = field(default_factory=list)
     op: Literal["serve"] = "serve"
 
 
 @dataclass(frozen=True)
-class AIMServed:
-    """worker → pool, after each job: how its host ended, and what it left behind."""
+class AIMForked:
+    """worker → pool: the host of ``job`` runs as process ``pid`` (the worker's child)."""
 
+    job: int
+    pid: int
+    op: Literal["forked"] = "forked"
+
+
+@dataclass(frozen=True)
+class AIMServed:
+    """worker → pool: the host of ``job`` exited, with ``status`` (-N: killed by signal N)."""
+
+    job: int
     status: int
+    #: The host's peak resident memory, MiB.
     rss_mib: float
-    #: False when the job left something the worker cannot undo (running threads).
-    clean: bool = True
+    #: The worker's own resident memory now, MiB (it grows only by what it imports).
+    worker_rss_mib: float = 0.0
     note: str = ""
     op: Literal["served"] = "served"
 
 
-WorkerMessage = WorkerReady | ServeAIM | AIMServed
+WorkerMessage = WorkerReady | ServeAIM | AIMForked | AIMServed
 _KINDS: dict[str, type[WorkerMessage]] = {
     "ready": WorkerReady,
     "serve": ServeAIM,
+    "forked": AIMForked,
     "served": AIMServed,
 }
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "job": (int,),
     "pid": (int,),
     "modules": (list,),
     "seconds": (float, int),
@@ -127,7 +131,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "workflow": (str,),
     "status": (int,),
     "rss_mib": (float, int),
-    "clean": (bool,),
+    "worker_rss_mib": (float, int),
     "note": (str,),
 }
 
@@ -204,113 +208,141 @@ def _import_all(modules: Sequence[str]) -> list[str]:
     for name in modules:
         importlib.import_module(name)
         loaded.append(name)
+    gc.collect()
+    # What the preload made is never collected: out of the collector's sight, a fork's
+    # collections neither walk it (0.3 s with torch) nor write to its pages (copy-on-write).
+    gc.freeze()
     return loaded
 
 
-@dataclass
-class ProcessState:
-    """What the worker puts back before each job: the process-wide state a job may change."""
+def reseed() -> None:
+    """Fresh entropy for Python's, numpy's and torch's generators, as a new process has:
+    a fork inherits its parent's generator states, which every child would share."""
+    random.seed()
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed()
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.seed()
 
-    cwd: str
-    path: list[str]
-    environ: dict[str, str]
-    torch_threads: int | None = None
-    torch_dtype: Any = None
 
-    @classmethod
-    def capture(cls) -> ProcessState:
-        state = cls(os.getcwd(), list(sys.path), dict(os.environ))
-        torch = sys.modules.get("torch")
-        if torch is not None:
-            state.torch_threads = torch.get_num_threads()
-            state.torch_dtype = torch.get_default_dtype()
-        return state
+def _host_child(message: ServeAIM, inherited: Sequence[int]) -> int:
+    """In the fork: drop the worker's descriptors, then be an ordinary child host."""
+    from aif.host.serve import configure_logging, serve_host
 
-    def restore(self) -> None:
-        """Back to the state after the preload, with fresh random generators."""
+    for fd in inherited:
         with contextlib.suppress(OSError):
-            os.chdir(self.cwd)
-        sys.path[:] = self.path
-        if dict(os.environ) != self.environ:
-            os.environ.clear()
-            os.environ.update(self.environ)
-        random.seed()
-        numpy = sys.modules.get("numpy")
-        if numpy is not None:
-            numpy.random.seed()
-        torch = sys.modules.get("torch")
-        if torch is not None:
-            torch.seed()  # a fresh nondeterministic seed on every device, like a new process
-            torch.set_grad_enabled(True)
-            if self.torch_threads is not None:
-                torch.set_num_threads(self.torch_threads)
-            if self.torch_dtype is not None:
-                torch.set_default_dtype(self.torch_dtype)
+            os.close(fd)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    configure_logging(message.aim, force=True)
+    reseed()
+    return asyncio.run(
+        serve_host(message.controller, message.aim, message.workflow, None, watch_parent=True)
+    )
 
 
-def _freeze() -> None:
-    """Move what the preload made out of the collector's sight (``gc.freeze``, as a
-    fork server does before forking): with torch imported a full collection takes about
-    0.3 s, paid after every job (and in the job's own collections) otherwise."""
-    gc.collect()
-    gc.freeze()
+class ForkingWorker:
+    """The worker's state: its frames out, the selector over stdin and its children."""
 
+    def __init__(self, inbox: BinaryIO, outbox: int) -> None:
+        self.inbox = inbox
+        self.outbox = outbox
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(inbox.fileno(), selectors.EVENT_READ, None)
+        #: pidfd → (job, pid) of each live child.
+        self.children: dict[int, tuple[int, int]] = {}
 
-def _release_memory() -> None:
-    """Collect garbage and hand freed heap back to the system (glibc), after each job."""
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    def send(self, message: WorkerMessage) -> None:
+        os.write(self.outbox, pack(message))
 
+    def fork(self, message: ServeAIM) -> None:
+        """Start the host of ``message`` in a child; say its pid."""
+        inherited = [self.inbox.fileno(), self.outbox, self.selector.fileno(), *self.children]
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into the worker's loop
+            from aif.fast_exit import exit_now
 
-def _leftover_threads(before: set[int]) -> list[str]:
-    """Python threads a job started that are still running after ``THREAD_GRACE``."""
-    deadline = time.monotonic() + THREAD_GRACE
-    while True:
-        left = [t for t in threading.enumerate() if t.ident not in before and t.is_alive()]
-        if not left or time.monotonic() >= deadline:
-            return [t.name for t in left]
-        left[0].join(max(0.0, deadline - time.monotonic()))
+            status = 1
+            try:
+                status = _host_child(message, inherited)
+            except BaseException:
+                log.exception("AIM %r: its forked host failed", message.aim)
+            exit_now(status)
+        pidfd = os.pidfd_open(pid)
+        self.children[pidfd] = (message.job, pid)
+        self.selector.register(pidfd, selectors.EVENT_READ, pidfd)
+        self.send(AIMForked(job=message.job, pid=pid))
+
+    def reap(self, pidfd: int) -> None:
+        """A child exited: reap it and say how it ended."""
+        job, pid = self.children.pop(pidfd)
+        self.selector.unregister(pidfd)
+        os.close(pidfd)
+        _, wait_status, usage = os.wait4(pid, 0)
+        status = os.waitstatus_to_exitcode(wait_status)
+        note = f"killed by {signal.Signals(-status).name}" if status < 0 else ""
+        self.send(
+            AIMServed(
+                job=job,
+                status=status,
+                rss_mib=usage.ru_maxrss / 1024,
+                worker_rss_mib=rss_mib(),
+                note=note,
+            )
+        )
+
+    def stop_children(self, grace: float = CHILD_GRACE) -> None:
+        """Retired (or the controller is gone): SIGTERM each live child, SIGKILL after ``grace``."""
+        pids = [pid for _, pid in self.children.values()]
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while self.children and time.monotonic() < deadline:
+            for key, _ in self.selector.select(max(0.0, deadline - time.monotonic())):
+                if key.data is not None:
+                    self._reap_quietly(key.data)
+        for pidfd, (_, pid) in list(self.children.items()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            self._reap_quietly(pidfd)
+
+    def _reap_quietly(self, pidfd: int) -> None:
+        with contextlib.suppress(OSError):
+            self.reap(pidfd)  # the pool may be gone: nobody reads the report
 
 
 def serve_jobs(inbox: BinaryIO, outbox: int, preload: Sequence[str], pid: int | None = None) -> int:
-    """The worker's life: preload, say ready, then one host per ``serve`` until end of file."""
-    from aif.host.serve import serve_host
-
+    """The worker's life: preload, say ready, then fork a host per ``serve`` until end of file."""
     started = time.monotonic()
     loaded = set(_import_all(preload))
-    _freeze()
-    baseline = ProcessState.capture()
-    ready = WorkerReady(pid or os.getpid(), sorted(loaded), time.monotonic() - started)
-    os.write(outbox, pack(ready))
-    while True:
-        message = _read_frame(inbox)
-        if message is None:
-            return 0
-        if not isinstance(message, ServeAIM):
-            raise MalformedMessage(f"warm worker: expected 'serve', got {message.op!r}")
-        missing = [m for m in message.modules if m not in loaded]
-        if missing:
-            loaded.update(_import_all(missing))
-            _freeze()
-            baseline = ProcessState.capture()
-        baseline.restore()
-        threads = {t.ident for t in threading.enumerate() if t.ident is not None}
-        status = asyncio.run(
-            serve_host(message.controller, message.aim, message.workflow, None, watch_parent=True)
-        )
-        left = _leftover_threads(threads)
-        _release_memory()
-        note = f"the job left threads running: {', '.join(left)}" if left else ""
-        served = AIMServed(status=status, rss_mib=rss_mib(), clean=not left, note=note)
-        os.write(outbox, pack(served))
+    worker = ForkingWorker(inbox, outbox)
+    worker.send(WorkerReady(pid or os.getpid(), sorted(loaded), time.monotonic() - started))
+    try:
+        while True:
+            for key, _ in worker.selector.select():
+                if key.data is not None:
+                    worker.reap(key.data)
+                    continue
+                message = _read_frame(inbox)
+                if message is None:
+                    return 0
+                if not isinstance(message, ServeAIM):
+                    raise MalformedMessage(f"warm worker: expected 'serve', got {message.op!r}")
+                missing = [m for m in message.modules if m not in loaded]
+                if missing:
+                    loaded.update(_import_all(missing))
+                worker.fork(message)
+    finally:
+        worker.stop_children()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m aif.host warm`` (a warm worker the controller's pool starts)."""
     parser = argparse.ArgumentParser(prog="python -m aif.host warm")
     parser.add_argument(
-        "--preload", default="", help="comma-separated modules to import before the first job"
+        "--preload", default="", help="comma-separated modules to import before the first AIM"
     )
     args = parser.parse_args(argv)
     # Frames go out on the original stdout; fd 1 becomes stderr, so prints cannot break them.
@@ -330,4 +362,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("%s", exc)
         return 2
     except BrokenPipeError:
-        return 0  # the pool went away between two jobs
+        return 0  # the pool went away

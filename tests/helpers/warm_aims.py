@@ -1,8 +1,9 @@
 """AIMs that opt in to the daemon's warm workers, for ``test_warm_workers.py``.
 
-Each reports what a job sees of the process that hosts it (its pid, its random
-generators, its storage, what its instance carries), and changes what a careless job
-could leave behind, so the next job on the same worker shows whether it was reset.
+Each reports what a job sees of the process that hosts it (its pid and its parent's,
+whether torch was already imported, its random generators, its storage, what its
+instance and module carry), and changes what a careless job could leave behind, so the
+next job forked by the same worker shows whether any of it reached it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import sys
 import pydantic
 
 from aif import AIM
+
+#: What a job leaves in a module global (a fresh fork must not see it).
+_LEFT_BY_A_JOB: str | None = None
 
 
 class WarmProbe(AIM):
@@ -30,18 +34,23 @@ class WarmProbe(AIM):
 
     async def run(self) -> None:
         assert isinstance(self.params, WarmProbe.Params)
+        preloaded = "torch" in sys.modules
         import torch
 
+        global _LEFT_BY_A_JOB
         report = {
             "pid": os.getpid(),
+            "ppid": os.getppid(),
+            "module_global": _LEFT_BY_A_JOB,
             "torch_seed": str(torch.initial_seed()),
             "torch_draw": float(torch.rand(1).item()),
             "python_draw": random.random(),
             "threads": torch.get_num_threads(),
             "keys": self.storage.keys(""),
             "leftover": getattr(self, "leftover", None),
-            "torch_was_imported": "torch" in sys.modules,
+            "torch_was_imported": preloaded,
         }
+        _LEFT_BY_A_JOB = self.workflow
         self.storage.put(f"from-{self.workflow}", b"job state")
         self.leftover = self.workflow
         torch.manual_seed(self.params.seed)
@@ -62,9 +71,21 @@ class WarmHold(AIM):
 
     async def run(self) -> None:
         assert isinstance(self.params, WarmHold.Params)
-        await self.progress(pid=os.getpid())
+        await self.progress(pid=os.getpid(), ppid=os.getppid())
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.params.seconds
         while loop.time() < deadline and await self.checkpoint():
             await asyncio.sleep(0.05)
-        await self.result(pid=os.getpid())
+        await self.result(pid=os.getpid(), ppid=os.getppid())
+
+
+class ControllerWitness(AIM):
+    """Runs in the controller (inproc, no warm modules): once every AIM feeding ``in``
+    has ended, reports whether the controller's own process imported torch."""
+
+    inputs = {"in": "any"}
+
+    async def run(self) -> None:
+        async for _ in self.events():
+            pass
+        await self.result(pid=os.getpid(), torch_in_controller="torch" in sys.modules)

@@ -1,9 +1,11 @@
 """The daemon's warm workers for real: a daemon process, its worker processes, real jobs.
 
-Two jobs through one worker see a fresh AIM (fresh random generators, torch's settings
-back, their own storage, nothing on the instance) in the same process, which imported
-torch once; a worker is recycled after ``--worker-jobs`` jobs; a worker killed mid-job
-fails that job, or retries it per its restart policy, and a new worker serves on.
+Two jobs forked by one worker, which imported torch once, see a fresh AIM in a fresh
+process (fresh random generators, torch's settings, their own storage, nothing on the
+instance or in module globals); a worker is replaced after ``--worker-jobs`` forks and
+retired once its hosts end; a host killed mid-job fails that job, or retries it per its
+restart policy; a worker killed mid-job takes its hosts with it, and a new worker
+serves the next job.
 """
 
 from __future__ import annotations
@@ -77,29 +79,34 @@ def test_two_jobs_through_one_warm_worker_each_get_a_fresh_aim(
     assert first.state is JobState.SUCCEEDED, first
     assert second.state is JobState.SUCCEEDED, second
     one, two = aim_result(first, "a"), aim_result(second, "b")
-    assert one["pid"] == two["pid"]  # the same process: torch was not imported again
-    assert two["torch_was_imported"]
+    assert one["ppid"] == two["ppid"]  # forked by the same worker: torch imported once
+    assert one["pid"] != two["pid"]  # each job a fresh process
+    assert one["torch_was_imported"] and two["torch_was_imported"]  # before the job's code
     # Job one seeded torch and Python with 7 and cut torch to one thread: none of it stays.
     assert two["torch_seed"] not in (one["torch_seed"], "7")
     assert two["torch_draw"] != one["torch_draw"]
+    assert two["python_draw"] != one["python_draw"]  # each fork reseeded, not a shared state
     assert two["threads"] == one["threads"]
     assert two["leftover"] is None and one["leftover"] is None
+    assert two["module_global"] is None and one["module_global"] is None
     # Each job has the storage its own AIM is granted; job one's key is not in job two's.
     assert one["keys"] == [] and two["keys"] == []
     assert (daemon.state_dir / "aims" / "a" / f"from-{first.id}").exists()
 
 
-def test_a_worker_is_recycled_after_worker_jobs_jobs(daemon: DaemonProcess, tmp_path: Path) -> None:
-    pids = []
+def test_a_worker_is_replaced_after_worker_jobs_forks(
+    daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    workers = []
     with daemon.client() as client:
         for i in range(3):
             job = client.submit(write(tmp_path, f"hold{i}", HOLD, seconds=0, extra="")).id
             record = finished(client, job)
             assert record.state is JobState.SUCCEEDED, record
-            pids.append(aim_result(record, "hold")["pid"])
-    assert pids[0] == pids[1]  # --worker-jobs 2: the first worker serves two jobs
-    assert pids[2] != pids[0]
-    wait_for(lambda: gone(pids[0]), timeout=30, what="the recycled worker to exit")
+            workers.append(aim_result(record, "hold")["ppid"])
+    assert workers[0] == workers[1]  # --worker-jobs 2: the first worker forks two hosts
+    assert workers[2] != workers[0]
+    wait_for(lambda: gone(workers[0]), timeout=30, what="the replaced worker to exit")
 
 
 def test_suspend_resume_and_stop_reach_a_warm_worker_which_serves_on(
@@ -113,18 +120,19 @@ def test_suspend_resume_and_stop_reach_a_warm_worker_which_serves_on(
         wait_for(lambda: client.status(job).job.state is JobState.SUSPENDED, what="suspended")
         client.resume(job)
         wait_for(lambda: client.status(job).job.state is JobState.RUNNING, what="running again")
-        client.cancel(job)  # a stop: the AIM ends cleanly, so its worker is kept
+        client.cancel(job)  # a stop: the AIM ends cleanly; its worker forks the next one
         record = finished(client, job)
         assert record.state is JobState.CANCELLED, record
-        assert aim_result(record, "hold")["pid"] == worker
+        held = aim_result(record, "hold")
+        assert held["pid"] == worker
         again = finished(
             client, client.submit(write(tmp_path, "again", HOLD, seconds=0, extra="")).id
         )
         assert again.state is JobState.SUCCEEDED, again
-        assert aim_result(again, "hold")["pid"] == worker
+        assert aim_result(again, "hold")["ppid"] == held["ppid"]
 
 
-def test_a_worker_killed_mid_job_retries_the_job_and_is_replaced(
+def test_a_host_killed_mid_job_retries_the_job_on_a_fresh_fork(
     daemon: DaemonProcess, tmp_path: Path
 ) -> None:
     restart = "restart: on-failure\n    max_restarts: 1\n    restart_backoff: 0.2"
@@ -138,7 +146,7 @@ def test_a_worker_killed_mid_job_retries_the_job_and_is_replaced(
         assert record.attempts == 2
         assert aim_result(record, "hold")["pid"] != killed
         details = [e.data.get("message", "") for e in client.logs(job) if e.topic == "log"]
-        assert any("warm worker" in d and "SIGKILL" in d for d in details), details
+        assert any("forked by warm worker" in d and "SIGKILL" in d for d in details), details
 
         job = client.submit(doomed).id  # no restart policy: the job fails, naming the kill
         killed = _kill_when_running(client, job)
@@ -164,3 +172,28 @@ def _kill_when_running(client: Client, job: str) -> int:
     assert worker != os.getpid()
     os.kill(worker, signal.SIGKILL)
     return int(worker)
+
+
+def test_a_worker_killed_mid_job_takes_its_host_along_and_a_new_worker_serves_on(
+    daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    doomed = write(tmp_path, "doomed", HOLD, seconds=60, extra="")
+    with daemon.client() as client:
+        job = client.submit(doomed).id
+        host = wait_for(lambda: _running_pid(client, job), timeout=JOB_TIMEOUT, what="running")
+        worker = _parent_of(host)
+        os.kill(worker, signal.SIGKILL)
+        record = finished(client, job)
+        assert record.state is JobState.FAILED, record
+        wait_for(lambda: gone(host), timeout=30, what="the orphaned host to leave")
+        again = finished(
+            client, client.submit(write(tmp_path, "again", HOLD, seconds=0, extra="")).id
+        )
+        assert again.state is JobState.SUCCEEDED, again
+        assert aim_result(again, "hold")["ppid"] not in (worker, 1)
+
+
+def _parent_of(pid: int) -> int:
+    """The parent pid of ``pid``, from ``/proc``."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])

@@ -9,6 +9,7 @@ import pytest
 from aif.errors import MalformedMessage
 from aif.host.warm import (
     MAX_FRAME,
+    AIMForked,
     AIMServed,
     ServeAIM,
     WorkerReady,
@@ -22,12 +23,13 @@ from aif.host.warm import (
     "message",
     [
         WorkerReady(pid=12, modules=["torch"], seconds=1.5),
-        ServeAIM(controller="ipc:///tmp/x", aim="simulator", workflow="job-1", modules=[]),
-        AIMServed(status=0, rss_mib=402.5),
-        AIMServed(status=-9, rss_mib=0.0, clean=False, note="threads left"),
+        ServeAIM(job=3, controller="ipc:///tmp/x", aim="simulator", workflow="j", modules=[]),
+        AIMForked(job=3, pid=4321),
+        AIMServed(job=3, status=0, rss_mib=402.5, worker_rss_mib=380.0),
+        AIMServed(job=4, status=-9, rss_mib=0.0, note="killed by SIGKILL"),
     ],
 )
-def test_each_message_round_trips(message: WorkerReady | ServeAIM | AIMServed) -> None:
+def test_each_message_round_trips(message: WorkerReady | ServeAIM | AIMForked | AIMServed) -> None:
     frame = pack(message)
     assert frame_length(frame[:4]) == len(frame) - 4
     assert unpack(frame[4:]) == message
@@ -39,9 +41,10 @@ def test_each_message_round_trips(message: WorkerReady | ServeAIM | AIMServed) -
         (b"\xc1", "not msgpack"),
         (msgpack.packb([1, 2]), "not a map"),
         (msgpack.packb({"op": "pickle"}), "unknown op"),
-        (msgpack.packb({"op": "served", "status": "0", "rss_mib": 1.0}), "bad field 'status'"),
-        (msgpack.packb({"op": "served", "status": True, "rss_mib": 1.0}), "bad field 'status'"),
-        (msgpack.packb({"op": "served", "rss_mib": 1.0}), "status"),
+        (msgpack.packb({"op": "served", "job": 1, "status": "0", "rss_mib": 1}), "'status'"),
+        (msgpack.packb({"op": "served", "job": 1, "status": True, "rss_mib": 1}), "'status'"),
+        (msgpack.packb({"op": "served", "job": 1, "rss_mib": 1.0}), "status"),
+        (msgpack.packb({"op": "forked", "job": 1, "pid": 2.5}), "bad field 'pid'"),
         (msgpack.packb({"op": "ready", "pid": 1, "modules": [1], "seconds": 0}), "strings"),
         (msgpack.packb({"op": "serve", "controller": "x", "aim": "a", "extra": 1}), "'extra'"),
     ],

@@ -1,26 +1,29 @@
-"""Warm workers: a pool of preloaded host processes, and the launcher that borrows one.
+"""Warm workers: preloaded processes that fork a host per AIM, and the launcher that asks.
 
-The daemon runs many short jobs; a fresh ``python -m aif.host`` per job pays for
-importing torch and aihwkit every time (seconds, against a fraction of a second of
-training). A ``WorkerPool`` keeps such processes (``python -m aif.host warm``, see
-:mod:`aif.host.warm`) alive between jobs: each imported its AIM types' heavy modules
-once, and hosts one fresh AIM per job, over the same AIM API as any child host, so
-registration, heartbeats, suspend, resume, stop, routing by capability and the exit
-watch are the ones every placement has. ``WarmLauncher`` is the ``Launcher`` of such an
-AIM: ``launch`` borrows a worker (an idle one, else one being started, else a new one)
-and hands it the job; ``wait`` ends when the worker says its host ended, or when the
-worker process itself died (its exit status then, e.g. killed by SIGKILL, and the run
-fails or retries as its restart policy says); ``terminate`` waits ``grace`` and then
-kills the worker, since a host that does not end must not be reused.
+A fresh ``python -m aif.host`` per AIM pays for importing torch and aihwkit every time
+(seconds, against a fraction of a second of training), and a run whose validator and
+simulator both need aihwkit pays it twice. A ``WorkerPool`` keeps one warm worker
+(``python -m aif.host warm``, see :mod:`aif.host.warm`) that imported its AIM types'
+heavy modules once and forks a fresh host for each AIM it is handed, over the same AIM
+API as any child host, so registration, heartbeats, suspend, resume, stop, routing by
+capability and the exit watch are the ones every placement has. Each AIM is a new
+process: nothing of one job is visible to the next.
+
+``WarmLauncher`` is the ``Launcher`` of such an AIM: ``launch`` asks the pool's worker
+(started on first need, or being started) to fork the host and learns its pid;
+``wait`` ends when the worker reports that the host exited (its exit status, e.g.
+-9 when it was killed with SIGKILL, so the run fails or retries as its restart policy
+says), or, should the worker itself die, when the host is gone; ``terminate`` waits
+``grace``, then signals the host itself.
 
 Who opts in: an AIM class with a ``warm_modules`` attribute (the modules its worker
-imports before the first job; may be empty), placed ``process``, in a basic-profile
-run of a daemon with a pool. Secure runs, ``aif run`` and other AIMs keep a fresh
-process each. A worker is recycled (its stdin closed, then killed if it lingers) after
-``max_jobs`` jobs, after any job whose host did not end well (failed, aborted, killed,
-or that left threads running), and once its resident memory after a job passes
-``max_rss_mib``; a recycled or dead worker is replaced in the background, preloaded with
-the same modules, so the next job does not wait for the imports.
+imports before the first AIM; may be empty), placed ``process``, in a basic-profile
+run of a controller with a pool: the daemon's, and ``aif run``'s own for its one run.
+Secure runs and other AIMs keep a fresh ``python -m aif.host`` each. A worker is
+replaced (in the background, preloaded, so the next AIM does not wait for imports)
+after ``max_jobs`` forks, once its own resident memory passes ``max_rss_mib``, when a
+run needs modules it lacks (the new one imports the union), and when it dies; a
+replaced worker is retired once its last host has ended.
 """
 
 from __future__ import annotations
@@ -29,13 +32,15 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from aif.errors import AIFError, LifecycleError, MalformedMessage
 from aif.host.warm import (
+    AIMForked,
     AIMServed,
     ServeAIM,
     WorkerMessage,
@@ -47,31 +52,42 @@ from aif.host.warm import (
 
 log = logging.getLogger("aif.workers")
 
-#: Jobs a worker serves before it is recycled, unless told (``--worker-jobs``).
+#: AIMs a worker forks before it is replaced, unless told (``--worker-jobs``).
 DEFAULT_MAX_JOBS: Final = 50
-#: Resident MiB after a job past which a worker is recycled, unless told (``--worker-memory``).
+#: Resident MiB of a worker past which it is replaced, unless told (``--worker-memory``).
 DEFAULT_MAX_RSS_MIB: Final = 2048.0
 #: Seconds a new worker may take to import its preload (torch and aihwkit on a busy machine).
 READY_TIMEOUT: Final = 180.0
 #: Seconds a retired worker gets to exit after its stdin closed, before it is killed.
-RETIRE_GRACE: Final = 5.0
+RETIRE_GRACE: Final = 10.0
 
 
 @dataclass(eq=False)
 class WarmWorker:
-    """One worker process: its pid, the modules it has, the jobs it served."""
+    """One worker process: the modules it has, the hosts it forked and those still alive."""
 
     proc: asyncio.subprocess.Process
     modules: frozenset[str]
+    #: Forks asked for so far.
     jobs: int = 0
     rss_mib: float = 0.0
     #: Seconds its preload took.
     seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
+    #: job → the fork's pid (once said) and its end report (None: the worker died first).
+    _forked: dict[int, asyncio.Future[int | None]] = field(default_factory=dict)
+    _served: dict[int, asyncio.Future[AIMServed | None]] = field(default_factory=dict)
+    _reader: asyncio.Task[None] | None = None
+    #: True once its stdout closed: it exited (or is exiting) and forks nothing more.
+    gone: bool = False
 
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    @property
+    def live(self) -> int:
+        """Hosts it forked that have not ended."""
+        return len(self._served)
 
     async def read(self) -> WorkerMessage | None:
         """The worker's next frame; None once its stdout closed (it exited or is exiting)."""
@@ -82,20 +98,68 @@ class WarmWorker:
         except asyncio.IncompleteReadError:
             return None
 
-    def send(self, message: ServeAIM) -> None:
+    def follow(self, on_gone: Callable[[WarmWorker], None]) -> None:
+        """Start routing its reports to the launchers that wait for them (once ready);
+        ``on_gone`` is called when it has exited."""
+        self._reader = asyncio.create_task(self._route(on_gone), name=f"warm-worker-{self.pid}")
+
+    async def fork(self, job: ServeAIM) -> tuple[int | None, asyncio.Future[AIMServed | None]]:
+        """Ask for a host; its pid (None: the worker died first) and its end report."""
+        loop = asyncio.get_running_loop()
+        forked: asyncio.Future[int | None] = loop.create_future()
+        served: asyncio.Future[AIMServed | None] = loop.create_future()
+        if self.gone:
+            return None, served
+        self._forked[job.job], self._served[job.job] = forked, served
+        self.jobs += 1
         assert self.proc.stdin is not None
-        self.proc.stdin.write(pack(message))
+        try:
+            self.proc.stdin.write(pack(job))
+        except (ConnectionError, RuntimeError):
+            self._end_all()
+        return await forked, served
+
+    async def _route(self, on_gone: Callable[[WarmWorker], None]) -> None:
+        try:
+            while (message := await self.read()) is not None:
+                if isinstance(message, AIMForked):
+                    forked = self._forked.pop(message.job, None)
+                    if forked is not None and not forked.done():
+                        forked.set_result(message.pid)
+                elif isinstance(message, AIMServed):
+                    self.rss_mib = message.worker_rss_mib
+                    served = self._served.pop(message.job, None)
+                    if served is not None and not served.done():
+                        served.set_result(message)
+                else:
+                    raise MalformedMessage(f"unexpected {message.op!r} frame")
+        except MalformedMessage as exc:
+            log.error("warm worker %d spoke out of turn (%s); stopping it", self.pid, exc)
+            await self.kill()
+        finally:
+            self.gone = True
+            self._end_all()
+            on_gone(self)
+
+    def _end_all(self) -> None:
+        """The worker is gone: every wait on it ends (with None)."""
+        for waits in (self._forked, self._served):
+            for future in waits.values():
+                if not future.done():
+                    future.set_result(None)
+            waits.clear()
 
     async def retire(self, grace: float = RETIRE_GRACE) -> None:
-        """Close its stdin (it exits between jobs), then force it after ``grace``."""
+        """Close its stdin (it stops its hosts and exits), then force it after ``grace``."""
         if self.proc.stdin is not None and not self.proc.stdin.is_closing():
             self.proc.stdin.close()
         try:
             await asyncio.wait_for(self.proc.wait(), grace)
-            return
         except TimeoutError:
-            pass
-        await self.kill()
+            await self.kill()
+        if self._reader is not None:
+            with contextlib.suppress(BaseException):
+                await self._reader
 
     async def kill(self) -> None:
         """SIGTERM, then SIGKILL after 2 s; returns once it is reaped."""
@@ -110,11 +174,10 @@ class WarmWorker:
 
 
 class WorkerPool:
-    """The daemon's warm workers: hand out, take back, recycle and replace.
+    """A controller's warm worker: started on first need, replaced when it must be.
 
-    Workers are generic: any opted-in AIM type runs on any worker, which imports what
-    it lacks; a job prefers a worker that already has its modules. There are as many
-    workers as jobs ran at once (the daemon's instances bound that), plus the idle ones.
+    One worker at a time takes new AIMs (the current one); a worker being replaced
+    keeps serving the hosts it forked until they end, and is retired then.
     """
 
     def __init__(
@@ -126,128 +189,144 @@ class WorkerPool:
     ) -> None:
         """``max_rss_mib``: None or 0 for no memory limit."""
         if max_jobs < 1:
-            raise LifecycleError(f"a warm worker must serve at least 1 job, not {max_jobs}")
+            raise LifecycleError(f"a warm worker must fork at least 1 AIM, not {max_jobs}")
         self.max_jobs = max_jobs
         self.max_rss_mib = max_rss_mib or None
         self.ready_timeout = ready_timeout
-        self._idle: list[WarmWorker] = []
-        self._busy: set[WarmWorker] = set()
-        #: Replacements being started, not yet claimed by a job.
-        self._spawning: list[asyncio.Task[WarmWorker]] = []
+        #: The worker new AIMs go to, once started (a task while it starts).
+        self._current: asyncio.Task[WarmWorker] | None = None
+        self._modules: frozenset[str] = frozenset()
+        #: Replaced workers whose hosts have not all ended yet.
+        self._draining: set[WarmWorker] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self._closed = False
         #: Totals since the pool opened.
         self.spawned = 0
         self.recycled = 0
 
-    # -- what a launcher calls ------------------------------------------------------------
+    # -- what a controller and a launcher call --------------------------------------------
 
-    async def acquire(self, modules: Sequence[str]) -> WarmWorker:
-        """A worker for a job whose AIM needs ``modules``: idle, being started, or new."""
+    def prepare(self, modules: Iterable[str]) -> None:
+        """Start (or, lacking ``modules``, replace) the worker now, so a run's AIMs find it
+        preloaded: the controller calls this with the union of a run's warm modules."""
+        wanted = frozenset(modules)
         if self._closed:
-            raise LifecycleError("the warm worker pool is closed; no new jobs")
-        wanted = set(modules)
-        self._idle = [w for w in self._idle if w.proc.returncode is None]  # died while idle
-        if self._idle:
-            fitting = [w for w in self._idle if wanted <= w.modules] or self._idle
-            worker = fitting[0]
-            self._idle.remove(worker)
-        elif self._spawning:
-            worker = await self._spawning.pop(0)
-        else:
-            worker = await self._spawn(tuple(modules))
-        if self._closed:  # closed while this one started
-            await worker.retire()
-            raise LifecycleError("the warm worker pool is closed; no new jobs")
-        self._busy.add(worker)
-        return worker
-
-    def release(self, worker: WarmWorker, served: AIMServed | None) -> None:
-        """Take a worker back after a job (``served``: its report; None: it died or hung)."""
-        self._busy.discard(worker)
-        if served is not None:
-            log.info(
-                "warm worker %d: job %d ended (status %d), %.1f MiB resident",
-                worker.pid,
-                worker.jobs,
-                served.status,
-                served.rss_mib,
-            )
-        reason = self._recycle_reason(worker, served)
-        if reason is None:
-            self._idle.append(worker)
             return
-        self.recycled += 1
-        log.info("recycling warm worker %d after %d job(s): %s", worker.pid, worker.jobs, reason)
-        self._in_background(worker.retire(), f"retire-{worker.pid}")
-        if not self._closed:
-            self._replace(tuple(sorted(worker.modules)))
+        if self._current is None or not wanted <= self._modules:
+            self._start(self._modules | wanted, "a run needs modules it lacks")
+
+    async def fork(self, job: ServeAIM) -> tuple[WarmWorker, int, asyncio.Future[AIMServed | None]]:
+        """Fork a host for ``job`` on the current worker: the worker, the host's pid, and
+        the future of its end report. Raises ``LifecycleError`` when no worker can."""
+        if self._closed:
+            raise LifecycleError("the warm worker pool is closed; no new AIMs")
+        self.prepare(job.modules)
+        for attempt in (1, 2):
+            worker = await self._worker()
+            pid, served = await worker.fork(job)
+            if pid is not None:
+                self._after_fork(worker)
+                return worker, pid, served
+            log.warning("warm worker %d died before it forked AIM %r", worker.pid, job.aim)
+            if attempt == 1 and not self._closed:
+                continue
+        raise LifecycleError(f"warm workers died before they forked AIM {job.aim!r}")
+
+    def ended(self, worker: WarmWorker) -> None:
+        """One of ``worker``'s hosts ended: retire it if it was replaced and is now idle."""
+        if worker in self._draining and worker.live == 0:
+            self._draining.discard(worker)
+            self._in_background(worker.retire(), f"retire-{worker.pid}")
 
     async def close(self) -> None:
-        """Retire every worker (busy ones too: their runs are over by now); idempotent."""
+        """Retire every worker (their runs are over by now); idempotent."""
         self._closed = True
-        spawning, self._spawning = self._spawning, []
-        for task in spawning:
-            task.cancel()
-        workers = [*self._idle, *self._busy]
-        self._idle.clear()
-        self._busy.clear()
+        workers = list(self._draining)
+        self._draining.clear()
+        current, self._current = self._current, None
+        started = _started(current)
+        if started is not None:
+            workers.append(started)
+        elif current is not None:
+            current.cancel()
+            with contextlib.suppress(BaseException):
+                await current
         await asyncio.gather(*(w.retire() for w in workers), return_exceptions=True)
-        for task in [*spawning, *self._background]:
+        for task in list(self._background):
             with contextlib.suppress(BaseException):
                 await task
 
     def listing(self) -> list[dict[str, Any]]:
-        """Every worker now: pid, state, jobs served, resident MiB after its last job."""
-        rows = [(w, "busy") for w in self._busy] + [(w, "idle") for w in self._idle]
+        """Every worker now: pid, state, AIMs forked, live hosts, resident MiB."""
+        rows: list[tuple[WarmWorker, str]] = [(w, "draining") for w in self._draining]
+        current = _started(self._current)
+        if current is not None:
+            rows.append((current, "current"))
         return [
-            {"pid": w.pid, "state": s, "jobs": w.jobs, "rss_mib": round(w.rss_mib, 1)}
+            {
+                "pid": w.pid,
+                "state": s,
+                "jobs": w.jobs,
+                "live": w.live,
+                "rss_mib": round(w.rss_mib, 1),
+            }
             for w, s in rows
         ]
 
     # -- inside ---------------------------------------------------------------------------
 
-    def _recycle_reason(self, worker: WarmWorker, served: AIMServed | None) -> str | None:
-        if served is None:
-            code = worker.proc.returncode
-            return f"it ended mid-job (exit status {code})" if code is not None else "it hung"
-        worker.rss_mib = served.rss_mib
-        if self._closed:
-            return "the pool is closing"
-        if served.status != 0:
-            return f"its AIM host ended with status {served.status} (failed or aborted)"
-        if not served.clean:
-            return served.note or "its job left state behind"
+    async def _worker(self) -> WarmWorker:
+        """The current worker, once ready (started here if there is none)."""
+        if self._current is None:
+            self._start(self._modules, "none is running")
+        assert self._current is not None
+        task = self._current
+        try:
+            return await asyncio.shield(task)
+        except AIFError:
+            if self._current is task:
+                self._current = None  # the next AIM tries a new one
+            raise
+
+    def _after_fork(self, worker: WarmWorker) -> None:
+        reason = None
         if worker.jobs >= self.max_jobs:
-            return f"it served {worker.jobs} job(s), the most a worker serves (--worker-jobs)"
-        if self.max_rss_mib is not None and served.rss_mib > self.max_rss_mib:
-            return (
-                f"its memory grew to {served.rss_mib:.0f} MiB, past {self.max_rss_mib:.0f} MiB "
+            reason = f"it forked {worker.jobs} AIM(s), the most a worker forks (--worker-jobs)"
+        elif self.max_rss_mib is not None and worker.rss_mib > self.max_rss_mib:
+            reason = (
+                f"its memory grew to {worker.rss_mib:.0f} MiB, past {self.max_rss_mib:.0f} MiB "
                 "(--worker-memory)"
             )
-        return None
+        if reason is not None and not self._closed:
+            self._start(self._modules, reason)
 
-    def _replace(self, modules: tuple[str, ...]) -> None:
-        """Start a worker in the background; it goes idle once ready, unless a job takes it."""
-        task = asyncio.create_task(self._spawn(modules), name="warm-worker-start")
-        self._spawning.append(task)
-        task.add_done_callback(self._replacement_ready)
+    def _lost(self, worker: WarmWorker) -> None:
+        """``worker`` exited (retired, or died): the next AIM gets a new one."""
+        if _started(self._current) is worker:
+            self._current = None
+        self._draining.discard(worker)
 
-    def _replacement_ready(self, task: asyncio.Task[WarmWorker]) -> None:
-        if task not in self._spawning:
-            return  # a job claimed it (or the pool closed)
-        self._spawning.remove(task)
-        if task.cancelled():
+    def _start(self, modules: frozenset[str], reason: str) -> None:
+        """Start a new current worker with ``modules``; the old one drains, then retires."""
+        old = self._current
+        self._modules = modules
+        self._current = asyncio.create_task(self._spawn(tuple(sorted(modules))), name="warm-start")
+        if old is not None:
+            # Hosts may still be forked on it (a launcher that awaited it): it drains.
+            old.add_done_callback(lambda task: self._drain(task, reason))
+
+    def _drain(self, task: asyncio.Task[WarmWorker], reason: str) -> None:
+        """A replaced worker takes no new AIMs; it is retired once its hosts have ended."""
+        worker = _started(task)
+        if worker is None:
             return
-        error = task.exception()
-        if error is not None:
-            log.error("a replacement warm worker did not start: %s", error)
-            return
-        worker = task.result()
         if self._closed:
             self._in_background(worker.retire(), f"retire-{worker.pid}")
-        else:
-            self._idle.append(worker)
+            return
+        self.recycled += 1
+        log.info("replacing warm worker %d after %d AIM(s): %s", worker.pid, worker.jobs, reason)
+        self._draining.add(worker)
+        self.ended(worker)
 
     async def _spawn(self, modules: tuple[str, ...]) -> WarmWorker:
         env = dict(os.environ)
@@ -259,8 +338,9 @@ class WorkerPool:
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 env=env,
-                # Its own session: a Ctrl-C at the daemon's terminal drains the daemon, which
-                # stops the jobs and then the workers, instead of killing them mid-job.
+                # Its own session: a Ctrl-C at the controller's terminal drains the
+                # controller, which stops the runs and then the workers, instead of
+                # killing the worker and its hosts mid-job.
                 start_new_session=True,
             )
         except OSError as exc:
@@ -281,9 +361,10 @@ class WorkerPool:
             await worker.kill()
             raise LifecycleError(
                 f"warm worker {proc.pid} did not start (exit status {status}); importing "
-                f"{', '.join(modules) or 'its modules'} failed? see the daemon's log"
+                f"{', '.join(modules) or 'its modules'} failed? see the controller's log"
             )
         worker.modules, worker.seconds = frozenset(ready.modules), ready.seconds
+        worker.follow(self._lost)
         self.spawned += 1
         log.info("warm worker %d ready in %.1f s (%s)", proc.pid, ready.seconds, ", ".join(modules))
         return worker
@@ -296,54 +377,66 @@ class WorkerPool:
 
 
 class WarmLauncher:
-    """The launcher of an opted-in ``process`` AIM: a warm worker hosts it for one run."""
+    """The launcher of an opted-in ``process`` AIM: a fork of a warm worker hosts it."""
+
+    #: Job numbers, unique per controller process (the worker routes reports by them).
+    _next_job = 0
 
     def __init__(
         self, pool: WorkerPool, controller: str, aim: str, workflow: str, modules: Sequence[str]
     ) -> None:
+        WarmLauncher._next_job += 1
         self._pool = pool
-        self._job = ServeAIM(controller=controller, aim=aim, workflow=workflow, modules=[*modules])
-        self._worker: WarmWorker | None = None
+        self._job = ServeAIM(
+            job=WarmLauncher._next_job,
+            controller=controller,
+            aim=aim,
+            workflow=workflow,
+            modules=[*modules],
+        )
+        self._pid: int | None = None
         self._ended: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._follow: asyncio.Task[None] | None = None
         self.description = "warm worker"
 
     @property
     def pid(self) -> int | None:
-        """The worker's pid once launched."""
-        return self._worker.pid if self._worker is not None else None
+        """The host's pid once forked."""
+        return self._pid
 
     async def launch(self) -> None:
-        """Borrow a worker and hand it the AIM; never raises (``wait`` says it ended)."""
+        """Have the worker fork the host; never raises (``wait`` says it ended)."""
         try:
-            worker = await self._pool.acquire(self._job.modules)
+            worker, pid, served = await self._pool.fork(self._job)
         except AIFError as exc:
-            self.description = f"warm worker (none could start: {exc})"
+            self.description = f"warm worker (none could fork it: {exc})"
             self._ended.set_result(1)
             return
-        self._worker = worker
-        worker.jobs += 1
-        self.description = f"warm worker {worker.pid} (job {worker.jobs} of it)"
-        worker.send(self._job)
-        self._follow = asyncio.create_task(self._follow_job(worker), name=f"warm-{worker.pid}")
+        self._pid = pid
+        self.description = f"process {pid}, forked by warm worker {worker.pid}"
+        self._follow = asyncio.create_task(self._follow_host(worker, pid, served))
 
-    async def _follow_job(self, worker: WarmWorker) -> None:
-        """Wait for the worker's report or its death; give it back; end ``wait``."""
-        served: AIMServed | None = None
+    async def _follow_host(
+        self, worker: WarmWorker, pid: int, served: asyncio.Future[AIMServed | None]
+    ) -> None:
+        """Wait for the worker's report of the host's end, or for the host itself."""
         status = 1
         try:
-            message = await worker.read()
-            if isinstance(message, AIMServed):
-                served, status = message, message.status
-            else:  # it died (or spoke out of turn): its exit status is how the host ended
-                if message is not None:
-                    await worker.kill()
-                status = await worker.proc.wait()
-        except MalformedMessage:
-            await worker.kill()
-            status = await worker.proc.wait()
+            report = await served
+            if report is not None:
+                status = report.status
+                log.info(
+                    "warm worker %d: host %d ended (status %d), peak %.1f MiB resident",
+                    worker.pid,
+                    pid,
+                    report.status,
+                    report.rss_mib,
+                )
+            else:  # the worker died: its hosts leave when they see it gone
+                self.description += " (which died)"
+                await _gone(pid)
         finally:
-            self._pool.release(worker, served)
+            self._pool.ended(worker)
             if not self._ended.done():
                 self._ended.set_result(status)
 
@@ -351,15 +444,43 @@ class WarmLauncher:
         return await asyncio.shield(self._ended)
 
     async def terminate(self, grace: float) -> None:
-        """Wait ``grace`` for the host to end; then kill the worker (it is not reused)."""
-        worker = self._worker
-        if worker is None or self._ended.done():
+        """Wait ``grace`` for the host to end; then SIGTERM it, and SIGKILL after 2 s."""
+        pid = self._pid
+        if pid is None or self._ended.done():
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._ended), grace)
-            return
-        log.warning(
-            "warm worker %d: its AIM did not end within %g s; killing it", worker.pid, grace
-        )
-        await worker.kill()
-        await asyncio.shield(self._ended)
+        for sig, wait in ((None, grace), (signal.SIGTERM, 2.0), (signal.SIGKILL, None)):
+            if sig is not None:
+                log.warning("AIM host %d did not end; sending %s", pid, sig.name)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._ended), wait)
+                return
+
+
+def _started(task: asyncio.Task[WarmWorker] | None) -> WarmWorker | None:
+    """The worker ``task`` started, once it has (None while starting, or if it failed)."""
+    if task is None or not task.done() or task.cancelled() or task.exception() is not None:
+        return None
+    return task.result()
+
+
+async def _gone(pid: int) -> None:
+    """Return once process ``pid`` (not this process's child) has exited."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not exited.done():
+            exited.set_result(None)
+
+    loop.add_reader(pidfd, readable)
+    try:
+        await exited
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
