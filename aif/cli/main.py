@@ -140,8 +140,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     with display.aim_logs(logging.DEBUG if args.verbose else logging.INFO):
         result = asyncio.run(_run(resolved, args, display, interrupts))
     display.summary(result)
-    jobs = _job_counts(resolved, result)
-    problem = _no_job_completed(jobs, result)
+    from aif.aims.analog.run_outcome import job_counts, no_job_completed
+
+    jobs = job_counts({n: a.cls for n, a in resolved.aims.items()}, result.results)
+    problem = no_job_completed(jobs, result.ok)
     if problem is not None:
         display.console.print(problem, style="red", soft_wrap=True, markup=False)
     if interrupts:
@@ -152,45 +154,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         data = {**_result_json(result), "jobs": jobs, "problem": problem, "exit_code": code}
         Path(args.json).write_text(json.dumps(data, indent=2, default=str))
     return code
-
-
-#: The job counts an analog reporter's result carries (``AnalogReporter``).
-_JOB_COUNTS = ("completed", "failed", "stopped", "rejected")
-
-
-def _job_counts(resolved: Any, result: Any) -> dict[str, Any] | None:
-    """The analog jobs of the run by status, summed over its analog reporters' results
-    (``folders``: where their reports are); None when no analog reporter reported."""
-    from aif.aims.analog.reporter import AnalogReporter
-
-    reports = [
-        result.results[name]
-        for name, aim in resolved.aims.items()
-        if issubclass(aim.cls, AnalogReporter) and name in result.results
-    ]
-    if not reports:
-        return None
-    counts: dict[str, Any] = {k: sum(int(r.get(k) or 0) for r in reports) for k in _JOB_COUNTS}
-    counts["folders"] = [str(r["folder"]) for r in reports if r.get("folder")]
-    return counts
-
-
-def _no_job_completed(jobs: dict[str, Any] | None, result: Any) -> str | None:
-    """Why a run that ended well still failed: its reporters saw no job complete, and
-    some failed or were rejected (None otherwise, and for a run that failed anyway).
-
-    An analog sweep's AIMs all end cleanly when every job fails, so the run's own
-    state says "succeeded"; a script must not read that as results.
-    """
-    if not result.ok or jobs is None or jobs["completed"]:
-        return None
-    if not jobs["failed"] and not jobs["rejected"]:
-        return None  # nothing to run, or every job stopped: the run says so itself
-    said = f"{jobs['failed']} failed, {jobs['rejected']} rejected"
-    if jobs["stopped"]:
-        said += f", {jobs['stopped']} stopped"
-    where = "".join(f"; see {folder}/results.json" for folder in jobs["folders"])
-    return f"no job completed: {said}{where}"
 
 
 #: Forks one ``aif run`` worker makes before it is replaced (restarts included): no limit.

@@ -51,7 +51,7 @@ from aif.controller.controller import Controller
 from aif.controller.plan import plan_run
 from aif.controller.run import AIMHandle, WorkflowResult, WorkflowRun
 from aif.daemon.event_log import EventLog
-from aif.daemon.outcomes import result_json, settle
+from aif.daemon.outcomes import Outcome, result_json, settle
 from aif.daemon.scheduler import Instance, Scheduler, job_queues
 from aif.daemon.state import JobRecord, JobState, JobStore, NewJob
 from aif.errors import AIFError, DaemonError, LifecycleError, WorkflowError
@@ -516,6 +516,13 @@ class JobManager:
             failed=failed,
             restarts=self.store.get(record.id).attempts - 1,
         )
+        if outcome.state is JobState.SUCCEEDED:
+            from aif.aims.analog.run_outcome import job_counts, no_job_completed
+
+            classes = {name: aim.cls for name, aim in resolved.aims.items()}
+            problem = no_job_completed(job_counts(classes, result.results), run_ok=True)
+            if problem is not None:  # every AIM ended well, but the sweep produced nothing
+                outcome = Outcome(JobState.FAILED, problem)
         fields: dict[str, Any] = {"result": result_json(result)}
         if outcome.final:
             fields["ended"] = now

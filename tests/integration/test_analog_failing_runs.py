@@ -2,7 +2,8 @@
 
 A job whose loss turns infinite fails with the reason and the simulator goes on to the
 next job; a run in which no job completed exits 1 and says so, one with a completed job
-exits 0.
+exits 0. Through the daemon such a job ends ``failed`` with the same words, so
+``aif submit --wait`` and ``aif logs --follow`` exit 1 too.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+
+from aif.daemon.records import JobState
+from tests.helpers.daemon import DaemonProcess
 
 pytestmark = pytest.mark.integration
 
@@ -120,3 +124,42 @@ def test_a_run_in_which_no_job_completed_exits_1_and_says_so(tmp_path: Path) -> 
     assert result["problem"] == said
     assert result["jobs"]["completed"] == 0 and result["jobs"]["folders"] == [str(folder)]
     assert jobs(tmp_path)["diverges"]["status"] == "failed"
+
+
+@pytest.mark.timeout(300)
+def test_a_daemon_job_in_which_no_job_completed_fails_and_submit_wait_exits_1(
+    tmp_path: Path,
+) -> None:
+    rejected = regression("refused", 0.05, "ok.npz")
+    rejected["training"]["loss"] = "cross_entropy"
+    workflow = sweep(tmp_path, [regression("diverges", 100.0, "huge.npz"), rejected])
+    daemon = DaemonProcess(tmp_path / "state", "--instances", "cpu=1").start()
+    try:
+        target = ("--state-dir", str(daemon.state_dir))
+        done = subprocess.run(
+            [sys.executable, "-m", "aif", "submit", str(workflow), "--wait", *target],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
+        )
+        assert done.returncode == 1, done.stdout + done.stderr
+        job = done.stdout.split()[0]
+        with daemon.client() as client:
+            record = client.status(job).job
+        assert record.state is JobState.FAILED, record
+        folder = tmp_path / "report"
+        assert record.detail == f"no job completed: 1 failed, 1 rejected; see {folder}/results.json"
+        follow = subprocess.run(
+            [sys.executable, "-m", "aif", "logs", job, "--follow", *target],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert follow.returncode == 1
+        assert "no job completed" in follow.stdout
+    finally:
+        daemon.stop()

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -13,6 +12,7 @@ import pytest
 import torch
 
 from aif.aims.analog import spec as s
+from aif.aims.analog.run_outcome import no_job_completed
 from aif.aims.analog.runs import JobOutcome, JobRunner
 from aif.aims.analog.seeds import job_specs
 from aif.aims.analog.training import EpochRunner, batch_bounds, epoch_order
@@ -22,7 +22,6 @@ from aif.aims.builtin import (
     MAX_TENSOR_DIMS,
     TensorSourceParams,
 )
-from aif.cli.main import _no_job_completed
 from aif.errors import ExperimentError, WorkflowError
 from aif.storage.local import LocalStorage
 from aif.workflow import load_workflow_text, resolve
@@ -145,7 +144,7 @@ def _counts(**counts: int) -> dict[str, Any]:
 def test_a_run_fails_when_no_job_completed_and_some_failed_or_were_rejected(
     jobs: dict[str, Any] | None, ok: bool, said: str | None
 ) -> None:
-    problem = _no_job_completed(jobs, SimpleNamespace(ok=ok))
+    problem = no_job_completed(jobs, ok)
     if said is None:
         assert problem is None
     else:
