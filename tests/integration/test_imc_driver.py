@@ -263,6 +263,30 @@ async def test_a_model_too_big_for_the_chip_fails_its_job_with_both_numbers(
     assert small["status"] == "completed"  # the next job still runs
 
 
+async def test_drift_past_the_emulators_clock_fails_its_job_before_programming(
+    tmp_path: Path,
+) -> None:
+    # The longest drift a job may ask for, 1000 times: the whole clock of the emulator.
+    longest = {"drift_times": ["1s", "1e10s"], "repetitions": 1000}
+    wf = workflow(
+        [
+            experiment("all-of-it", MLP, inference=longest),
+            experiment("too-late", MLP, inference={"drift_times": ["1h"], "repetitions": 2}),
+        ],
+        {"emulator": {"no_noise": True}},
+        steps=5,
+    )
+    async with Controller(tmp_path) as controller:
+        result = await controller.run_workflow(wf, timeout=240)
+    assert result.state is RunState.SUCCEEDED, result.error  # the chip AIM went on
+    first, late = result.outputs["chip.results"]
+    assert first["status"] == "completed"
+    assert late["status"] == "failed"
+    assert "needs 7200 s of chip time (2 repetitions x the longest drift time, 1h)" in late["error"]
+    assert "the emulated chip's clock has 0 s left" in late["error"]
+    assert "use fewer inference.repetitions or shorter drift_times" in late["error"]
+
+
 async def test_a_record_that_does_not_fit_its_model_fails_its_job(tmp_path: Path) -> None:
     wf = workflow(
         [experiment("partial", MLP, inference={"drift_times": ["1s"], "repetitions": 1})],

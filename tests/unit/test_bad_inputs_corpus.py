@@ -63,6 +63,7 @@ EXPERIMENT_SAYS = {
     "drift-nan.yaml": ("inference.drift_times.0", "nan"),
     "drift-inf.yaml": ("inference.drift_times.1", "not a finite duration"),
     "drift-overflow.yaml": ("inference.drift_times.0", "not a finite duration"),
+    "drift-past-the-clock.yaml": ("inference.drift_times.1", "past the longest drift time"),
     "out-noise-negative.yaml": ("rpu.forward", "out_noise is -0.1; a noise or deviation"),
     "out-noise-nan.yaml": ("rpu.forward", "out_noise is nan; give a finite number"),
     "noise-model-inf.yaml": ("rpu.noise_model.params", "prog_noise_scale is inf"),

@@ -134,6 +134,10 @@ DURATION_UNITS = {
     "w": 604_800.0,
     "y": 31_536_000.0,
 }
+#: Longest drift time, seconds (about 317 years). Drift laws are fitted to hours or years
+#: of measurement; far past them the numbers mean nothing, and an emulated chip's clock
+#: (``imc_chip.config.MAX_CLOCK``, 1e13 s) holds 1000 repetitions of it.
+MAX_DRIFT_TIME = 1e10
 _DURATION = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)\s*(s|min|h|d|w|y)\s*$")
 
 
@@ -155,6 +159,11 @@ def parse_duration(value: object) -> float:
         raise ValueError(f"{value!r} is not a finite duration; write e.g. 1h, 1y or 1e9s")
     if seconds <= 0:
         raise ValueError(f"a drift time must be positive, got {value!r}")
+    if seconds > MAX_DRIFT_TIME:
+        raise ValueError(
+            f"{value!r} is past the longest drift time, {MAX_DRIFT_TIME:g} s (about 317 "
+            "years, far outside any measured drift); write e.g. 10y"
+        )
     return seconds
 
 

@@ -33,6 +33,7 @@ import pydantic
 
 from aif.aims.analog.datasets import DatasetCache
 from aif.aims.analog.imc_chip.client import ChipClient, parse_address
+from aif.aims.analog.imc_chip.config import MAX_CLOCK
 from aif.aims.analog.imc_chip.emulator_child import EmulatorChild, start_emulator
 from aif.aims.analog.imc_chip.messages import InfoReply, Status
 from aif.aims.analog.imc_chip.protocol import MAX_PAYLOAD
@@ -45,6 +46,7 @@ from aif.errors import (
     ChipConnectionError,
     ChipError,
     ConfigError,
+    ExperimentError,
     HardwareError,
     ProtocolError,
 )
@@ -263,6 +265,8 @@ class IMCChip(AIM):
         accuracies: dict[bool, list[list[float]]] = {m: [[] for _ in times] for m in modes}
         order = sorted(range(len(times)), key=lambda k: times[k])  # the clock only goes on
         step, total = 0, repetitions * len(times)
+        if self.params.chip == "emulate":
+            await _check_clock_budget(chip, repetitions, max(times))
         start = time.perf_counter()
         for rep in range(repetitions):
             if not await self.checkpoint():
@@ -332,6 +336,20 @@ _MODES: dict[str, tuple[bool, ...]] = {
     "with": (True,),
     "both": (False, True),
 }
+
+
+async def _check_clock_budget(chip: ChipClient, repetitions: int, longest: float) -> None:
+    """Refuse a job whose drift would run the emulator's clock past ``MAX_CLOCK`` before
+    anything is programmed (the chip would refuse the WAIT halfway through it)."""
+    needed = repetitions * longest
+    left = MAX_CLOCK - await chip.wait(0.0)
+    if needed > left:
+        raise ExperimentError(
+            f"the drift of this job needs {needed:g} s of chip time ({repetitions} "
+            f"repetitions x the longest drift time, {format_duration(longest)}), but the "
+            f"emulated chip's clock has {left:g} s left (it stops at {MAX_CLOCK:g} s); "
+            "use fewer inference.repetitions or shorter drift_times"
+        )
 
 
 def _fill(
