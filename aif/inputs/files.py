@@ -79,7 +79,13 @@ def read_bounded(path: Path, what: str, limit: int = MAX_TEXT_BYTES) -> bytes:
     with os.fdopen(fd, "rb") as handle:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
             raise InputError(f"{what} {str(path)!r} is not a regular file; give a regular file")
-        data = handle.read(limit + 1)
+        # Memory follows the size the file has, not the limit (which may be GiBs for a
+        # data set); one byte more shows a file that grew since the stat, read on to the
+        # limit then.
+        first = min(os.fstat(handle.fileno()).st_size, limit) + 1
+        data = handle.read(first)
+        if len(data) == first <= limit:
+            data += handle.read(limit + 1 - first)
     if len(data) > limit:
         raise InputError(f"{what} {str(path)!r} is over the limit of {size_text(limit)}")
     return data
