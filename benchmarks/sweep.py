@@ -7,10 +7,11 @@ layer on an ``InferenceRPUConfig`` tile with output noise 0.02) trained for two 
 on scikit-learn's digits in batches of 16 with ``AnalogSGD`` (each its own learning
 rate and seed), then tested: about 0.2 s of training each. Three ways to run them:
 
-* aif: a daemon (``aif controller start --instances cpu=1,validation=1x4``) with warm
-  workers, already warm (one untimed job first); each experiment is one submitted job,
-  a workflow of experiment source, validator, simulator (``placement: process``, so a
-  warm worker) and reporter (no plots). Timed from the first submission to the last
+* aif: a daemon (``aif controller start --instances cpu=1,validation=1x4``) with a
+  warm worker, already warm (one untimed job first); each experiment is one submitted
+  job, a workflow of experiment source, validator and simulator (each a fresh process
+  forked by the warm worker, which imported torch and aihwkit once) and reporter (no
+  plots). Timed from the first submission to the last
   job's end; one CPU instance, so the jobs run one after another like the baselines.
 * scripts: each experiment a fresh ``python -m benchmarks.sweep --plain-one I``, one
   after another, as a researcher's shell loop over a plain aihwkit script would run
@@ -21,9 +22,10 @@ rate and seed), then tested: about 0.2 s of training each. Three ways to run the
 Every side runs with ``OMP_WAIT_POLICY=PASSIVE`` unless ``--omp-wait-policy inherit``
 (see ``benchmarks/overhead.py`` for why). After the sweep, the daemon runs more of the
 same jobs until ``--total-jobs`` (50) have gone through its warm worker, and the
-worker's resident memory after its 5th and its last job (as the worker reports it,
-after each job's clean-up, in the daemon's log) shows whether it grows; the daemon runs
-with ``--worker-jobs`` above that, so one worker serves them all.
+worker's resident memory after its 5th and its last job, and the peak of the simulator
+it forked for each (as the worker reports them, in the daemon's log), show whether
+either grows; the daemon runs with ``--worker-jobs`` high enough that one worker forks
+them all.
 
 The last line printed is one JSON object: ``speedup_vs_scripts`` (scripts' wall time /
 aif's), ``ratio_vs_one_process`` (aif's / the one process's), the worker's memory
@@ -236,16 +238,25 @@ class Daemon:
                 self.proc.kill()
                 self.proc.wait()
 
-    def worker_rss(self) -> dict[int, float]:
-        """Job number of the warm worker -> its resident MiB after that job (from the log)."""
-        pattern = re.compile(r"warm worker (\d+): job (\d+) ended \(status \d+\), ([\d.]+) MiB")
-        found: dict[int, float] = {}
-        pids = set()
-        for match in pattern.finditer(self.log.read_text(errors="replace")):
-            pids.add(match.group(1))
-            found[int(match.group(2))] = float(match.group(3))
-        if len(pids) > 1:
-            print(f"note: {len(pids)} warm workers served the jobs", file=sys.stderr)
+    def worker_rss(self, jobs: int) -> dict[int, tuple[float, float]]:
+        """Job number -> the warm worker's resident MiB, and the peak MiB of the
+        simulator it forked, once that job's AIMs ended (from the daemon's log; ``jobs``
+        is how many went through, so the reports, in order, group by job)."""
+        pattern = re.compile(
+            r"warm worker (\d+): AIM '(\w+)' \(process \d+\) ended \(status \d+\), "
+            r"peak ([\d.]+) MiB; the worker ([\d.]+) MiB"
+        )
+        reports = list(pattern.finditer(self.log.read_text(errors="replace")))
+        if len({m.group(1) for m in reports}) > 1:
+            print("note: more than one warm worker forked the jobs", file=sys.stderr)
+        per_job = max(1, len(reports) // max(1, jobs))
+        found: dict[int, tuple[float, float]] = {}
+        peak = 0.0
+        for n, match in enumerate(reports, start=1):
+            if match.group(2) == "simulator":
+                peak = float(match.group(3))
+            if n % per_job == 0:
+                found[n // per_job] = (float(match.group(4)), peak)
         return found
 
 
@@ -324,14 +335,14 @@ def main(argv: list[str] | None = None) -> int:
 
         from aif.daemon.client import Client
 
-        with Daemon(folder, env, worker_jobs=max(total, 1) + 10) as daemon:
+        with Daemon(folder, env, worker_jobs=4 * max(total, 1) + 10) as daemon:
             with Client(state_dir=daemon.state, timeout=30) as client:
                 submit_all(client, folder / "warm-up", [0])  # the worker imports torch here
                 records, aif_wall = submit_all(client, folder / "sweep", list(range(n)))
                 extra = total - 1 - n
                 if extra > 0:
                     submit_all(client, folder / "more", [i % 20 for i in range(extra)])
-            rss = daemon.worker_rss()
+            rss = daemon.worker_rss(total)
     finally:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
@@ -351,10 +362,13 @@ def main(argv: list[str] | None = None) -> int:
         ],
         n,
     )
-    after_5, after_last = rss.get(5), rss.get(total)
-    if after_5 is not None:
-        last = f", after job {total}: {after_last:.0f} MiB" if after_last is not None else ""
-        print(f"warm worker resident memory after job 5: {after_5:.0f} MiB{last}")
+    (after_5, host_5), (after_last, host_last) = (rss.get(k, (None, None)) for k in (5, total))
+    if after_5 is not None and after_last is not None:
+        print(
+            f"warm worker resident memory after job 5: {after_5:.0f} MiB, after job {total}: "
+            f"{after_last:.0f} MiB; its simulator fork's peak: {host_5:.0f} MiB and "
+            f"{host_last:.0f} MiB"
+        )
     known = [a for a in aif_acc if a is not None]
     summary = {
         "benchmark": "sweep",
@@ -364,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_vs_one_process_loop_only": aif_wall / loop_out["loop_seconds"],
         "worker_rss_mib_after_5": after_5,
         f"worker_rss_mib_after_{total}": after_last,
+        "simulator_peak_mib_job_5": host_5,
+        f"simulator_peak_mib_job_{total}": host_last,
         "seconds": {
             "aif": aif_wall,
             "scripts": scripts_wall,

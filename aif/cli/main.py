@@ -182,7 +182,7 @@ async def _run(resolved: Any, args: argparse.Namespace, display: Any, interrupts
 
         # The run's heavy AIMs fork from one worker that imports torch and aihwkit once
         # (a secure run's AIMs keep fresh processes: the controller skips the pool there).
-        options["worker_pool"] = WorkerPool(max_jobs=_RUN_FORKS)
+        options["worker_pool"] = WorkerPool(max_jobs=_RUN_FORKS, warm_up=False)
     async with make(state_dir, **options) as controller:
         curve = controller.curve
         controller.subscribe(display.on_event)
@@ -511,12 +511,13 @@ def main(argv: list[str] | None = None) -> int:
 def program() -> None:
     """The ``aif`` command as a program: :func:`main`, then the process ends.
 
-    A command that loaded torch (``aif run``, ``aif check``) ends without the
-    interpreter's teardown, which with torch and aihwkit loaded takes most of a second
-    after the work is done; everything is flushed first (:mod:`aif.fast_exit`).
+    A command that loaded torch or matplotlib (``aif run``'s reporter, ``aif check``)
+    ends without the interpreter's teardown, which with them loaded takes a good part
+    of a second after the work is done; everything is flushed first
+    (:mod:`aif.fast_exit`).
     """
     status = main()
-    if "torch" in sys.modules:
+    if any(heavy in sys.modules for heavy in ("torch", "matplotlib")):
         from aif.fast_exit import exit_now
 
         exit_now(status)

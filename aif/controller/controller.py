@@ -333,8 +333,10 @@ class Controller:
 
     async def _bring_up(self, run: WorkflowRun, plan: RunPlan) -> None:
         self._plans[run.id] = plan
+        # At once: processes start side by side (a warm worker forks while the
+        # controller asks for the next), and each registers as soon as it is up.
+        await asyncio.gather(*(handle.launcher.launch() for handle in run.handles.values()))
         for handle in run.handles.values():
-            await handle.launcher.launch()
             if isinstance(handle.launcher, ProcessLauncher | WarmLauncher):
                 handle.pid = handle.launcher.pid
             run.tasks.append(asyncio.create_task(supervision.watch_exit(run, handle, self._fail)))

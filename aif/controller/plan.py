@@ -158,19 +158,24 @@ def fork_heavy_aims(plan: RunPlan) -> RunPlan:
     """The plan with its heavy default-``inproc`` AIMs placed ``process``, when the run
     has a warm worker to fork them from (another ``process`` AIM that opts in).
 
-    An AIM whose type names heavy ``warm_modules`` (the analog validator's aihwkit
-    check) would import them a second time in the controller's own process; forked from
-    the worker that already has them, it costs a fork instead, and the controller stays
-    light. An AIW that writes ``placement: inproc`` keeps it.
+    An AIM whose type names heavy ``warm_modules``, modules to import (the analog
+    validator's aihwkit check), would import them a second time in the controller's own
+    process; forked from the worker that already has them, it costs a fork instead, and
+    the controller stays light. An AIW that writes ``placement: inproc`` keeps it.
     """
     if not any(a.placement == "process" and a.warm_modules is not None for a in plan.aims.values()):
         return plan
     moved = {
         name: dataclasses.replace(aim, placement="process")
         for name, aim in plan.aims.items()
-        if aim.placement == "inproc" and not aim.placement_written and aim.warm_modules
+        if aim.placement == "inproc" and not aim.placement_written and _heavy(aim.warm_modules)
     }
     return dataclasses.replace(plan, aims={**plan.aims, **moved}) if moved else plan
+
+
+def _heavy(warm_modules: tuple[str, ...] | None) -> bool:
+    """True when a type's warm modules name a module to import (not only warm-ups)."""
+    return any(":" not in entry for entry in warm_modules or ())
 
 
 def _warm_modules(cls: type) -> tuple[str, ...] | None:

@@ -43,6 +43,7 @@ import asyncio
 import contextlib
 import gc
 import importlib
+import importlib.util
 import logging
 import os
 import random
@@ -50,7 +51,9 @@ import selectors
 import signal
 import struct
 import sys
+import threading
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, BinaryIO, Final, Literal
@@ -203,16 +206,61 @@ def rss_mib() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _import_all(modules: Sequence[str]) -> list[str]:
-    loaded = []
-    for name in modules:
-        importlib.import_module(name)
-        loaded.append(name)
-    gc.collect()
-    # What the preload made is never collected: out of the collector's sight, a fork's
-    # collections neither walk it (0.3 s with torch) nor write to its pages (copy-on-write).
-    gc.freeze()
-    return loaded
+class Preload:
+    """What the worker imported and warmed up, and how to undo the warm-up's one setting.
+
+    ``warm_modules`` entries are module names (imported) or ``module:function`` (the
+    module imported, then the function called once: a warm-up, see
+    :mod:`aif.aims.analog.warm_up`). Warm-ups run with torch held to one thread, so no
+    OpenMP team exists when the worker forks; each fork gets torch's own thread count
+    back. A warm-up that leaves a Python thread running is refused: a fork would carry
+    a lock that thread held, and not the thread.
+    """
+
+    def __init__(self) -> None:
+        self.loaded: set[str] = set()
+        #: torch's thread count before the first warm-up held it to one (None: untouched).
+        self.torch_threads: int | None = None
+
+    def add(self, entries: Sequence[str]) -> None:
+        """Import (and warm up) what is not loaded yet, then freeze it out of the GC's sight."""
+        new = [entry for entry in entries if entry not in self.loaded]
+        if not new:
+            return
+        for entry in new:
+            module_name, _, function = entry.partition(":")
+            module = importlib.import_module(module_name)
+            if function:
+                self._warm_up(entry, getattr(module, function))
+            self.loaded.add(entry)
+        gc.collect()
+        # What the preload made is never collected: out of the collector's sight, a fork's
+        # collections neither walk it (0.3 s with torch) nor write to its pages.
+        gc.freeze()
+
+    def _warm_up(self, entry: str, function: Any) -> None:
+        if self.torch_threads is None and importlib.util.find_spec("torch") is not None:
+            import torch
+
+            self.torch_threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+        before = set(threading.enumerate())
+        started = time.monotonic()
+        try:
+            function()
+        except Exception:  # the forks start cold then; nothing else is lost
+            log.exception("warm-up %s failed; AIMs forked from this worker start cold", entry)
+        left = [t.name for t in threading.enumerate() if t not in before and t.is_alive()]
+        if left:
+            raise RuntimeError(f"warm-up {entry} left threads running ({', '.join(left)})")
+        log.info("warm-up %s took %.2f s", entry, time.monotonic() - started)
+
+    def restore(self) -> None:
+        """In a fork: torch's thread count as it was before the warm-ups."""
+        if self.torch_threads is not None:
+            import torch
+
+            torch.set_num_threads(self.torch_threads)
 
 
 def reseed() -> None:
@@ -227,7 +275,7 @@ def reseed() -> None:
         torch.seed()
 
 
-def _host_child(message: ServeAIM, inherited: Sequence[int]) -> int:
+def _host_child(message: ServeAIM, inherited: Sequence[int], preload: Preload) -> int:
     """In the fork: drop the worker's descriptors, then be an ordinary child host."""
     from aif.host.serve import configure_logging, serve_host
 
@@ -235,18 +283,33 @@ def _host_child(message: ServeAIM, inherited: Sequence[int]) -> int:
         with contextlib.suppress(OSError):
             os.close(fd)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _disarm_inherited_finalizers()
     configure_logging(message.aim, force=True)
+    preload.restore()
     reseed()
     return asyncio.run(
         serve_host(message.controller, message.aim, message.workflow, None, watch_parent=True)
     )
 
 
+def _disarm_inherited_finalizers() -> None:
+    """In a fork: the worker's ``weakref.finalize`` callbacks are not this process's to
+    run at exit (they would remove the worker's files, and torch's 170 op-library
+    finalizers alone cost 40 ms an exit). Those the host registers itself still run.
+
+    ``finalize._registry`` is private (nothing public lists the live finalizers);
+    ``atexit`` is the public switch of each.
+    """
+    for finalizer in list(getattr(weakref.finalize, "_registry", {})):
+        finalizer.atexit = False
+
+
 class ForkingWorker:
     """The worker's state: its frames out, the selector over stdin and its children."""
 
-    def __init__(self, inbox: BinaryIO, outbox: int) -> None:
+    def __init__(self, inbox: BinaryIO, outbox: int, preload: Preload) -> None:
         self.inbox = inbox
+        self.preload = preload
         self.outbox = outbox
         self.selector = selectors.DefaultSelector()
         self.selector.register(inbox.fileno(), selectors.EVENT_READ, None)
@@ -265,7 +328,7 @@ class ForkingWorker:
 
             status = 1
             try:
-                status = _host_child(message, inherited)
+                status = _host_child(message, inherited, self.preload)
             except BaseException:
                 log.exception("AIM %r: its forked host failed", message.aim)
             exit_now(status)
@@ -316,9 +379,10 @@ class ForkingWorker:
 def serve_jobs(inbox: BinaryIO, outbox: int, preload: Sequence[str], pid: int | None = None) -> int:
     """The worker's life: preload, say ready, then fork a host per ``serve`` until end of file."""
     started = time.monotonic()
-    loaded = set(_import_all(preload))
-    worker = ForkingWorker(inbox, outbox)
-    worker.send(WorkerReady(pid or os.getpid(), sorted(loaded), time.monotonic() - started))
+    loaded = Preload()
+    loaded.add(preload)
+    worker = ForkingWorker(inbox, outbox, loaded)
+    worker.send(WorkerReady(pid or os.getpid(), sorted(loaded.loaded), time.monotonic() - started))
     try:
         while True:
             for key, _ in worker.selector.select():
@@ -330,9 +394,7 @@ def serve_jobs(inbox: BinaryIO, outbox: int, preload: Sequence[str], pid: int | 
                     return 0
                 if not isinstance(message, ServeAIM):
                     raise MalformedMessage(f"warm worker: expected 'serve', got {message.op!r}")
-                missing = [m for m in message.modules if m not in loaded]
-                if missing:
-                    loaded.update(_import_all(missing))
+                loaded.add(message.modules)
                 worker.fork(message)
     finally:
         worker.stop_children()

@@ -89,3 +89,48 @@ class ControllerWitness(AIM):
         async for _ in self.events():
             pass
         await self.result(pid=os.getpid(), torch_in_controller="torch" in sys.modules)
+
+
+#: Set by the warm-up, in the worker, before it forks (a fork sees it).
+WARMED_IN: int | None = None
+
+
+def warm_up() -> None:
+    """A warm-up: note the process it ran in, and use torch (held to one thread there)."""
+    import torch
+
+    global WARMED_IN
+    WARMED_IN = os.getpid()
+    torch.ones(4, 4).sum()
+    WARM_UP_THREADS.append(torch.get_num_threads())
+
+
+#: torch's thread count each warm-up saw.
+WARM_UP_THREADS: list[int] = []
+
+
+def warm_up_leaving_a_thread() -> None:
+    """A warm-up that must be refused: it leaves a thread running."""
+    import threading
+    import time
+
+    threading.Thread(target=time.sleep, args=(30,), name="left-behind", daemon=True).start()
+
+
+class WarmedProbe(AIM):
+    """Reports what the warm-up left in its process: who ran it, with how many threads,
+    and torch's thread count now (the fork's own, not the warm-up's one)."""
+
+    outputs = {"out": "int64"}
+    warm_modules = ("torch", "tests.helpers.warm_aims:warm_up")
+
+    async def run(self) -> None:
+        import torch
+
+        await self.result(
+            pid=os.getpid(),
+            ppid=os.getppid(),
+            warmed_in=WARMED_IN,
+            warm_up_threads=list(WARM_UP_THREADS),
+            threads=torch.get_num_threads(),
+        )

@@ -341,6 +341,10 @@ class AnalogReporter(AIM):
     ``aif run`` fails a run in which no job completed and some failed or were rejected.
     """
 
+    #: In a warm worker's forks (the daemon's), matplotlib is imported and its fonts
+    #: loaded once, by the warm-up; inproc (``aif run``) it loads while the jobs train.
+    warm_modules = ("aif.aims.analog.warm_up:reporter",)
+
     inputs = {
         "metrics": METRICS_RECORD,
         "results": RESULT_RECORD,

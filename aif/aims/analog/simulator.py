@@ -112,7 +112,7 @@ class AnalogSimulator(AIM):
     Params = SimulatorParams
     queues = ("cpu",)
     #: Opts in to the daemon's warm workers, which import these (torch, aihwkit) once.
-    warm_modules = ("aif.aims.analog.build", *_JOB_MODULES)
+    warm_modules = ("aif.aims.analog.build", *_JOB_MODULES, "aif.aims.analog.warm_up:simulator")
 
     @classmethod
     def resources(cls, params: pydantic.BaseModel | None) -> tuple[str, ...]:

@@ -295,7 +295,7 @@ class AnalogValidator(AIM):
 
     queues = ("validation",)
     #: Opts in to the daemon's warm workers (when placed ``process``): aihwkit imported once.
-    warm_modules = _HEAVY_MODULES
+    warm_modules = (*_HEAVY_MODULES, "aif.aims.analog.warm_up:validator")
 
     inputs = {"experiments": EXPERIMENT_RECORD}
     outputs = {"jobs": JOB_RECORD, "rejections": REJECTION_RECORD}

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -186,13 +187,18 @@ class WorkerPool:
         max_rss_mib: float | None = DEFAULT_MAX_RSS_MIB,
         *,
         ready_timeout: float = READY_TIMEOUT,
+        warm_up: bool = True,
     ) -> None:
-        """``max_rss_mib``: None or 0 for no memory limit."""
+        """``max_rss_mib``: None or 0 for no memory limit; ``warm_up``: run the AIM
+        types' warm-ups (``module:function`` entries of ``warm_modules``) in the worker
+        before it forks, which pays when it forks many AIMs (a daemon) and not for one
+        run's two."""
         if max_jobs < 1:
             raise LifecycleError(f"a warm worker must fork at least 1 AIM, not {max_jobs}")
         self.max_jobs = max_jobs
         self.max_rss_mib = max_rss_mib or None
         self.ready_timeout = ready_timeout
+        self.warm_up = warm_up
         #: The worker new AIMs go to, once started (a task while it starts).
         self._current: asyncio.Task[WarmWorker] | None = None
         self._modules: frozenset[str] = frozenset()
@@ -209,7 +215,7 @@ class WorkerPool:
     def prepare(self, modules: Iterable[str]) -> None:
         """Start (or, lacking ``modules``, replace) the worker now, so a run's AIMs find it
         preloaded: the controller calls this with the union of a run's warm modules."""
-        wanted = frozenset(modules)
+        wanted = frozenset(self._wanted(modules))
         if self._closed:
             return
         if self._current is None or not wanted <= self._modules:
@@ -220,6 +226,7 @@ class WorkerPool:
         the future of its end report. Raises ``LifecycleError`` when no worker can."""
         if self._closed:
             raise LifecycleError("the warm worker pool is closed; no new AIMs")
+        job = dataclasses.replace(job, modules=self._wanted(job.modules))
         self.prepare(job.modules)
         for attempt in (1, 2):
             worker = await self._worker()
@@ -274,6 +281,10 @@ class WorkerPool:
         ]
 
     # -- inside ---------------------------------------------------------------------------
+
+    def _wanted(self, modules: Iterable[str]) -> list[str]:
+        """``modules`` without the warm-ups (``module:function``) when they are off."""
+        return [m for m in modules if self.warm_up or ":" not in m]
 
     async def _worker(self) -> WarmWorker:
         """The current worker, once ready (started here if there is none)."""
@@ -360,8 +371,9 @@ class WorkerPool:
             status = await proc.wait() if ready is None else None
             await worker.kill()
             raise LifecycleError(
-                f"warm worker {proc.pid} did not start (exit status {status}); importing "
-                f"{', '.join(modules) or 'its modules'} failed? see the controller's log"
+                f"warm worker {proc.pid} did not start (exit status {status}); importing or "
+                f"warming up {', '.join(modules) or 'its modules'} failed: its error is in "
+                "the controller's log"
             )
         worker.modules, worker.seconds = frozenset(ready.modules), ready.seconds
         worker.follow(self._lost)
@@ -426,11 +438,14 @@ class WarmLauncher:
             if report is not None:
                 status = report.status
                 log.info(
-                    "warm worker %d: host %d ended (status %d), peak %.1f MiB resident",
+                    "warm worker %d: AIM %r (process %d) ended (status %d), peak %.1f MiB; "
+                    "the worker %.1f MiB resident",
                     worker.pid,
+                    self._job.aim,
                     pid,
                     report.status,
                     report.rss_mib,
+                    report.worker_rss_mib,
                 )
             else:  # the worker died: its hosts leave when they see it gone
                 self.description += " (which died)"
