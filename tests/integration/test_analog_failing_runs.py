@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import pytest
 import yaml
 
 from aif.daemon.records import JobState
+from tests.helpers.cli import aif
 from tests.helpers.daemon import DaemonProcess
 
 pytestmark = pytest.mark.integration
@@ -67,14 +67,7 @@ def sweep(folder: Path, experiments: list[dict[str, Any]]) -> Path:
 def aif_run(workflow: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], Any]:
     out = tmp_path / "result.json"
     args = ("run", str(workflow), "--state-dir", str(tmp_path / "s"), "-q", "--json", str(out))
-    done = subprocess.run(
-        [sys.executable, "-m", "aif.cli.main", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = aif(*args)
     return done, json.loads(out.read_text())
 
 
@@ -136,14 +129,7 @@ def test_a_daemon_job_in_which_no_job_completed_fails_and_submit_wait_exits_1(
     daemon = DaemonProcess(tmp_path / "state", "--instances", "cpu=1").start()
     try:
         target = ("--state-dir", str(daemon.state_dir))
-        done = subprocess.run(
-            [sys.executable, "-m", "aif", "submit", str(workflow), "--wait", *target],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=240,
-            check=False,
-        )
+        done = aif("submit", str(workflow), "--wait", *target, timeout=240)
         assert done.returncode == 1, done.stdout + done.stderr
         job = done.stdout.split()[0]
         with daemon.client() as client:
@@ -151,14 +137,7 @@ def test_a_daemon_job_in_which_no_job_completed_fails_and_submit_wait_exits_1(
         assert record.state is JobState.FAILED, record
         folder = tmp_path / "report"
         assert record.detail == f"no job completed: 1 failed, 1 rejected; see {folder}/results.json"
-        follow = subprocess.run(
-            [sys.executable, "-m", "aif", "logs", job, "--follow", *target],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        follow = aif("logs", job, "--follow", *target, timeout=60)
         assert follow.returncode == 1
         assert "no job completed" in follow.stdout
     finally:

@@ -10,20 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.cli import aif
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def aif(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "aif.cli.main", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_aim_list_shows_every_type_and_where_it_comes_from(tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pytest
 from aif.daemon.client import Client
 from aif.daemon.records import JobState
 from aif.errors import DaemonError, JobNotFound, LifecycleError, WorkflowError
+from tests.helpers.cli import aif as run_aif
 from tests.helpers.daemon import ROOT, DaemonProcess, gone, wait_for
 
 pytestmark = pytest.mark.integration
@@ -73,14 +73,8 @@ def daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
 
 
 def aif(*args: str, state_dir: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "aif", *args, "--state-dir", str(state_dir)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-    )
+    state = ("--state-dir", str(state_dir))
+    return run_aif(*args, *state, timeout=60, env={"PYTHONPATH": str(ROOT)})
 
 
 def state_of(client: Client, job: str) -> JobState:

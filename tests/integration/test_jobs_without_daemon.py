@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from aif.daemon.records import JobState
+from tests.helpers.cli import aif as run_aif
 from tests.helpers.daemon import ROOT, DaemonProcess
 
 pytestmark = pytest.mark.integration
@@ -26,14 +25,11 @@ outputs: [src.out]
 
 
 def aif(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("AIF_CONTROLLER", "AIF_TOKEN")}
-    return subprocess.run(
-        [sys.executable, "-m", "aif", *args],
-        cwd=ROOT,
-        env={**env, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
+    return run_aif(
+        *args,
         timeout=120,
+        env={"PYTHONPATH": str(ROOT)},
+        unset=("AIF_CONTROLLER", "AIF_TOKEN"),
     )
 
 

@@ -8,14 +8,13 @@ a file that exists is not overwritten. The chip workflow keeps the chip's measur
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from aif.aims.record_file import read_records
+from tests.helpers.cli import aif
 
 pytestmark = pytest.mark.integration
 
@@ -30,17 +29,6 @@ aims:
   side: {type: record-file, placement: process, params: {name: "../side file", folder: kept}}
 connections: [gen.out -> save.in, meas.out -> side.in]
 """
-
-
-def aif(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "aif.cli.main", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def test_records_land_in_files_the_run_names(tmp_path: Path) -> None:

@@ -7,12 +7,12 @@ old way: each its own ``python -m aif.host``, the default-placed one in the cont
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.helpers.cli import aif
 
 pytestmark = pytest.mark.integration
 
@@ -39,15 +39,7 @@ def aif_run(tmp_path: Path, *options: str) -> dict[str, Any]:
     workflow.write_text(WORKFLOW)
     out = tmp_path / "result.json"
     state = str(tmp_path / "state")
-    command = ["run", str(workflow), "-q", "--state-dir", state, "--json", str(out), *options]
-    done = subprocess.run(
-        [sys.executable, "-m", "aif", *command],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    done = aif("run", str(workflow), "-q", "--state-dir", state, "--json", str(out), *options)
     assert done.returncode == 0, done.stdout + done.stderr
     results: dict[str, Any] = json.loads(out.read_text())["results"]
     return results

@@ -7,7 +7,6 @@ validator's check (``review_experiment(..., trusted_from=STATE_DIR)``) runs here
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 
 from aif.aims.analog.validator import review_experiment
 from aif.security.keys import KeyRing
+from tests.helpers.cli import aif as run_aif
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("clean_imports")]
 
@@ -49,15 +49,7 @@ def small_net(hidden: int = 16) -> torch.nn.Module:
 
 
 def aif(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "AIF_STORE": ""}
-    return subprocess.run(
-        [sys.executable, "-m", "aif", *argv],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=180,
-    )
+    return run_aif(*argv, cwd=cwd, timeout=180, env={"AIF_STORE": ""})
 
 
 def experiment() -> dict[str, Any]:

@@ -9,9 +9,7 @@ digest in attestation reports.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from aif.security.attestation import new_nonce, verify_report
 from aif.security.keys import KeyRing
 from aif.store.aim_types import StoreTypes
 from aif.workflow import load_workflow, resolve
+from tests.helpers.cli import aif as run_aif
 from tests.helpers.daemon import DaemonProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("clean_imports")]
@@ -58,15 +57,7 @@ inputs:
 
 
 def aif(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "AIF_STORE": ""}
-    return subprocess.run(
-        [sys.executable, "-m", "aif", *argv],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=120,
-    )
+    return run_aif(*argv, cwd=cwd, timeout=120, env={"AIF_STORE": ""})
 
 
 @pytest.fixture

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import codecs
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ import pytest
 from aif.aims.analog.experiments import experiment_json, read_experiment_file
 from aif.errors import AIFError, InputError, WorkflowError
 from aif.workflow import load_workflow, load_workflow_text, resolve
+from tests.helpers.cli import aif
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "corpus" / "bad-inputs"
@@ -158,16 +157,6 @@ def test_special_files_are_refused_without_reading_them(path: str) -> None:
 def test_a_path_with_a_nul_byte_is_refused() -> None:
     with pytest.raises(AIFError, match="cannot read"):
         load_workflow("work\x00flow.yaml")
-
-
-def aif(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "aif.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-    )
 
 
 @pytest.mark.timeout(240)
