@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import queue
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -57,6 +58,8 @@ from aif.daemon.state import JobRecord, JobState, JobStore, NewJob
 from aif.errors import AIFError, DaemonError, LifecycleError, WorkflowError
 from aif.store.aim_types import StoreTypes
 from aif.workflow import ResolvedWorkflow, load_workflow_text, resolve
+from aif.workflow.loader import workflow_from_data
+from aif.workflow.parse_worker import ParseProcess
 
 log = logging.getLogger("aif.daemon")
 
@@ -98,10 +101,16 @@ def load_job(
     overrides: tuple[str, ...] | list[str],
     store_types: StoreTypes | None = None,
     inproc: InprocPolicy = "allow",
+    parser: ParseProcess | None = None,
 ) -> ResolvedWorkflow:
     """Load and resolve a submitted workflow (raises ``WorkflowError``/``RegistryError``);
-    ``inproc``: which ``placement: inproc`` AIMs stay in the daemon's process."""
-    workflow = load_workflow_text(text, source=source, overrides=overrides)
+    ``inproc``: which ``placement: inproc`` AIMs stay in the daemon's process;
+    ``parser``: the child process that reads the YAML (None: this process does)."""
+    if parser is None:
+        workflow = load_workflow_text(text, source=source, overrides=overrides)
+    else:
+        data, source_map = parser.parse(text, source, overrides)
+        workflow = workflow_from_data(data, source_map, source)
     moved = [
         name
         for name, decl in workflow.aims.items()
@@ -128,6 +137,12 @@ class WorkflowChecks:
         inproc: InprocPolicy = "light",
     ) -> None:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aif-check")
+        #: The YAML of submissions is read in a child process, one per check thread: a
+        #: hostile text then neither holds the daemon's GIL nor grows its memory.
+        self._parsers = [ParseProcess(timeout) for _ in range(workers)]
+        self._free: queue.SimpleQueue[ParseProcess] = queue.SimpleQueue()
+        for parser in self._parsers:
+            self._free.put(parser)
         self.inproc: InprocPolicy = inproc
         self.max_pending = pending
         self.timeout = timeout
@@ -151,9 +166,7 @@ class WorkflowChecks:
                 f"the controller is busy checking {self.pending} workflows; submit again shortly"
             )
         loop = asyncio.get_running_loop()
-        future = self._pool.submit(
-            load_job, text, source, tuple(overrides), store_types, self.inproc
-        )
+        future = self._pool.submit(self._load, text, source, tuple(overrides), store_types)
         self.pending += 1
 
         def done(_: object) -> None:
@@ -169,12 +182,25 @@ class WorkflowChecks:
                 "simplify it, or move bulk data to a data file"
             ) from None
 
+    def _load(
+        self, text: str, source: str, overrides: tuple[str, ...], store_types: StoreTypes | None
+    ) -> ResolvedWorkflow:
+        """In a check thread: ``load_job`` with a parser child of its own."""
+        parser = self._free.get()
+        try:
+            return load_job(text, source, overrides, store_types, self.inproc, parser)
+        finally:
+            self._free.put(parser)
+
     def _done(self) -> None:
         self.pending -= 1
 
     def close(self) -> None:
-        """Drop the checks not yet begun; those running end on their own (bounded)."""
+        """Drop the checks not yet begun; those running end on their own (bounded); end
+        the parser children."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+        for parser in self._parsers:
+            parser.close()
 
 
 def aim_json(handle: AIMHandle) -> dict[str, Any]:

@@ -52,9 +52,24 @@ def load_workflow_text(
     text: str, source: str = "<string>", overrides: Sequence[str] = ()
 ) -> Workflow:
     """Load an AIW from YAML text; ``source`` names it in messages (raises ``WorkflowError``)."""
+    data, source_map = parse_text(text, source, overrides)
+    return workflow_from_data(data, source_map, source)
+
+
+def parse_text(
+    text: str, source: str = "<string>", overrides: Sequence[str] = ()
+) -> tuple[Any, SourceMap]:
+    """The plain data of a workflow text with its ``--set`` values applied, and the line
+    of every key (raises ``WorkflowError``): the part of loading that reads YAML, which
+    the daemon runs in a child process (:mod:`aif.workflow.parse_worker`)."""
     data, source_map = parse_yaml(text, source)
     if overrides:
         data = apply_overrides(data, overrides)
+    return data, source_map
+
+
+def workflow_from_data(data: Any, source_map: SourceMap, source: str) -> Workflow:
+    """The ``Workflow`` of parsed data, its problems placed by ``source_map``."""
     if not isinstance(data, dict):
         kind = "an empty document" if data is None else f"a {kind_of(data)}"
         raise WorkflowError(
