@@ -177,9 +177,9 @@ async def _run(resolved: Any, args: argparse.Namespace, display: Any, interrupts
     secure = resolved.workflow.profile == "secure" and listen is not None
     make = Controller.with_identity if secure else Controller
     options: dict[str, Any] = {"tcp": listen, "ready_timeout": args.ready_timeout}
-    if not args.fresh_processes:
-        from aif.controller.launchers.warm import WorkerPool
+    from aif.controller.launchers.warm import WorkerPool, forking_supported
 
+    if not args.fresh_processes and forking_supported():
         # The run's heavy AIMs fork from one worker that imports torch and aihwkit once
         # (a secure run's AIMs keep fresh processes: the controller skips the pool there).
         options["worker_pool"] = WorkerPool(max_jobs=_RUN_FORKS, warm_up=False)

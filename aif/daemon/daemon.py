@@ -45,7 +45,12 @@ from typing import Any, Literal
 from aif.api import user as user_api
 from aif.communication.addresses import DEFAULT_LISTEN, MAX_IPC_PATH, tcp_host
 from aif.controller.controller import Controller
-from aif.controller.launchers.warm import DEFAULT_MAX_JOBS, DEFAULT_MAX_RSS_MIB, WorkerPool
+from aif.controller.launchers.warm import (
+    DEFAULT_MAX_JOBS,
+    DEFAULT_MAX_RSS_MIB,
+    WorkerPool,
+    forking_supported,
+)
 from aif.daemon.client import DAEMON_FILE, TOKEN_FILE, read_daemon_file
 from aif.daemon.jobs import InprocPolicy, JobManager
 from aif.daemon.peer_hosting import PeerHosts
@@ -240,9 +245,11 @@ class Daemon:
 
     async def _serve(self, store: JobStore) -> int:
         config = self.config
-        pool = (
-            WorkerPool(config.worker_jobs, config.worker_memory) if config.worker_jobs > 0 else None
-        )
+        pool = None
+        if config.worker_jobs > 0 and forking_supported():
+            pool = WorkerPool(config.worker_jobs, config.worker_memory)
+        elif config.worker_jobs > 0:
+            log.warning("no warm worker: this system cannot watch forks (pidfd_open, Linux 5.3+)")
         options: dict[str, Any] = {
             "tcp": config.listen,
             "heartbeat_interval": config.heartbeat_interval,

@@ -57,3 +57,17 @@ def test_what_is_not_a_frame_is_refused_by_name(body: bytes, says: str) -> None:
 def test_an_oversized_frame_is_refused_before_it_is_read() -> None:
     with pytest.raises(MalformedMessage, match="limit"):
         frame_length((MAX_FRAME + 1).to_bytes(4, "big"))
+
+
+def test_forking_is_supported_here_and_not_without_pidfds(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from aif.controller.launchers.warm import forking_supported
+
+    assert forking_supported()  # Linux 5.3+: the warm workers' forks can be watched
+
+    def no_pidfds(pid: int) -> int:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(os, "pidfd_open", no_pidfds)
+    assert not forking_supported()  # then every process AIM gets a fresh python

@@ -174,6 +174,16 @@ class WarmWorker:
             await self.proc.wait()
 
 
+def forking_supported() -> bool:
+    """True where a warm worker can watch its forks: Linux 5.3 or later (``pidfd_open``).
+    Elsewhere each ``process`` AIM gets a fresh ``python -m aif.host``, as without a pool."""
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):
+        return False
+    return True
+
+
 class WorkerPool:
     """A controller's warm worker: started on first need, replaced when it must be.
 
