@@ -285,6 +285,9 @@ def _host_child(message: ServeAIM, inherited: Sequence[int], preload: Preload) -
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _disarm_inherited_finalizers()
     configure_logging(message.aim, force=True)
+    # Modules the worker lacks (a type it was not started for) are this fork's own work:
+    # a module that fails to import then fails this AIM, never the worker and its forks.
+    preload.add(message.modules)
     preload.restore()
     reseed()
     return asyncio.run(
@@ -394,8 +397,7 @@ def serve_jobs(inbox: BinaryIO, outbox: int, preload: Sequence[str], pid: int | 
                     return 0
                 if not isinstance(message, ServeAIM):
                     raise MalformedMessage(f"warm worker: expected 'serve', got {message.op!r}")
-                loaded.add(message.modules)
-                worker.fork(message)
+                worker.fork(message)  # what the worker lacks, the fork imports itself
     finally:
         worker.stop_children()
 

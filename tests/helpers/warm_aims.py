@@ -134,3 +134,13 @@ class WarmedProbe(AIM):
             warm_up_threads=list(WARM_UP_THREADS),
             threads=torch.get_num_threads(),
         )
+
+
+class BrokenWarm(AIM):
+    """Opts in with a module that does not exist: its worker cannot start."""
+
+    outputs = {"out": "int64"}
+    warm_modules = ("aif_tests_no_such_module",)
+
+    async def run(self) -> None:
+        await self.result(ran=True)

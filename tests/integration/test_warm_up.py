@@ -27,6 +27,12 @@ aims:
   two: {type: tests.helpers.warm_aims:WarmedProbe, placement: process}
 """
 
+BROKEN = """
+name: broken
+aims:
+  b: {type: tests.helpers.warm_aims:BrokenWarm, placement: process}
+"""
+
 
 async def run(tmp_path: Path, pool: WorkerPool) -> dict[str, Any]:
     async with Controller(tmp_path, worker_pool=pool) as controller:
@@ -66,3 +72,20 @@ async def test_a_warm_up_that_leaves_a_thread_stops_the_worker_saying_so(tmp_pat
         await pool.fork(job)
     await pool.close()
     assert "warming up tests.helpers.warm_aims:warm_up_leaving_a_thread failed" in str(caught.value)
+
+
+@pytest.mark.timeout(180)
+async def test_a_type_whose_module_is_missing_fails_its_run_and_the_next_run_is_served(
+    tmp_path: Path,
+) -> None:
+    broken = (
+        "name: broken\naims:\n  b: {type: tests.helpers.warm_aims:BrokenWarm, placement: process}\n"
+    )
+    pool = WorkerPool()
+    async with Controller(tmp_path, worker_pool=pool) as controller:
+        failed = await controller.run_workflow(resolve(load_workflow_text(broken)), timeout=120)
+        assert failed.state is RunState.FAILED
+        assert "aif_tests_no_such_module" in (failed.error or "")
+        served = await controller.run_workflow(resolve(load_workflow_text(WORKFLOW)), timeout=120)
+    assert served.state is RunState.SUCCEEDED, served.error
+    assert served.results["one"]["warmed_in"] == served.results["one"]["ppid"]

@@ -212,6 +212,9 @@ class WorkerPool:
         #: The worker new AIMs go to, once started (a task while it starts).
         self._current: asyncio.Task[WarmWorker] | None = None
         self._modules: frozenset[str] = frozenset()
+        #: The modules of the last worker that started: what a failed start falls back
+        #: to, so one AIM type whose module cannot be imported fails only its own runs.
+        self._started_with: frozenset[str] = frozenset()
         #: Replaced workers whose hosts have not all ended yet.
         self._draining: set[WarmWorker] = set()
         self._background: set[asyncio.Task[Any]] = set()
@@ -303,11 +306,14 @@ class WorkerPool:
         assert self._current is not None
         task = self._current
         try:
-            return await asyncio.shield(task)
+            worker = await asyncio.shield(task)
         except AIFError:
             if self._current is task:
                 self._current = None  # the next AIM tries a new one
+                self._modules = self._started_with
             raise
+        self._started_with = self._started_with | worker.modules
+        return worker
 
     def _after_fork(self, worker: WarmWorker) -> None:
         reason = None
