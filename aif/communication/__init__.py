@@ -6,7 +6,8 @@
 - ``codec`` and ``arrays``: the wire format (msgpack header and body, zero-copy
   tensor frames); ``channel``: a channel's two lanes (uint16 signals, records);
   ``limits``: channel defaults; ``addresses``: endpoints; ``socket_wait``: wake-ups;
-  ``shm``: large arrays through shared memory on ipc channels (segments, their cleanup).
+  ``shm``: large arrays through shared memory on ipc channels (segments, their cleanup);
+  ``frames``: length-prefixed msgpack maps on the pipes to aif's helper processes.
 - ``events`` and ``event_payloads``: pub/sub events and their typed payloads.
 
 May import: ``aif.security`` (CURVE on channels) and ``aif.errors``.

@@ -49,7 +49,6 @@ import os
 import random
 import selectors
 import signal
-import struct
 import sys
 import threading
 import time
@@ -58,15 +57,13 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, BinaryIO, Final, Literal
 
-import msgpack
-
+from aif.communication import frames
 from aif.errors import MalformedMessage
 
 log = logging.getLogger("aif.host.warm")
 
 #: Largest frame either side accepts (the messages are a few hundred bytes).
 MAX_FRAME: Final = 1 << 20
-_HEADER = struct.Struct(">I")
 #: Seconds the children of a retiring worker get to end after SIGTERM, before SIGKILL.
 CHILD_GRACE: Final = 5.0
 
@@ -141,26 +138,17 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
 
 def pack(message: WorkerMessage) -> bytes:
     """One frame: length, then the message as a msgpack map."""
-    body: bytes = msgpack.packb(asdict(message), use_bin_type=True)
-    return _HEADER.pack(len(body)) + body
+    return frames.encode(asdict(message))
 
 
 def frame_length(header: bytes) -> int:
     """The body length a frame header announces (raises ``MalformedMessage`` if too long)."""
-    (length,) = _HEADER.unpack(header)
-    if length > MAX_FRAME:
-        raise MalformedMessage(f"warm worker frame of {length} bytes (limit {MAX_FRAME})")
-    return int(length)
+    return frames.body_length(header, MAX_FRAME, "warm worker")
 
 
 def unpack(body: bytes) -> WorkerMessage:
     """A frame's body as its message; ``MalformedMessage`` names what is wrong."""
-    try:
-        data = msgpack.unpackb(body, raw=False)
-    except (ValueError, msgpack.UnpackException) as exc:
-        raise MalformedMessage(f"warm worker frame is not msgpack: {exc}") from exc
-    if not isinstance(data, dict):
-        raise MalformedMessage(f"warm worker frame is not a map: {type(data).__name__}")
+    data = frames.decode(body, "warm worker")
     kind = _KINDS.get(str(data.get("op")))
     if kind is None:
         raise MalformedMessage(f"warm worker frame has unknown op {data.get('op')!r}")
@@ -189,11 +177,8 @@ def _is(value: Any, wanted: tuple[type, ...]) -> bool:
 
 def _read_frame(stream: BinaryIO) -> WorkerMessage | None:
     """The next frame from the pool, or None at end of file (retired, or the pool died)."""
-    header = stream.read(_HEADER.size)
-    if len(header) < _HEADER.size:
-        return None
-    body = stream.read(frame_length(header))
-    return unpack(body)
+    body = frames.read_body(stream, MAX_FRAME, "warm worker")
+    return None if body is None else unpack(body)
 
 
 def rss_mib() -> float:

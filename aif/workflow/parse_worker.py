@@ -21,20 +21,17 @@ import contextlib
 import os
 import resource
 import select
-import struct
 import subprocess
 import sys
 import threading
 from collections.abc import Sequence
 from typing import Any, Final
 
-import msgpack
-
+from aif.communication import frames
 from aif.errors import MalformedMessage, WorkflowError
 from aif.workflow.loader import parse_text
 from aif.workflow.model import SourceMap
 
-_HEADER = struct.Struct(">I")
 #: Largest frame either side accepts: a request is at most the 1 MiB text and its
 #: ``--set`` values; a reply at most the data of a million values.
 MAX_FRAME: Final = 256 << 20
@@ -47,38 +44,9 @@ MAX_ADDRESS_SPACE: Final = 2 << 30
 # -- the child -------------------------------------------------------------------------
 
 
-def _read_exactly(stream: Any, size: int) -> bytes:
-    """``size`` bytes (fewer only at end of file): a pipe hands a large frame over in parts."""
-    parts: list[bytes] = []
-    left = size
-    while left > 0:
-        part = stream.read(left)
-        if not part:
-            break
-        parts.append(part)
-        left -= len(part)
-    return b"".join(parts)
-
-
 def _read(stream: Any) -> dict[str, Any] | None:
-    header = _read_exactly(stream, _HEADER.size)
-    if len(header) < _HEADER.size:
-        return None
-    (length,) = _HEADER.unpack(header)
-    if length > MAX_FRAME:
-        raise MalformedMessage(f"parse worker frame of {length} bytes (limit {MAX_FRAME})")
-    body = _read_exactly(stream, length)
-    if len(body) < length:
-        return None
-    message = msgpack.unpackb(body, raw=False, strict_map_key=False)
-    if not isinstance(message, dict):
-        raise MalformedMessage("parse worker frame is not a map")
-    return message
-
-
-def _frame(message: dict[str, Any]) -> bytes:
-    body: bytes = msgpack.packb(message, use_bin_type=True)
-    return _HEADER.pack(len(body)) + body
+    body = frames.read_body(stream, MAX_FRAME, "parse worker")
+    return None if body is None else frames.decode(body, "parse worker")
 
 
 def _answer(request: dict[str, Any]) -> dict[str, Any]:
@@ -114,7 +82,7 @@ def main() -> int:
     outbox = os.dup(1)
     os.dup2(2, 1)  # whatever prints goes to stderr, never into a frame
     while (request := _read(inbox)) is not None:
-        os.write(outbox, _frame(_answer(request)))
+        os.write(outbox, frames.encode(_answer(request)))
     return 0
 
 
@@ -134,7 +102,7 @@ class ParseProcess:
         """:func:`~aif.workflow.loader.parse_text` in the child (raises ``WorkflowError``,
         also for a parse that
         takes longer than ``timeout``: the child is killed then, and started anew)."""
-        request = _frame({"text": text, "source": source, "overrides": list(overrides)})
+        request = frames.encode({"text": text, "source": source, "overrides": list(overrides)})
         with self._lock:
             proc = self._child()
             try:
@@ -142,7 +110,7 @@ class ParseProcess:
                 proc.stdin.write(request)
                 proc.stdin.flush()
                 reply = self._reply(proc, source)
-            except (OSError, MalformedMessage, ValueError) as exc:
+            except (OSError, MalformedMessage) as exc:
                 self._kill()
                 raise WorkflowError(
                     f"{source}: the workflow could not be checked ({exc}); submit it again"
