@@ -110,7 +110,6 @@ class AIMServed:
     rss_mib: float
     #: The worker's own resident memory now, MiB (it grows only by what it imports).
     worker_rss_mib: float = 0.0
-    note: str = ""
     op: Literal["served"] = "served"
 
 
@@ -132,7 +131,6 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "status": (int,),
     "rss_mib": (float, int),
     "worker_rss_mib": (float, int),
-    "note": (str,),
 }
 
 
@@ -332,14 +330,12 @@ class ForkingWorker:
         os.close(pidfd)
         _, wait_status, usage = os.wait4(pid, 0)
         status = os.waitstatus_to_exitcode(wait_status)
-        note = f"killed by {signal.Signals(-status).name}" if status < 0 else ""
         self.send(
             AIMServed(
                 job=job,
                 status=status,
                 rss_mib=usage.ru_maxrss / 1024,
                 worker_rss_mib=rss_mib(),
-                note=note,
             )
         )
 

@@ -26,7 +26,7 @@ from aif.host.warm import (
         ServeAIM(job=3, controller="ipc:///tmp/x", aim="simulator", workflow="j", modules=[]),
         AIMForked(job=3, pid=4321),
         AIMServed(job=3, status=0, rss_mib=402.5, worker_rss_mib=380.0),
-        AIMServed(job=4, status=-9, rss_mib=0.0, note="killed by SIGKILL"),
+        AIMServed(job=4, status=-9, rss_mib=0.0),
     ],
 )
 def test_each_message_round_trips(message: WorkerReady | ServeAIM | AIMForked | AIMServed) -> None:

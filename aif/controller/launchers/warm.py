@@ -219,9 +219,6 @@ class WorkerPool:
         self._draining: set[WarmWorker] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self._closed = False
-        #: Totals since the pool opened.
-        self.spawned = 0
-        self.recycled = 0
 
     # -- what a controller and a launcher call --------------------------------------------
 
@@ -275,23 +272,6 @@ class WorkerPool:
         for task in list(self._background):
             with contextlib.suppress(BaseException):
                 await task
-
-    def listing(self) -> list[dict[str, Any]]:
-        """Every worker now: pid, state, AIMs forked, live hosts, resident MiB."""
-        rows: list[tuple[WarmWorker, str]] = [(w, "draining") for w in self._draining]
-        current = _started(self._current)
-        if current is not None:
-            rows.append((current, "current"))
-        return [
-            {
-                "pid": w.pid,
-                "state": s,
-                "jobs": w.jobs,
-                "live": w.live,
-                "rss_mib": round(w.rss_mib, 1),
-            }
-            for w, s in rows
-        ]
 
     # -- inside ---------------------------------------------------------------------------
 
@@ -350,7 +330,6 @@ class WorkerPool:
         if self._closed:
             self._in_background(worker.retire(), f"retire-{worker.pid}")
             return
-        self.recycled += 1
         log.info("replacing warm worker %d after %d AIM(s): %s", worker.pid, worker.jobs, reason)
         self._draining.add(worker)
         self.ended(worker)
@@ -393,7 +372,6 @@ class WorkerPool:
             )
         worker.modules, worker.seconds = frozenset(ready.modules), ready.seconds
         worker.follow(self._lost)
-        self.spawned += 1
         log.info("warm worker %d ready in %.1f s (%s)", proc.pid, ready.seconds, ", ".join(modules))
         return worker
 
