@@ -20,7 +20,8 @@ boundary with ``raise ... from exc`` so callers catch one family::
     ├── RegistryError               an AIM type that cannot be resolved
     ├── LifecycleError              a call made in the wrong lifecycle state
     ├── AIMError                    an AIM misbehaved
-    │   └── AIMFailed               an AIM crashed, exited or stopped heart-beating
+    │   ├── AIMFailed               an AIM crashed, exited or stopped heart-beating
+    │   └── RankFailed              a rank of a data-parallel job died, failed or never came
     ├── HardwareError               a hardware device behind a hardware AIM failed
     │   ├── ChipError               the chip answered with an error reply (``status``)
     │   └── ChipConnectionError     the chip cannot be reached, went away or stopped answering
@@ -157,6 +158,11 @@ class AIMFailed(AIMError):
         super().__init__(f"AIM {aim!r} failed: {cause}")
 
 
+class RankFailed(AIMError):
+    """A rank of a data-parallel job died, failed or never came; the job's other ranks
+    were stopped. The message names the rank, its process and how it ended."""
+
+
 class HardwareError(AIFError):
     """A device behind a hardware AIM failed; the message names the device and its address."""
 
@@ -247,3 +253,15 @@ class PackageSignatureError(StoreError):
 
 class UnsafeArchive(StoreError):
     """An archive has absolute paths, ``..``, links, special files, or is over the size limits."""
+
+
+def describe_exit(status: int) -> str:
+    """``exit status 3`` or ``killed by SIGKILL``: how a process ended, in words."""
+    import signal
+
+    if status < 0:
+        try:
+            return f"killed by {signal.Signals(-status).name}"
+        except ValueError:
+            return f"killed by signal {-status}"
+    return f"exit status {status}"

@@ -1,9 +1,10 @@
-"""The parts of ``training`` and ``inference`` that steer a run: early stopping and
-input-range calibration.
+"""The parts of ``training`` and ``inference`` that steer a run: early stopping,
+input-range calibration and data-parallel ranks.
 
 Split from :mod:`aif.aims.analog.spec` (which re-exports both) to keep that module
 small. Shapes only; :mod:`aif.aims.analog.early_stopping` and
-:mod:`aif.aims.analog.calibration` do the work.
+:mod:`aif.aims.analog.calibration` and :mod:`aif.aims.analog.ddp_supervisor` do the
+work.
 """
 
 from __future__ import annotations
@@ -50,4 +51,20 @@ class CalibrateSpec(pydantic.BaseModel):
     )
     quantile: float = Field(
         default=0.99995, gt=0, le=1, description="cache_quantile, moving_quantile: the quantile"
+    )
+
+
+class DistributedSpec(pydantic.BaseModel):
+    """Data-parallel training: ``training: {distributed: {ranks: 2, backend: gloo}}``.
+
+    The job trains on ``ranks`` processes with torch's DistributedDataParallel; each
+    global batch of ``dataset.batch_size`` samples is split across the ranks, so the
+    model sees the same batches as on one rank (see :mod:`aif.aims.analog.ddp_rank`).
+    """
+
+    model_config = _FORBID
+    ranks: Int = Field(default=2, ge=1, le=256, description="training processes")
+    backend: Literal["gloo", "nccl"] = Field(
+        default="gloo",
+        description="torch.distributed backend: gloo (CPU, or GPU tensors) or nccl (GPUs only)",
     )

@@ -124,17 +124,22 @@ class PreparedJob:
     device: Any
     #: The configuration has a noise model: drift inference applies.
     drift_capable: bool
-    storage: Storage
+    #: The simulator's AIM storage; None in a data-parallel rank, which saves nothing.
+    storage: Storage | None
     #: Set while the model trains in half precision (``training.precision``).
     half: Any = None
 
-    def epoch(self, epoch: int) -> Any:
-        """An ``EpochRunner`` for epoch ``epoch`` (1-based)."""
+    def epoch(self, epoch: int, model: Any = None, shard: tuple[int, int] = (0, 1)) -> Any:
+        """An ``EpochRunner`` for epoch ``epoch`` (1-based).
+
+        ``model`` trains in place of ``self.model`` (its DistributedDataParallel wrapper,
+        say), on this rank's ``shard`` of each batch.
+        """
         from aif.aims.analog.augment import augmentation
         from aif.aims.analog.training import EpochRunner
 
         return EpochRunner(
-            self.model,
+            self.model if model is None else model,
             self.optimizer,
             self.loss_fn,
             self.data.x_train,
@@ -145,6 +150,7 @@ class PreparedJob:
             device=self.device,
             augment=augmentation(self.experiment.dataset.augment),
             clip_grad_norm=self.experiment.training.clip_grad_norm,
+            shard=shard,
         )
 
     def evaluate(self) -> float:
@@ -214,6 +220,7 @@ class PreparedJob:
         """Keep the weights, and the model they fit, under ``name`` in AIM storage."""
         from aif.aims.analog.checkpoint import save_weights
 
+        assert self.storage is not None, "a data-parallel rank keeps no checkpoints"
         self.storage.put(f"{CHECKPOINT_PREFIX}{name}.pt", save_weights(self.model))
         meta = {
             "experiment": self.experiment.name,
@@ -267,12 +274,18 @@ class PreparedJob:
 class JobRunner:
     """Builds jobs for one simulator, caching data sets across the jobs of a sweep."""
 
-    def __init__(self, storage: Storage, base_dir: Path) -> None:
+    def __init__(self, storage: Storage | None, base_dir: Path) -> None:
         self._storage = storage
         self._datasets = DatasetCache(base_dir)
 
-    def prepare(self, experiment: Experiment, outcome: JobOutcome) -> PreparedJob:
-        """Data, model, optimizer and schedule for ``experiment``, on ``outcome.device``."""
+    def prepare(
+        self, experiment: Experiment, outcome: JobOutcome, weights: bytes | None = None
+    ) -> PreparedJob:
+        """Data, model, optimizer and schedule for ``experiment``, on ``outcome.device``.
+
+        ``weights`` (a checkpoint's bytes) start the model instead of ``load_checkpoint``:
+        how a data-parallel rank, which has no storage, gets them.
+        """
         import torch
 
         from aif.aims.analog import build
@@ -290,8 +303,12 @@ class JobRunner:
         model = build.build_model(
             experiment.model, rpu_config, data.sample_shape, classes=model_outputs(data)
         )
-        if experiment.load_checkpoint:
-            self._load(model, experiment.load_checkpoint)
+        if weights is None and experiment.load_checkpoint:
+            weights = self.checkpoint_bytes(experiment.load_checkpoint)
+        if weights is not None:
+            from aif.aims.analog.checkpoint import load_weights
+
+            load_weights(model, weights)
         model = model.to(device)
         half = train_in(model, experiment.training.precision)
         optimizer = build.build_optimizer(experiment.training, model)
@@ -309,11 +326,11 @@ class JobRunner:
             half=half,
         )
 
-    def _load(self, model: Any, name: str) -> None:
-        from aif.aims.analog.checkpoint import load_weights
-
+    def checkpoint_bytes(self, name: str) -> bytes:
+        """The weights saved under ``name`` (raises ``ExperimentError`` naming those saved)."""
+        assert self._storage is not None, "a data-parallel rank is given its weights"
         try:
-            data = self._storage.get(f"{CHECKPOINT_PREFIX}{name}.pt")
+            return self._storage.get(f"{CHECKPOINT_PREFIX}{name}.pt")
         except KeyNotFound:
             saved = sorted(
                 k.removeprefix(CHECKPOINT_PREFIX).removesuffix(".pt")
@@ -326,7 +343,6 @@ class JobRunner:
                 f"'checkpoint: {name}') first, with the same --state-dir and simulator name",
                 [("load_checkpoint", f"{name!r} not found")],
             ) from None
-        load_weights(model, data)
 
 
 async def run_each_job(aim: AIM, run_job: Callable[[dict[str, Any]], Awaitable[JobOutcome]]) -> int:

@@ -30,18 +30,21 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pydantic
 
 from aif.aims.analog import capabilities
 from aif.aims.analog.early_stopping import early_stopper
 from aif.aims.analog.records import JOB_RECORD, METRICS_RECORD, MODEL_RECORD, RESULT_RECORD
-from aif.aims.analog.runs import JobOutcome, JobRunner, run_each_job
+from aif.aims.analog.runs import JobOutcome, JobRunner, PreparedJob, run_each_job
 from aif.aims.analog.spec import Experiment
 from aif.aims.base import AIM
 from aif.aims.preload import Preload
 from aif.errors import ConfigError, ExperimentError
+
+if TYPE_CHECKING:
+    from aif.aims.analog.ddp_supervisor import RankGroup
 
 #: Imported in the background at setup: scikit-learn's data sets, torch's first
 #: optimizer's ``torch._dynamo`` (about 2 s), and this package's training modules.
@@ -143,6 +146,8 @@ class AnalogSimulator(AIM):
         self._devices = available_devices(self.params.device)
         self._families = families
         self._runner = JobRunner(self.storage, self.base_dir)
+        #: The ranks of the data-parallel job running now, which signals must reach.
+        self._ranks: RankGroup | None = None
         #: What the first job needs beyond aihwkit, loaded while the workflow starts.
         self._preload = Preload(_JOB_MODULES)
 
@@ -183,8 +188,18 @@ class AnalogSimulator(AIM):
     async def _execute(
         self, experiment: Experiment, outcome: JobOutcome, record: dict[str, Any]
     ) -> None:
-        assert isinstance(self.params, SimulatorParams)
         job = await asyncio.to_thread(self._runner.prepare, experiment, outcome)
+        distributed = experiment.training.distributed
+        if distributed is not None and distributed.ranks > 1:
+            trained = await self._train_on_ranks(experiment, outcome, job)
+        else:
+            trained = await self._train(experiment, outcome, job)
+        if trained:
+            await self._finish(experiment, outcome, record, job)
+
+    async def _train(self, experiment: Experiment, outcome: JobOutcome, job: PreparedJob) -> bool:
+        """Train here, in slices between looks at signals; False when stopped."""
+        assert isinstance(self.params, SimulatorParams)
         epochs = experiment.training.epochs
         stopper = early_stopper(experiment.training.early_stopping, outcome.metric)
         for epoch in range(1, epochs + 1):
@@ -193,42 +208,143 @@ class AnalogSimulator(AIM):
             while not runner.done:
                 if not await self.checkpoint():
                     outcome.status = "stopped"
-                    return
+                    return False
                 await asyncio.to_thread(runner.step, self.params.slice_seconds)
             accuracy = await asyncio.to_thread(job.evaluate)
             validation = await asyncio.to_thread(job.validate)
             seconds = time.perf_counter() - start
             lr = job.end_epoch()
-            outcome.epoch_done(accuracy, seconds)
-            await self.send(
-                "metrics",
-                {
-                    "job": outcome.job,
-                    "epoch": epoch,
-                    "epochs": epochs,
-                    "loss": runner.loss,
-                    "accuracy": accuracy,
-                    "seconds": seconds,
-                    "lr": lr,
-                },
-            )
-            await self.progress(
-                step=epoch,
-                total=epochs,
-                job=outcome.job,
-                loss=runner.loss,
-                accuracy=accuracy,
-                **({"val_accuracy": validation} if math.isfinite(validation) else {}),
-                seconds=round(seconds, 2),
+            await self._epoch_done(
+                outcome, epoch, epochs, runner.loss, accuracy, validation, seconds, lr
             )
             if stopper is not None:
                 watched = validation
                 if stopper.spec.metric == "val_loss":
                     watched = await asyncio.to_thread(job.validation_loss)
                 if stopper.update(epoch, watched):
-                    outcome.stopped_epoch = epoch
-                    await self.progress(job=outcome.job, early_stop=epoch, best=stopper.best_epoch)
+                    await self._early_stop(outcome, epoch, stopper.best_epoch)
                     break
+        return True
+
+    async def _train_on_ranks(
+        self, experiment: Experiment, outcome: JobOutcome, job: PreparedJob
+    ) -> bool:
+        """Train on ``training.distributed.ranks`` processes; False when stopped.
+
+        The ranks report each epoch's metrics (reduced over the ranks) and, at the end,
+        the trained weights, which go into ``job.model`` for what follows here.
+        """
+        from aif.aims.analog.checkpoint import load_weights
+        from aif.aims.analog.ddp_link import field
+        from aif.aims.analog.ddp_supervisor import RankGroup, threads_per_rank
+
+        assert isinstance(self.params, SimulatorParams)
+        distributed = experiment.training.distributed
+        assert distributed is not None
+        weights = None
+        if experiment.load_checkpoint:
+            weights = self._runner.checkpoint_bytes(experiment.load_checkpoint)
+        group = RankGroup(distributed.ranks, distributed.backend, self.log)
+        epochs = experiment.training.epochs
+        status, trained = "stopped", b""
+        self._ranks = group
+        try:
+            await self.progress(job=outcome.job, phase=f"starting {distributed.ranks} ranks")
+            await group.start(
+                {
+                    "spec": experiment.model_dump_json(),
+                    "device": outcome.device,
+                    "base_dir": str(self.base_dir),
+                    "secure": self.secure,
+                    "state_dir": str(self.state_dir),
+                    "weights": weights,
+                },
+                threads_per_rank(distributed.ranks, self.params.threads),
+            )
+            async for report in group.reports(lambda: self.stopping):
+                if report["kind"] == "epoch":
+                    await self._epoch_done(
+                        outcome,
+                        field(report, "epoch", int),
+                        epochs,
+                        field(report, "loss", float),
+                        field(report, "accuracy", float),
+                        field(report, "validation", float),
+                        field(report, "seconds", float),
+                        field(report, "lr", float),
+                    )
+                elif report["kind"] == "early_stop":
+                    await self._early_stop(
+                        outcome, field(report, "epoch", int), field(report, "best", int)
+                    )
+                elif report["kind"] == "done":
+                    status = field(report, "status", str)
+                    trained = field(report, "weights", bytes)
+        finally:
+            self._ranks = None
+            await group.close()
+        if status != "completed":
+            outcome.status = "stopped"
+            return False
+        await asyncio.to_thread(load_weights, job.model, trained)
+        return True
+
+    async def on_suspend(self) -> None:
+        if self._ranks is not None:
+            await self._ranks.control("pause")
+
+    async def on_resume(self) -> None:
+        if self._ranks is not None:
+            await self._ranks.control("resume")
+
+    async def _epoch_done(
+        self,
+        outcome: JobOutcome,
+        epoch: int,
+        epochs: int,
+        loss: float,
+        accuracy: float,
+        validation: float,
+        seconds: float,
+        lr: float,
+    ) -> None:
+        """Count a trained epoch: the ``metrics`` record and a progress event."""
+        outcome.epoch_done(accuracy, seconds)
+        await self.send(
+            "metrics",
+            {
+                "job": outcome.job,
+                "epoch": epoch,
+                "epochs": epochs,
+                "loss": loss,
+                "accuracy": accuracy,
+                "seconds": seconds,
+                "lr": lr,
+            },
+        )
+        await self.progress(
+            step=epoch,
+            total=epochs,
+            job=outcome.job,
+            loss=loss,
+            accuracy=accuracy,
+            **({"val_accuracy": validation} if math.isfinite(validation) else {}),
+            seconds=round(seconds, 2),
+        )
+
+    async def _early_stop(self, outcome: JobOutcome, epoch: int, best: int) -> None:
+        outcome.stopped_epoch = epoch
+        await self.progress(job=outcome.job, early_stop=epoch, best=best)
+
+    async def _finish(
+        self,
+        experiment: Experiment,
+        outcome: JobOutcome,
+        record: dict[str, Any],
+        job: PreparedJob,
+    ) -> None:
+        """After training: calibration, checkpoint, deployment and drift inference."""
+        epochs = experiment.training.epochs
         job.full_precision()
         if epochs == 0:
             outcome.accuracy = await asyncio.to_thread(job.evaluate)

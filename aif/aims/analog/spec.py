@@ -69,7 +69,7 @@ from aif.aims.analog.model_spec import (
     Sigmoid,
     Tanh,
 )
-from aif.aims.analog.run_spec import CalibrateSpec, EarlyStoppingSpec
+from aif.aims.analog.run_spec import CalibrateSpec, DistributedSpec, EarlyStoppingSpec
 from aif.aims.analog.spec_values import Int, refuse_bad_numbers
 
 __all__ = [
@@ -93,6 +93,7 @@ __all__ = [
     "Conv1d",
     "Conv2d",
     "DatasetSpec",
+    "DistributedSpec",
     "Dropout",
     "Duration",
     "EarlyStoppingSpec",
@@ -376,6 +377,11 @@ class TrainingSpec(pydantic.BaseModel):
         default="float32",
         description="the dtype the model trains in (aihwkit's half-precision training, "
         "torch tiles only); calibration, checkpoints and drift inference run in float32",
+    )
+    distributed: DistributedSpec | None = Field(
+        default=None,
+        description="train on several processes with DistributedDataParallel: "
+        "{ranks: 2, backend: gloo}; inference tiles only",
     )
 
     @pydantic.field_validator("seeds")

@@ -76,6 +76,12 @@ class EpochRunner:
     ``clip_grad_norm`` clips the gradients' total norm (``torch.nn.utils.clip_grad_norm_``)
     before each optimizer step. Float labels (regression targets) stay float32.
 
+    ``shard = (rank, ranks)`` runs one rank's part of data-parallel training: every
+    global batch (the same batches one rank would run) is split across the ranks by
+    striding, rank ``r`` taking samples ``r, r + ranks, ...`` of it. The global batches,
+    and so what DistributedDataParallel's averaged gradients see, are those of one rank.
+    ``loss``, ``samples`` count this rank's part.
+
     A batch whose loss is not finite (NaN or infinite: the training diverged, or the
     data hold NaN) raises ``ExperimentError`` naming the epoch, the batch, the loss and
     the fixes; the check reads the loss the runner sums anyway, so it costs nothing.
@@ -94,6 +100,7 @@ class EpochRunner:
         device: torch.device,
         augment: Augment | None = None,
         clip_grad_norm: float | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         if len(x) != len(y):
             raise ValueError(f"x has {len(x)} samples but y has {len(y)} labels")
@@ -103,6 +110,7 @@ class EpochRunner:
         self.device = device
         self._augment = augment
         self._clip = clip_grad_norm
+        self._rank, self._ranks = shard
         self._seed, self._epoch = seed, epoch
         self._x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         labels = np.float32 if y.dtype.kind == "f" else np.int64
@@ -145,7 +153,7 @@ class EpochRunner:
         return self.done
 
     def _run_batch(self, lo: int, hi: int) -> None:
-        index = self._order[lo:hi]
+        index = self._order[lo:hi][self._rank :: self._ranks]
         xb = self._x[index]
         if self._augment is not None:
             xb = self._augment(xb, batch_generator(self._seed, self._epoch, self.batches))
@@ -161,8 +169,8 @@ class EpochRunner:
         value = float(loss.item())
         if not math.isfinite(value):
             raise self._diverged(value)
-        self._total += value * (hi - lo)
-        self.samples += hi - lo
+        self._total += value * len(index)
+        self.samples += len(index)
         self.batches += 1
 
     def _diverged(self, loss: float) -> ExperimentError:

@@ -7,8 +7,11 @@ way.
 
 from __future__ import annotations
 
-import signal
 from typing import Protocol
+
+from aif.errors import describe_exit
+
+__all__ = ["Launcher", "describe_exit"]
 
 
 class Launcher(Protocol):
@@ -24,13 +27,3 @@ class Launcher(Protocol):
 
     async def terminate(self, grace: float) -> None:
         """Ask the host to end, then force it after ``grace`` seconds."""
-
-
-def describe_exit(status: int) -> str:
-    """``exit status 3`` or ``killed by SIGKILL``: how a host ended, in words."""
-    if status < 0:
-        try:
-            return f"killed by {signal.Signals(-status).name}"
-        except ValueError:
-            return f"killed by signal {-status}"
-    return f"exit status {status}"
