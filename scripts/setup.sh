@@ -11,8 +11,16 @@
 # plug-in that depends on aif, can neither replace this torch (with a CUDA build and its
 # nvidia wheels) nor pull torchvision. See docs/plugging-in-hardware.md.
 #
+# With CUDA: when nvcc, a CUDA torch of nvcc's CUDA major version and the cuBLAS and
+# cuRAND headers are all here, aihwkit is built with CUDA as well (RPUCuda tiles on the
+# GPU), for the GPUs nvidia-smi lists; AIF_AIHWKIT_CUDA=1 insists (and fails saying
+# what is missing), AIF_AIHWKIT_CUDA=0 builds for the CPU only. scripts/aihwkit_flavour.py
+# decides. Without CUDA, the torch-tile families (TorchInferenceRPUConfig ...) still run
+# on any GPU torch sees. See docs/gpu.md.
+#
 # Usage: scripts/setup.sh            (idempotent; re-run at will)
 #        AIF_VENV=/path scripts/setup.sh
+#        AIF_AIHWKIT_CUDA=1 AIF_CUDA_ARCHITECTURES=90 scripts/setup.sh
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -92,9 +100,17 @@ INHERITED="$("$PY" -m pip config --user get global.constraint 2>/dev/null ||
     echo "constraint = $CONSTRAINTS${INHERITED:+ $INHERITED}"
 } >"$VENV/pip.conf"
 
-# 5. aihwkit from its sdist, against the installed torch, without torchvision (4b).
+# 5. aihwkit from its sdist, against the installed torch, without torchvision (4b), for
+# the CPU or with CUDA (see the top). A CUDA build is labelled in its version
+# (1.2.0+cu128, which still satisfies ==1.2.0), so which one is installed is read from
+# metadata, and it is built into a pip cache of its own: pip keys its wheel cache by the
+# sdist alone, and a CPU setup must never be handed a CUDA wheel from it, or the reverse.
+FLAVOUR_LINE="$("$PY" scripts/aihwkit_flavour.py)"
+read -r FLAVOUR NVCC_VERSION CUDA_LABEL CUDA_ARCHS <<<"$FLAVOUR_LINE"
+AIHWKIT_BUILT="$AIHWKIT_VERSION"
+if [ "$FLAVOUR" = cuda ]; then AIHWKIT_BUILT="$AIHWKIT_VERSION+cu$CUDA_LABEL"; fi
 aihwkit_ok() {
-    "$PY" - "$AIHWKIT_VERSION" 2>/dev/null <<'PYEOF'
+    "$PY" - "$AIHWKIT_BUILT" 2>/dev/null <<'PYEOF'
 import importlib.metadata as m
 import re
 import sys
@@ -104,17 +120,36 @@ sys.exit(0 if m.version("aihwkit") == sys.argv[1] and "torchvision" not in names
 PYEOF
 }
 install_aihwkit() {
-    say "building aihwkit==$AIHWKIT_VERSION against torch $TORCH_VERSION (about 4 minutes the first time)"
+    local cache=()
+    if [ "$FLAVOUR" = cuda ]; then
+        say "building aihwkit==$AIHWKIT_BUILT with CUDA $NVCC_VERSION (architectures: $CUDA_ARCHS) against torch $TORCH_VERSION (long: tens of minutes on few cores)"
+        [ $# -gt 0 ] || cache=(--cache-dir "$("$PY" -m pip cache dir)/aif-aihwkit-cu$CUDA_LABEL")
+    else
+        say "building aihwkit==$AIHWKIT_VERSION against torch $TORCH_VERSION (about 4 minutes the first time)"
+    fi
     "${PIP[@]}" install 'cmake>=4.2.1' scikit-build 'pybind11>=3.0.1' ninja setuptools wheel mypy
     local work="$VENV/.aihwkit-wheel"
     rm -rf "$work"
-    MAX_JOBS="$(nproc)" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
-        "${PIP[@]}" wheel --no-build-isolation --no-deps "$@" -w "$work/built" "aihwkit==$AIHWKIT_VERSION"
+    (
+        export MAX_JOBS="$(nproc)" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" USE_CUDA=OFF
+        if [ "$FLAVOUR" = cuda ]; then
+            # aihwkit's CMakeLists reads USE_CUDA from the environment; scikit-build
+            # passes CMAKE_ARGS on to cmake ("-" architectures: aihwkit's own list).
+            CUDACXX="${CUDACXX:-$(command -v nvcc || echo "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc")}"
+            export USE_CUDA=ON CUDACXX
+            export CMAKE_ARGS="${CMAKE_ARGS:+$CMAKE_ARGS }-DUSE_CUDA=ON"
+            [ "$CUDA_ARCHS" = - ] || CMAKE_ARGS+=" -DRPU_CUDA_ARCHITECTURES=$CUDA_ARCHS"
+        fi
+        "${PIP[@]}" wheel --no-build-isolation --no-deps "${cache[@]}" "$@" -w "$work/built" \
+            "aihwkit==$AIHWKIT_VERSION"
+    )
     "$PY" -m wheel unpack -d "$work/tree" "$work"/built/aihwkit-*.whl >/dev/null
     sed -i -E '/^Requires-Dist: *torchvision([^A-Za-z0-9._-]|$)/Id' \
         "$work"/tree/aihwkit-*/aihwkit-*.dist-info/METADATA
+    local label=()  # a CUDA build's version label, in METADATA and the wheel's name
+    [ "$FLAVOUR" = cpu ] || label=(--local-version "cu$CUDA_LABEL")
     mkdir -p "$work/repacked"
-    "$PY" -m wheel pack -d "$work/repacked" "$work"/tree/aihwkit-* >/dev/null
+    "$PY" -m wheel pack "${label[@]}" -d "$work/repacked" "$work"/tree/aihwkit-* >/dev/null
     "${PIP[@]}" install --no-deps --force-reinstall "$work"/repacked/aihwkit-*.whl
     rm -rf "$work"
     if ! aihwkit_ok; then
@@ -150,7 +185,9 @@ PYEOF
 # built against another torch (an old wheel in pip's cache, a torch upgrade) fails here;
 # it is then rebuilt once from source, bypassing the cache, and checked again.
 tile_check() {
-"$PY" - <<'PYEOF'
+AIF_FLAVOUR="$FLAVOUR" "$PY" - <<'PYEOF'
+import os
+
 import torch
 from aihwkit.nn import AnalogLinear
 from aihwkit.optim import AnalogSGD
@@ -169,7 +206,16 @@ out.pow(2).sum().backward()
 opt.step()
 after = layer.get_weights()[0]
 assert not torch.equal(before, after), "analog update did not change the weights"
-print(f"[setup] aihwkit tile OK: torch {torch.__version__}, forward/backward/update on a SingleRPUConfig AnalogLinear")
+from aihwkit.simulator.rpu_base import cuda
+
+wanted = os.environ["AIF_FLAVOUR"] == "cuda"
+assert cuda.is_compiled() == wanted, f"aihwkit's cuda.is_compiled() is {cuda.is_compiled()}"
+where = "cpu"
+if wanted and torch.cuda.is_available():
+    layer = layer.cuda()
+    assert layer(x.cuda()).shape == (8, 2)
+    where = "cpu and cuda"
+print(f"[setup] aihwkit tile OK: torch {torch.__version__}, forward/backward/update on a SingleRPUConfig AnalogLinear ({where})")
 PYEOF
 }
 say "checking a real aihwkit analog tile"
