@@ -34,12 +34,16 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import zmq
 
 from aif.aims.analog.ddp_link import CONTROL_ENV, CONTROL_WORDS, RankPlace, encode, field, read
 from aif.errors import AIFError, ExperimentError
+
+if TYPE_CHECKING:
+    from aif.aims.analog.runs import JobOutcome
+    from aif.storage.base import Storage
 
 log = logging.getLogger("aif.ddp")
 
@@ -59,6 +63,17 @@ def die_with_parent() -> None:
     libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:  # the parent ended before the request took effect
         os._exit(1)
+
+
+class Reports(Protocol):
+    """Where a rank's reports go and its control words come from."""
+
+    word: str
+    gen: int
+
+    def send(self, kind: str, **fields: Any) -> None: ...
+    def drain(self) -> None: ...
+    def wait_past(self, gen: int) -> str: ...
 
 
 class Link:
@@ -152,7 +167,16 @@ def rank_device(wanted: str, place: RankPlace) -> Any:
 class RankTrainer:
     """The training loop of one rank; rank 0 also reports."""
 
-    def __init__(self, job: dict[str, Any], place: RankPlace, link: Link) -> None:
+    def __init__(
+        self,
+        job: dict[str, Any],
+        place: RankPlace,
+        link: Reports,
+        outcome: JobOutcome | None = None,
+        storage: Storage | None = None,
+    ) -> None:
+        """``job`` as the simulator sends it; ``outcome`` and ``storage`` for a rank 0
+        that finishes the job itself (one started by torchrun, srun or by hand)."""
         import torch
 
         from aif.aims.analog.runs import JobOutcome, JobRunner
@@ -166,8 +190,9 @@ class RankTrainer:
         self.device = rank_device(field(job, "device", str), place)
         self._sync = collective_device(self.device, self.backend)
         weights = job.get("weights")
-        outcome = JobOutcome(job="", experiment="", label="", device=str(self.device))
-        runner = JobRunner(None, Path(field(job, "base_dir", str)))
+        if outcome is None:
+            outcome = JobOutcome(job="", experiment="", label="", device=str(self.device))
+        runner = JobRunner(storage, Path(field(job, "base_dir", str)))
         self.job = runner.prepare(
             self.experiment, outcome, weights if isinstance(weights, bytes) else None
         )
@@ -276,6 +301,19 @@ class RankTrainer:
         self.link.send("done", status=status, weights=weights)
 
 
+def join_group(backend: str, place: RankPlace) -> None:
+    """Find the other ranks the way torch does (``env://``: MASTER_ADDR, MASTER_PORT)."""
+    import torch.distributed as dist
+
+    dist.init_process_group(
+        backend=backend,
+        init_method="env://",
+        rank=place.rank,
+        world_size=place.world,
+        timeout=COLLECTIVE_TIMEOUT,
+    )
+
+
 def run_rank(place: RankPlace, endpoint: str) -> int:
     """Hello, the job, training, the end report; returns the exit status."""
     import torch
@@ -295,14 +333,8 @@ def run_rank(place: RankPlace, endpoint: str) -> int:
             from aif.aims.analog.trusted_code import importable_store_code
 
             importable_store_code(Path(field(job, "state_dir", str)))
-        distributed = job.get("backend")
-        dist.init_process_group(
-            backend=distributed if isinstance(distributed, str) else "gloo",
-            init_method="env://",
-            rank=place.rank,
-            world_size=place.world,
-            timeout=COLLECTIVE_TIMEOUT,
-        )
+        backend = job.get("backend")
+        join_group(backend if isinstance(backend, str) else "gloo", place)
         trainer = RankTrainer(job, place, link)
         status = trainer.train()
         trainer.report_end(status)
@@ -319,20 +351,47 @@ def run_rank(place: RankPlace, endpoint: str) -> int:
         link.close()
 
 
-def main() -> None:
-    """Entry point of a rank the simulator started (``AIF_DDP_CONTROL`` is set)."""
+def main(argv: list[str] | None = None) -> None:
+    """A rank the simulator started (``AIF_DDP_CONTROL`` set, no arguments), or one
+    started by torchrun, srun or by hand with an experiment file (see
+    :mod:`aif.aims.analog.ddp_standalone`)."""
+    import argparse
+
     from aif.fast_exit import exit_now
 
+    parser = argparse.ArgumentParser(
+        prog="python -m aif.aims.analog.ddp_rank",
+        description="One rank of a data-parallel analog training job. Without arguments: "
+        "a rank the analog simulator started. With an experiment file: a rank started by "
+        "torchrun, srun or by hand, finding the others through MASTER_ADDR, MASTER_PORT, "
+        "RANK and WORLD_SIZE (or Slurm's SLURM_PROCID and SLURM_NTASKS); rank 0 writes "
+        "the results. See docs/multi-machine.md.",
+    )
+    parser.add_argument("experiment", nargs="?", type=Path, help="experiment YAML file")
+    parser.add_argument("--out", type=Path, default=Path("ddp-results"), help="rank 0 writes here")
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda"), default=None, help="default: cuda if torch has a GPU"
+    )
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        place = RankPlace.from_environ()
+    except AIFError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        exit_now(2)
+    if args.experiment is not None:
+        from aif.aims.analog.ddp_standalone import run_standalone
+
+        exit_now(run_standalone(place, args.experiment, args.out, args.device))
     die_with_parent()
     endpoint = os.environ.get(CONTROL_ENV)
     if not endpoint:
+        parser.print_usage(sys.stderr)
         sys.stderr.write(
-            f"{CONTROL_ENV} is not set: a rank is started by the analog simulator "
-            "(training.distributed); see docs/multi-machine.md\n"
+            f"error: give an experiment file, or let the analog simulator start the rank "
+            f"({CONTROL_ENV} is not set)\n"
         )
         exit_now(2)
-    place = RankPlace.from_environ()
     exit_now(run_rank(place, endpoint))
 
 

@@ -275,7 +275,10 @@ class RankGroup:
             cause = f"{member.describe()} exited{self._when()} before the job was done"
         others = [m for m in self._members if m is not member]
         followed = "; ".join(
-            f"rank {m.place.rank} then failed: {m.error}" for m in others if m.error
+            f"rank {m.place.rank} then failed"
+            + (" the same way" if m.error == member.error else f": {_first_line(m.error)}")
+            for m in others
+            if m.error
         )
         raise RankFailed(
             f"{cause}{'; ' + followed if followed else ''}; the job's other ranks were stopped"
@@ -295,3 +298,9 @@ class RankGroup:
             await asyncio.sleep(POLL_S)
         if self._failing():
             await self._fail()
+
+
+def _first_line(text: str, limit: int = 200) -> str:
+    """A follower's error, short: its first line, at most ``limit`` characters."""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."

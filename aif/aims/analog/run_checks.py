@@ -6,7 +6,10 @@
   that drifts must have them (aihwkit's ``calibrate_input_ranges`` skips the others
   silently; here that is an error, naming the configuration);
 * ``training.precision`` other than float32 needs torch-based tiles: aihwkit's C++
-  RPUCuda tiles hold float32 weights only and refuse a half-precision model.
+  RPUCuda tiles hold float32 weights only and refuse a half-precision model;
+* ``training.distributed`` needs inference tiles (aihwkit's ``prepare_for_ddp`` refuses
+  the others: a pulsed device updates its weights inside the tile, where DDP cannot
+  average them), a batch every rank has a share of, and ``nccl`` a GPU.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ def run_problems(experiment: Experiment) -> list[Problem]:
     if inference is not None and inference.calibrate is not None:
         problems += _calibration_problems(experiment)
     problems += _precision_problems(experiment)
+    if training.distributed is not None:
+        problems += _distributed_problems(experiment)
     return problems
 
 
@@ -94,6 +99,44 @@ def _calibration_problems(experiment: Experiment) -> list[Problem]:
                     f"{path} is a {family_of(config)}, whose tiles have no input ranges to "
                     "calibrate; use an inference configuration (InferenceRPUConfig, "
                     "TorchInferenceRPUConfig) or remove inference.calibrate",
+                )
+            )
+    return problems
+
+
+def _distributed_problems(experiment: Experiment) -> list[Problem]:
+    from aif.aims.analog.build import family_of, is_inference_family
+
+    distributed = experiment.training.distributed
+    assert distributed is not None
+    problems: list[Problem] = []
+    ranks, batch = distributed.ranks, experiment.dataset.batch_size
+    if batch < ranks:
+        problems.append(
+            (
+                "dataset.batch_size",
+                f"{batch} samples cannot be shared by {ranks} ranks: each rank takes part "
+                f"of every batch; set a batch_size of at least {ranks} (the global batch) "
+                "or fewer ranks",
+            )
+        )
+    if distributed.backend == "nccl" and experiment.device != "cuda":
+        problems.append(
+            (
+                "training.distributed.backend",
+                "nccl reduces GPU tensors only; set device: cuda, or backend: gloo",
+            )
+        )
+    for path, config in _built_configurations(experiment):
+        if not is_inference_family(config):
+            problems.append(
+                (
+                    "training.distributed",
+                    f"{path} is a {family_of(config)}, whose tiles DDP cannot train (their "
+                    "updates happen inside the tile; aihwkit's prepare_for_ddp supports "
+                    "inference tiles only); use InferenceRPUConfig or "
+                    "TorchInferenceRPUConfig for hardware-aware training, or remove "
+                    "training.distributed",
                 )
             )
     return problems

@@ -41,7 +41,7 @@ from aif.aims.analog.runs import JobOutcome, JobRunner, PreparedJob, run_each_jo
 from aif.aims.analog.spec import Experiment
 from aif.aims.base import AIM
 from aif.aims.preload import Preload
-from aif.errors import ConfigError, ExperimentError
+from aif.errors import ConfigError, ExperimentError, RankFailed
 
 if TYPE_CHECKING:
     from aif.aims.analog.ddp_supervisor import RankGroup
@@ -175,7 +175,7 @@ class AnalogSimulator(AIM):
             experiment = Experiment.model_validate_json(record["spec"])
             await self._execute(experiment, outcome, record)
         except Exception as exc:  # one failed job must not end the others
-            if isinstance(exc, ExperimentError):  # the job as written cannot run: no traceback
+            if isinstance(exc, ExperimentError | RankFailed):  # said in full: no traceback
                 self.log.error("job %s failed: %s", outcome.job, exc)
             else:
                 self.log.exception("job %s failed", outcome.job)
