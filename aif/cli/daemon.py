@@ -45,7 +45,10 @@ def cmd_controller_start(args: argparse.Namespace) -> int:
         raise DaemonError(f"--drain-timeout must be positive, got {args.drain_timeout:g}")
     if args.worker_jobs < 0 or args.worker_memory < 0:
         raise DaemonError("--worker-jobs and --worker-memory must not be negative")
-    instances = parse_instances(args.instances) if args.instances else default_instances()
+    if args.instances:
+        instances = parse_instances(args.instances)
+    else:  # on Ray, the cluster's instances come on top of the local validation one
+        instances = parse_instances(["validation=1x4"]) if args.ray else default_instances()
     passphrase = sys.stdin.readline().rstrip("\n") if args.passphrase_stdin else None
     # --no-auth on an open address is refused here, before a detached daemon starts
     check_auth(DaemonConfig(state_dir, api=args.api, profile=args.profile, no_auth=args.no_auth))
@@ -72,6 +75,7 @@ def cmd_controller_start(args: argparse.Namespace) -> int:
         worker_memory=args.worker_memory,
         no_auth=args.no_auth,
         inproc=args.inproc,
+        ray=args.ray,
     )
     return serve_daemon(config)
 
@@ -256,7 +260,14 @@ def _start_arguments(p: argparse.ArgumentParser) -> None:
         default=[],
         metavar="QUEUE=N[xJOBS]",
         help="instances per queue, e.g. cpu=2,cuda=1,validation=1x4 (default: validation=1x4, "
-        "cpu=half the cores, imc=1, cuda=one per GPU)",
+        "cpu=half the cores, imc=1, cuda=one per GPU; with --ray: validation=1x4)",
+    )
+    p.add_argument(
+        "--ray",
+        default=None,
+        metavar="ADDRESS",
+        help="take instances from the Ray cluster at ADDRESS (HOST:PORT, or auto) and run "
+        "each job's heavy AIM as a Ray actor on its nodes (pip install 'aif[ray]'; docs/ray.md)",
     )
     p.add_argument(
         "--offer",

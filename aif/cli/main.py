@@ -257,6 +257,7 @@ def _result_json(result: Any) -> dict[str, Any]:
         "results": result.results,
         "outputs": {k: len(v) for k, v in result.outputs.items()},
         "files": result_files(result.results),
+        "nodes": {aim: node.to_json() for aim, node in result.nodes.items()},
     }
 
 

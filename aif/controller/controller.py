@@ -36,6 +36,7 @@ from aif.communication.events import Event, EventPublisher
 from aif.controller import host_messages, supervision, wiring
 from aif.controller.launchers.local import ProcessLauncher
 from aif.controller.launchers.placement import launcher_for
+from aif.controller.launchers.ray import RayLauncher
 from aif.controller.launchers.warm import WarmLauncher, WorkerPool
 from aif.controller.plan import RunPlan, fork_heavy_aims, plan_run
 from aif.controller.run import AIMHandle, AIMState, RunState, WorkflowResult, WorkflowRun
@@ -82,11 +83,14 @@ class Controller:
         curve: ControllerCurve | None = None,
         identity: Identity | None = None,
         worker_pool: WorkerPool | None = None,
+        ray_address: str | None = None,
     ) -> None:
         """``curve``: serve the tcp AIM API with CURVE and ask peers over CURVE (secure
         profile); ``identity``: the controller's, already loaded (else on first need);
         ``worker_pool``: warm workers for opted-in ``process`` AIMs of basic-profile runs
-        (the daemon's; the controller closes it at cleanup, once every run is reaped)."""
+        (the daemon's; the controller closes it at cleanup, once every run is reaped);
+        ``ray_address``: the Ray cluster of ``placement: ray`` AIMs (None: the one this
+        process is connected to, else ``$RAY_ADDRESS`` or this machine's)."""
         self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
         self.phase = Phase.CREATED
         self.heartbeat_interval = heartbeat_interval
@@ -116,6 +120,7 @@ class Controller:
         #: True when the tcp AIM API is CURVE-encrypted (keys may then go to remote hosts).
         self.curve_api = False
         self.worker_pool = worker_pool
+        self.ray_address = ray_address
 
     @classmethod
     def with_identity(
@@ -281,7 +286,16 @@ class Controller:
                 type=aim.type,
                 placement=aim.placement,
                 heartbeat_timeout=aim.heartbeat_timeout,
-                launcher=launcher_for(aim, self.ctx, self.endpoints, run_id, self.curve, pool),
+                launcher=launcher_for(
+                    aim,
+                    self.ctx,
+                    self.endpoints,
+                    run_id,
+                    self.curve,
+                    pool,
+                    ray_address=self.ray_address,
+                    work_dir=plan.work_dir,
+                ),
             )
             for name, aim in plan.aims.items()
         }
@@ -339,6 +353,8 @@ class Controller:
         for handle in run.handles.values():
             if isinstance(handle.launcher, ProcessLauncher | WarmLauncher):
                 handle.pid = handle.launcher.pid
+            elif isinstance(handle.launcher, RayLauncher):
+                handle.node = handle.launcher.node
             run.tasks.append(asyncio.create_task(supervision.watch_exit(run, handle, self._fail)))
         if not await self._until(run, AIMState.READY, "become ready"):
             return

@@ -42,6 +42,9 @@ class PlannedAIM:
     warm_modules: tuple[str, ...] | None = None
     #: False when the AIW left ``placement`` to its default (``inproc``).
     placement_written: bool = True
+    #: What a ``placement: ray`` AIM asks of its node (``num_cpus``, ``num_gpus``,
+    #: ``memory``, ``custom``); None: one CPU.
+    resources: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,9 @@ def plan_run(resolved: ResolvedWorkflow) -> RunPlan:
             restart_backoff=decl.restart_backoff,
             warm_modules=_warm_modules(cls),
             placement_written="placement" in decl.model_fields_set,
+            resources=None
+            if decl.resources is None
+            else decl.resources.model_dump(exclude_none=True),
         )
     connections = [
         PlannedConnection(

@@ -17,6 +17,7 @@ from typing import Any
 from aif.api import aim as aim_api
 from aif.communication.channel import ChannelWriter
 from aif.controller.launchers.protocol import Launcher
+from aif.controller.launchers.ray_cluster import RayNode
 from aif.controller.liveness import Liveness, Sample
 from aif.errors import LifecycleError
 
@@ -76,6 +77,8 @@ class AIMHandle:
     ready: aim_api.Ready | None = None
     control: ChannelWriter | None = None
     error: str | None = None
+    #: The Ray node its host runs on (``placement: ray``), once Ray placed it.
+    node: RayNode | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     #: Shared by every AIM of a run: set whenever any of them changes state.
     run_changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -108,6 +111,8 @@ class WorkflowResult:
     results: dict[str, dict[str, Any]]
     outputs: dict[str, list[Any]]
     seconds: float
+    #: The Ray node each ``placement: ray`` AIM ran on, by AIM name.
+    nodes: dict[str, RayNode] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -186,6 +191,7 @@ class WorkflowRun:
             results=self.results,
             outputs=self.outputs,
             seconds=end - self.started,
+            nodes={n: h.node for n, h in self.handles.items() if h.node is not None},
         )
 
     # -- used by the controller -----------------------------------------------------

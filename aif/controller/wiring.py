@@ -5,8 +5,9 @@ the way, as plain functions of the ``RunPlan`` and the AIMs' ``Ready`` endpoints
 the controller reads as a sequence of steps and the wiring rules can be read (and
 changed) in one place. Each channel's transport follows from where its two ends
 live: ``inproc`` inside the controller's process, ``ipc`` on this machine, ``tcp``
-when a remote host is involved. The controller itself is an end for the AIW's
-declared inputs (feeders) and outputs (collectors) and for each AIM's control lane.
+when a remote host or a Ray actor (maybe on another node) is involved. The controller
+itself is an end for the AIW's declared inputs (feeders) and outputs (collectors) and
+for each AIM's control lane.
 
 A secure run has one CURVE key pair (``new_channel_keys``), handed to every AIM in
 its ``Setup``; every ``tcp`` channel of the run, the controller's own ends included,
@@ -33,7 +34,7 @@ from aif.security.curve import CurveKeys, CurvePair, run_domain
 
 def choose_transport(*placements: str) -> Transport:
     """The transport of a channel whose ends live at ``placements``."""
-    if "remote" in placements:
+    if "remote" in placements or "ray" in placements:
         return "tcp"
     if all(p in ("inproc", "controller") for p in placements):
         return "inproc"

@@ -53,6 +53,7 @@ from aif.controller.launchers.warm import (
 )
 from aif.daemon.client import DAEMON_FILE, TOKEN_FILE, read_daemon_file
 from aif.daemon.jobs import InprocPolicy, JobManager
+from aif.daemon.on_ray import RayInstances, place_on_ray
 from aif.daemon.peer_hosting import PeerHosts
 from aif.daemon.scheduler import Instance, Scheduler, default_instances
 from aif.daemon.server import ApiServer
@@ -107,6 +108,9 @@ class DaemonConfig:
     #: ``light`` (aif's built-in sources and sinks; others run in a process), ``allow``
     #: (all, as written) or ``process`` (none).
     inproc: InprocPolicy = "light"
+    #: The Ray cluster whose nodes run the jobs' heavy AIMs (``--ray``; ``auto``: the
+    #: one ``$RAY_ADDRESS`` names or this machine's); None: this machine only.
+    ray: str | None = None
 
 
 class StateLock:
@@ -245,15 +249,31 @@ class Daemon:
 
     async def _serve(self, store: JobStore) -> int:
         config = self.config
+        if config.ray and config.profile == "secure":
+            raise ConfigError(
+                "--ray runs AIM hosts that Ray starts, which cannot present this daemon's "
+                "trusted keys: the secure profile does not run on Ray; drop --ray or "
+                "--profile secure"
+            )
+        ray = RayInstances.connect(config.ray) if config.ray else None
+        try:
+            return await self._serve_with(store, ray)
+        finally:
+            if ray is not None:
+                await ray.close()
+
+    async def _serve_with(self, store: JobStore, ray: RayInstances | None) -> int:
+        config = self.config
         pool = None
         if config.worker_jobs > 0 and forking_supported():
             pool = WorkerPool(config.worker_jobs, config.worker_memory)
         elif config.worker_jobs > 0:
             log.warning("no warm worker: this system cannot watch forks (pidfd_open, Linux 5.3+)")
         options: dict[str, Any] = {
-            "tcp": config.listen,
+            "tcp": config.listen if ray is None else ray.listen(config.listen),
             "heartbeat_interval": config.heartbeat_interval,
             "worker_pool": pool,
+            "ray_address": None if ray is None else ray.address,
         }
         if config.profile == "secure":
             controller = Controller.with_identity(
@@ -266,9 +286,13 @@ class Daemon:
             controller = Controller(self.state_dir, **options)
         self.controller = controller
         async with controller:
-            jobs = self.jobs = JobManager(
-                store, controller, Scheduler(config.instances), config.inproc
-            )
+            scheduler = Scheduler(config.instances)
+            placer = None
+            if ray is not None:
+                scheduler.resize(await ray.instances())
+                placer = place_on_ray
+                ray.follow(scheduler)
+            jobs = self.jobs = JobManager(store, controller, scheduler, config.inproc, placer)
             jobs.store_types = StoreTypes.default(self.state_dir, config.store)
             assert controller.ctx is not None
             token_file = None

@@ -42,6 +42,7 @@ import logging
 import queue
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -74,6 +75,9 @@ LIGHT_INPROC = frozenset({"source", "relay", "checksum", "collect"})
 #: What the daemon does with ``placement: inproc`` AIMs: keep the light ones (the
 #: default), keep all, or run all in processes.
 InprocPolicy = Literal["light", "allow", "process"]
+
+#: Places a job's AIMs for the instance it runs on: ``placer(resolved, instance)``.
+Placer = Callable[[ResolvedWorkflow, Instance], ResolvedWorkflow]
 
 #: Worker threads that check workflows (the event loop never does).
 CHECK_WORKERS = 2
@@ -233,8 +237,12 @@ class JobManager:
         controller: Controller,
         scheduler: Scheduler,
         inproc: InprocPolicy = "light",
+        placer: Placer | None = None,
     ) -> None:
+        """``placer``: where a job's AIMs run on the instance it got (``on_ray``: its
+        heavy AIM as a Ray actor on a Ray instance); None: as the workflow says."""
         self.store = store
+        self.placer = placer
         self.controller = controller
         #: Where ``store:`` AIMs of submitted workflows are installed and fetched from.
         self.store_types = StoreTypes.default(controller.state_dir)
@@ -506,6 +514,8 @@ class JobManager:
                 self.store_types,
                 refuse_when_busy=False,
             )
+            if self.placer is not None:
+                resolved = self.placer(resolved, attempt.instance)
             run = await self.controller.launch(
                 resolved, run_id=record.id, base_dir=record.base_dir, work_dir=record.work_dir
             )
@@ -513,10 +523,19 @@ class JobManager:
             self._set(record.id, JobState.FAILED, str(exc), ended=time.time())
             return
         attempt.run = run
+        where = attempt.instance.name
+        for name, handle in run.handles.items():
+            if handle.node is not None:
+                where += f", AIM {name!r} on Ray node {handle.node}"
+                line = LogLine(
+                    f"AIM {name!r} runs on Ray node {handle.node}",
+                    values={"aim": name, **handle.node.to_json()},
+                )
+                self._record(record.id, line)
         if attempt.cancelled:
             await run.stop()
         elif not run.state.ended:
-            self._set(record.id, JobState.RUNNING, f"running on {attempt.instance.name}")
+            self._set(record.id, JobState.RUNNING, f"running on {where}")
         result = await self.controller.wait_run(run)
         self.controller.forget(run)
         self._finish(record, attempt, resolved, result)

@@ -74,11 +74,13 @@ def settle(
 
 
 def result_json(result: WorkflowResult) -> dict[str, Any]:
-    """What a job keeps of an attempt: state, error, per-AIM results, output counts."""
+    """What a job keeps of an attempt: state, error, per-AIM results, output counts, and
+    the Ray node each ``placement: ray`` AIM ran on (``nodes``)."""
     return {
         "state": result.state.value,
         "error": result.error,
         "seconds": round(result.seconds, 3),
         "results": result.results,
         "outputs": {port: len(records) for port, records in result.outputs.items()},
+        "nodes": {aim: node.to_json() for aim, node in result.nodes.items()},
     }

@@ -142,6 +142,24 @@ class Scheduler:
             raise ConfigError(f"instance names must be unique, got {names}")
         self.instances = list(instances)
 
+    def resize(self, instances: Sequence[Instance]) -> None:
+        """Take ``instances`` as they are now (a cluster's, read again): one of a known
+        name gets the new ``max_jobs`` and capabilities and keeps its running jobs, a new
+        one is added, and one of the same family (name prefix up to the first ``-``) that
+        is missing now takes no more jobs."""
+        known = {i.name: i for i in self.instances}
+        families = {i.name.split("-", 1)[0] for i in instances}
+        fresh = {i.name for i in instances}
+        for instance in instances:
+            if instance.name in known:
+                known[instance.name].max_jobs = instance.max_jobs
+                known[instance.name].capabilities = instance.capabilities
+            else:
+                self.instances.append(instance)
+        for name, instance in known.items():
+            if name.split("-", 1)[0] in families and name not in fresh:
+                instance.max_jobs = 0
+
     def serves(self, queue: str) -> list[Instance]:
         """The instances of ``queue``."""
         return [i for i in self.instances if i.queue == queue]

@@ -10,13 +10,14 @@ standard JSON)::
     aims:                          # AIM name ([a-z][a-z0-9_-]*) -> declaration
       gen:
         type: tensor-source        # built-in name, package.module:Class, or entry point
-        placement: inproc          # inproc | process | remote
+        placement: inproc          # inproc | process | remote | ray
         params: {shape: [4, 4]}    # checked against the AIM class's Params
         heartbeat_timeout: 5.0
         restart: on-failure        # never | on-failure (daemon: the job runs again)
         max_restarts: 3
         restart_backoff: 1.0       # seconds, doubled each time
         peers: [tcp://b:7000]      # placement: remote only: controllers asked to host it
+        resources: {num_cpus: 1, custom: {imc: 1}}  # placement: ray only (docs/ray.md)
     connections:                   # short form, or long form with options
       - gen.out -> sum.in
       - {from: gen.out, to: sum.in, queue_size: 100}
@@ -98,6 +99,10 @@ PeerAddress = Annotated[
     str, StringConstraints(pattern=PEER_ADDRESS_PATTERN), AfterValidator(_port_in_range)
 ]
 AIMName = Annotated[str, StringConstraints(pattern=AIM_NAME_PATTERN), AfterValidator(_short_name)]
+#: A custom resource of a Ray node (``ray start --resources '{"imc": 1}'``).
+RayResourceName = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$", max_length=64)
+]
 
 
 @dataclass(frozen=True)
@@ -254,6 +259,24 @@ class Connection(_Model):
         return f"{self.source} -> {self.target}"
 
 
+class RayResources(_Model):
+    """What a ``placement: ray`` AIM asks of its node: Ray places it where these are free."""
+
+    num_cpus: float | None = Field(
+        default=None, ge=0, le=100_000, description="CPUs (Ray's CPU resource); default 1."
+    )
+    num_gpus: float | None = Field(
+        default=None, ge=0, le=10_000, description="GPUs (Ray's GPU resource); default 0."
+    )
+    memory: int | None = Field(
+        default=None, ge=0, description="Bytes of memory the node reserves for it (Ray's memory)."
+    )
+    custom: dict[RayResourceName, Annotated[float, Field(gt=0, le=1e9)]] = Field(
+        default_factory=dict,
+        description="Custom resources a node declares (ray start --resources), e.g. {imc: 1}.",
+    )
+
+
 class AIMDecl(_Model):
     """One AIM instance of the workflow."""
 
@@ -265,7 +288,8 @@ class AIMDecl(_Model):
     placement: Placement = Field(
         default="inproc",
         description="inproc: an asyncio task in the controller; process: a child process; "
-        "remote: a process started elsewhere that registers itself.",
+        "remote: a process started elsewhere that registers itself; ray: a Ray actor on "
+        "whichever node of a Ray cluster has its resources.",
     )
     params: dict[str, Any] = Field(
         default_factory=dict, description="Parameters, checked against the AIM's Params model."
@@ -296,12 +320,22 @@ class AIMDecl(_Model):
         "this placement: remote AIM; the next is tried when one cannot.",
     )
 
+    resources: RayResources | None = Field(
+        default=None,
+        description="What a placement: ray AIM asks of the Ray node it runs on (default: one CPU).",
+    )
+
     @model_validator(mode="after")
     def _peers_need_remote(self) -> AIMDecl:
         if self.peers and self.placement != "remote":
             raise ValueError(
                 "peers: only a placement: remote AIM is hosted by another controller; "
                 "set placement: remote or remove peers"
+            )
+        if self.resources is not None and self.placement != "ray":
+            raise ValueError(
+                "resources: only a placement: ray AIM asks a Ray cluster for resources; "
+                "set placement: ray or remove resources"
             )
         return self
 

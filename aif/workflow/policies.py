@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Literal
 
 #: Where an AIM's host runs.
-Placement = Literal["inproc", "process", "remote"]
+Placement = Literal["inproc", "process", "remote", "ray"]
 #: The MPAI-AIF API profile of a workflow.
 Profile = Literal["basic", "secure"]
 #: What the daemon does when an AIM fails: give up, or restart the job.

@@ -229,7 +229,7 @@ def test_pydantic_problems_are_one_line_each_in_file_order() -> None:
         load_workflow_text(text, "t.yml")
     assert info.value.problems == [
         "t.yml: missing required field 'name'",
-        "t.yml:4: aims.gen.placement: 'inprocess' is not one of inproc, process, remote "
+        "t.yml:4: aims.gen.placement: 'inprocess' is not one of inproc, process, remote, ray "
         "(did you mean 'inproc'?)",
         "t.yml:5: aims.gen.heartbeat_timeout: must be greater than 0.0, got -1",
         "t.yml:6: profile: 'Basic' is not one of basic, secure (did you mean 'basic'?)",
