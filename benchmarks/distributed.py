@@ -9,8 +9,8 @@ CNN (``workflows/experiments/hwa-cnn.yml``: two analog Conv2d and a Linear on
 global batch size and seed for every rank count; drift inference is left out. A run with
 ``training.distributed.ranks: N`` (N > 1) trains on N rank processes the simulator
 starts (gloo); ``ranks: 1`` trains in the simulator itself, as a user's job without
-``distributed`` does. Runs alternate over the rank counts, ``--repeats`` times, after one untimed run that
-warms the file cache.
+``distributed`` does. Runs alternate over the rank counts, ``--repeats`` times, after
+one untimed run that warms the file cache.
 
 Images per second are training images over the median epoch time (the ``seconds`` of
 the simulator's per-epoch ``metrics``, measured by rank 0: every batch of the epoch plus
