@@ -9,6 +9,7 @@ the end, whatever happened; the test that kills the second node comes last.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ import yaml
 
 from aif.daemon.client import Client
 from aif.daemon.records import JobRecord, JobState
-from tests.helpers.daemon import DaemonProcess, gone, wait_for
+from tests.helpers.cli import aif
+from tests.helpers.daemon import ROOT, DaemonProcess, gone, wait_for
 from tests.helpers.ray_cluster import RAY_ENV, LocalRayCluster
 
 pytest.importorskip("ray", reason="the Ray extra is not installed (pip install 'aif[ray]')")
@@ -117,18 +119,59 @@ def test_a_sweep_spreads_over_both_nodes_and_imc_lands_where_the_board_is(
         by_resource = nodes_by_resource(client)
         assert len(by_resource["CPU"]) == 2
         (imc_node,) = by_resource["imc"]
-        sweep = [client.submit(ticker(tmp_path, f"sweep-{i}", limit=30)).id for i in range(8)]
+        sweep = [
+            client.submit(analog(tmp_path, f"sweep-{i}", {"placement": "process"})).id
+            for i in range(8)
+        ]
         board = client.submit(
             analog(tmp_path, "on-board", {"placement": "ray", "resources": {"custom": {"imc": 1}}})
         ).id
         records = [client.wait(job, timeout=240) for job in [*sweep, board]]
     for record in records:
         assert record.state is JobState.SUCCEEDED, record
-    used = {node_of(r, "tick") for r in records[:8]}
+    used = {node_of(r, "simulator") for r in records[:8]}
     assert used == by_resource["CPU"], "the sweep did not use both nodes"
     assert node_of(records[8], "simulator") == imc_node
     trained = records[8].result
     assert trained is not None and trained["results"]["reporter"], trained
+
+
+def test_aif_run_places_a_ray_aim_and_says_on_which_node(
+    cluster: LocalRayCluster, tmp_path: Path
+) -> None:
+    workflow = ticker(tmp_path, "one-run", limit=5, placement="ray", resources={"num_cpus": 1})
+    out = tmp_path / "result.json"
+    done = aif(
+        "run",
+        str(workflow),
+        "-q",
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--listen",
+        "tcp://127.0.0.1:*",
+        "--json",
+        str(out),
+        env={**RAY_ENV, "RAY_ADDRESS": cluster.address, "PYTHONPATH": str(ROOT)},
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(out.read_text())
+    assert result["results"]["tick"] == {"ticks": 5}
+    node = result["nodes"]["tick"]
+    assert len(node["node_id"]) == 56 and node["ip"], node
+
+
+def test_resources_no_node_has_fail_the_job_at_once_naming_the_nodes(
+    daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    path = ticker(
+        tmp_path, "wants-fpga", limit=5, placement="ray", resources={"custom": {"fpga": 1}}
+    )
+    with daemon.client(timeout=30) as client:
+        record = client.wait(client.submit(path).id, timeout=120)
+    assert record.state is JobState.FAILED
+    assert "no live node of the Ray cluster has {CPU: 1, fpga: 1}" in record.detail, record.detail
+    assert record.detail.count("(node ") == 2, record.detail  # what each of the two nodes has
 
 
 def test_a_lost_node_fails_its_run_naming_it_and_the_job_retries_on_the_other(
