@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from aif.aims.analog.capabilities import (
     SimulatorCapabilities,
     choose_simulator,
@@ -73,3 +75,81 @@ def test_only_peers_declaring_a_valid_simulator_role_count() -> None:
         Peer("garbled", "jobs", {"role": "analog-simulator", "devices": "lots"}),
     ]
     assert list(simulators(peers)) == ["sim"]
+
+
+# -- a GPU whose aihwkit was built without CUDA (no GPU needed: declared, or faked) ------
+
+GPU_NO_BUILD = caps({"cpu": ["torch", "rpucuda"], "cuda": ["torch"]})
+
+
+def test_torch_tiles_take_a_gpu_that_lacks_a_cuda_build_of_aihwkit() -> None:
+    for device in ("cuda", "auto"):
+        pick = choose_simulator(
+            {"cpu-box": CPU, "gpu-box": GPU_NO_BUILD},
+            {"gpu-box": 5},
+            family="TorchInferenceRPUConfig",
+            kind="torch",
+            device=device,
+        )
+        assert pick == ("gpu-box", "cuda"), device
+
+
+def test_rpucuda_tiles_on_such_a_gpu_run_on_its_cpu_or_are_refused_on_cuda() -> None:
+    auto = choose_simulator(
+        {"gpu-box": GPU_NO_BUILD}, {}, family="InferenceRPUConfig", kind="rpucuda", device="auto"
+    )
+    assert auto == ("gpu-box", "cpu")
+    refused = choose_simulator(
+        {"gpu-box": GPU_NO_BUILD},
+        {},
+        family="InferenceRPUConfig",
+        kind="rpucuda",
+        device="cuda",
+        torch_families=["TorchInferenceRPUConfig", "QuantizedTorchInferenceRPUConfig"],
+    )
+    assert isinstance(refused, str)
+    assert "gpu-box has a GPU but its aihwkit was built without CUDA" in refused
+    assert "only torch-tile families (TorchInferenceRPUConfig) run on cuda there" in refused
+    assert "use a torch-tile family on cuda" in refused
+
+
+def _fake_gpu(monkeypatch: pytest.MonkeyPatch, compiled: bool) -> None:
+    import torch
+    from aihwkit.simulator.rpu_base import cuda
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(cuda, "is_compiled", lambda: compiled)
+
+
+def test_a_simulator_offers_torch_tiles_on_a_gpu_its_aihwkit_cannot_drive(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from aif.aims.analog.simulator import available_devices
+
+    _fake_gpu(monkeypatch, compiled=False)
+    assert available_devices("auto") == {"cpu": ["torch", "rpucuda"], "cuda": ["torch"]}
+    assert available_devices("cuda") == {"cuda": ["torch"]}
+    _fake_gpu(monkeypatch, compiled=True)
+    assert available_devices("auto")["cuda"] == ["torch", "rpucuda"]
+
+
+def test_cuda_asked_of_a_simulator_without_a_gpu_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import torch
+
+    from aif.aims.analog.simulator import available_devices
+    from aif.errors import ConfigError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert available_devices("auto") == {"cpu": ["torch", "rpucuda"]}
+    with pytest.raises(ConfigError, match="torch sees no GPU"):
+        available_devices("cuda")
+
+
+def test_the_torch_tile_families_are_read_from_aihwkit() -> None:
+    from aif.aims.analog.build import torch_families
+
+    found = torch_families()
+    assert {"TorchInferenceRPUConfig", "TorchInferenceRPUConfigIRDropT"} <= set(found)
+    assert not {"InferenceRPUConfig", "SingleRPUConfig", "FloatingPointRPUConfig"} & set(found)
