@@ -3,7 +3,7 @@
 Subcommands: ``doctor`` (is this machine ready?), ``validate`` / ``export`` (read an
 AIW without running it), ``check`` (analog experiments, as the validator sees them),
 ``run`` (an embedded controller runs an AIW to its end with live progress; it listens on
-tcp for the AIW's ``placement: remote`` AIMs), ``aim serve`` (host one AIM for a
+tcp for the AIW's ``placement: remote`` and ``ray`` AIMs), ``aim serve`` (host one AIM for a
 controller elsewhere: hot-plug), ``aim list`` / ``aim show TYPE`` (the AIM types
 available here: see ``aif.cli.aim_types``), ``chip emulate`` (an emulated IMC chip behind the
 chip protocol), and the daemon's commands (``controller start|stop|status``, ``submit``,
@@ -172,7 +172,8 @@ async def _run(resolved: Any, args: argparse.Namespace, display: Any, interrupts
     remote = {n: a.type for n, a in aims.items() if a.placement == "remote"}
     # AIMs with peers are started by those controllers; the rest wait for `aif aim serve`
     by_hand = {n: t for n, t in remote.items() if not aims[n].peers}
-    listen = args.listen or (DEFAULT_LISTEN if remote else None)
+    on_ray = any(a.placement == "ray" for a in aims.values())  # their hosts dial back on tcp
+    listen = args.listen or (DEFAULT_LISTEN if remote or on_ray else None)
     # A secure workflow that listens on tcp: its AIM API is CURVE, with this identity.
     secure = resolved.workflow.profile == "secure" and listen is not None
     make = Controller.with_identity if secure else Controller

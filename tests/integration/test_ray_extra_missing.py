@@ -1,7 +1,8 @@
 """Without the Ray extra, placement: ray and --ray fail at once and name the extra.
 
 Ray is hidden from the child (a ``ray`` package on its path that cannot be imported),
-so these run whether or not the extra is installed here.
+so these run whether or not the extra is installed here. A controller that does not
+listen on tcp cannot run a Ray AIM either, and says so before it asks Ray.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from aif import Controller, RunState
+from aif.workflow import load_workflow_text, resolve
 from tests.helpers.cli import aif
 from tests.helpers.daemon import ROOT
 
@@ -53,12 +56,12 @@ def test_a_ray_aim_without_ray_fails_naming_the_extra(tmp_path: Path) -> None:
     assert "pip install 'aif[ray]'" in done.stdout + done.stderr, done.stdout + done.stderr
 
 
-def test_a_ray_aim_needs_a_controller_on_tcp(tmp_path: Path) -> None:
-    workflow = tmp_path / "wants-ray.yaml"
-    workflow.write_text(WORKFLOW)
-    done = aif("run", str(workflow), "-q", "--state-dir", str(tmp_path / "s"), timeout=120)
-    assert done.returncode != 0
-    assert "does not listen on tcp" in done.stdout + done.stderr, done.stdout + done.stderr
+async def test_a_controller_not_on_tcp_fails_a_ray_aim_saying_so(tmp_path: Path) -> None:
+    resolved = resolve(load_workflow_text(WORKFLOW, "wants-ray.yml"))
+    async with Controller(tmp_path / "state") as controller:
+        result = await controller.run_workflow(resolved, timeout=60)
+    assert result.state is RunState.FAILED
+    assert result.error is not None and "does not listen on tcp" in result.error, result.error
 
 
 def test_a_daemon_on_ray_without_ray_refuses_to_start_naming_the_extra(tmp_path: Path) -> None:

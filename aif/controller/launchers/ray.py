@@ -37,6 +37,7 @@ import os
 import time
 from typing import Any, Final
 
+from aif.communication.addresses import facing_interface, tcp_host
 from aif.controller.launchers import ray_cluster
 from aif.controller.launchers.hand_started import RemoteLauncher
 from aif.controller.launchers.protocol import describe_exit
@@ -136,6 +137,11 @@ class RayLauncher(RemoteLauncher):
         self.node = RayNode(str(info["node_id"]), str(info["ip"]), str(info.get("hostname", "")))
         self.host_pid = int(info["pid"])
         self.description = f"Ray actor on node {self.node}"
+        unreachable = _unreachable(self._tcp, self.node)
+        if unreachable is not None:
+            self.ended(1, unreachable)
+            await self._kill()
+            return
         log.info("AIM %r of run %s: %s", self._aim.name, self._workflow, self.description)
         waiting = self._actor.wait.remote()
         self._watch_task = asyncio.create_task(self._watch(waiting), name=f"ray-{self._aim.name}")
@@ -252,6 +258,24 @@ async def _node_alive(node: RayNode | None) -> bool | None:
     except Exception:
         return None
     return any(entry.node.id == node.id for entry in nodes)
+
+
+def _unreachable(endpoint: str, node: RayNode) -> str | None:
+    """Why a host on ``node`` cannot dial ``endpoint`` (a loopback address of this machine,
+    and the node is another machine); None when it can, as far as can be told."""
+    host = tcp_host(endpoint)
+    if not (host.startswith("127.") or host in ("localhost", "::1", "[::1]")):
+        return None
+    try:
+        if facing_interface(f"tcp://{node.ip}:9") == node.ip:
+            return None  # the node's address is one of this machine's
+    except AIFError:
+        pass
+    return (
+        f"Ray placed it on node {node}, another machine, but this controller listens for "
+        f"hosts on {endpoint}, a loopback address that machine cannot dial; listen on an "
+        "address of this machine the cluster reaches (--listen tcp://IP:*)"
+    )
 
 
 def _first_line(exc: BaseException) -> str:
