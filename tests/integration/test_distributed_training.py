@@ -39,7 +39,7 @@ def rank_processes() -> dict[int, int]:
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes()
-            if b"aif.aims.analog.ddp_rank" not in cmdline or not _descends(int(entry.name)):
+            if b"aif.aims.analog.ddp" not in cmdline or not _descends(int(entry.name)):
                 continue
             environ = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
@@ -216,7 +216,7 @@ def test_ranks_started_by_hand_find_each_other_from_torchs_environment(tmp_path:
     port = str(_free_port())
     ranks = [
         subprocess.Popen(
-            _rank_command("aif.aims.analog.ddp_rank", str(path), "--out", str(tmp_path / "out")),
+            _rank_command("aif.aims.analog.ddp", str(path), "--out", str(tmp_path / "out")),
             env={
                 **os.environ,
                 "MASTER_ADDR": "127.0.0.1",
@@ -254,7 +254,7 @@ def test_torchrun_starts_the_same_experiment_and_a_wrong_world_size_is_refused(
         "--master-port",
         str(_free_port()),
         "-m",
-        "aif.aims.analog.ddp_rank",
+        "aif.aims.analog.ddp",
         str(path),
         "--out",
         str(tmp_path / "out"),
@@ -263,7 +263,7 @@ def test_torchrun_starts_the_same_experiment_and_a_wrong_world_size_is_refused(
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "out" / "results.json").read_text())["status"] == "completed"
     alone = subprocess.run(
-        _rank_command("aif.aims.analog.ddp_rank", str(path), "--out", str(tmp_path / "x")),
+        _rank_command("aif.aims.analog.ddp", str(path), "--out", str(tmp_path / "x")),
         env={**os.environ, "RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1"},
         capture_output=True,
         text=True,

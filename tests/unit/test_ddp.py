@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from aif.aims.analog.ddp_link import RankPlace, encode, field, read, torch_environment
-from aif.aims.analog.ddp_supervisor import threads_per_rank
+from aif.aims.analog.ddp.link import RankPlace, encode, field, read, torch_environment
+from aif.aims.analog.ddp.supervisor import threads_per_rank
 from aif.aims.analog.training import EpochRunner
 from aif.aims.analog.validator import review_experiment
 from aif.errors import ConfigError, MalformedMessage

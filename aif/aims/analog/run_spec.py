@@ -3,7 +3,7 @@ input-range calibration and data-parallel ranks.
 
 Split from :mod:`aif.aims.analog.spec` (which re-exports both) to keep that module
 small. Shapes only; :mod:`aif.aims.analog.early_stopping` and
-:mod:`aif.aims.analog.calibration` and :mod:`aif.aims.analog.ddp_supervisor` do the
+:mod:`aif.aims.analog.calibration` and :mod:`aif.aims.analog.ddp.supervisor` do the
 work.
 """
 
@@ -59,7 +59,7 @@ class DistributedSpec(pydantic.BaseModel):
 
     The job trains on ``ranks`` processes with torch's DistributedDataParallel; each
     global batch of ``dataset.batch_size`` samples is split across the ranks, so the
-    model sees the same batches as on one rank (see :mod:`aif.aims.analog.ddp_rank`).
+    model sees the same batches as on one rank (see :mod:`aif.aims.analog.ddp.rank`).
     """
 
     model_config = _FORBID

@@ -44,7 +44,7 @@ from aif.aims.preload import Preload
 from aif.errors import ConfigError, ExperimentError, RankFailed
 
 if TYPE_CHECKING:
-    from aif.aims.analog.ddp_supervisor import RankGroup
+    from aif.aims.analog.ddp.supervisor import RankGroup
 
 #: Imported in the background at setup: scikit-learn's data sets, torch's first
 #: optimizer's ``torch._dynamo`` (about 2 s), and this package's training modules.
@@ -235,8 +235,8 @@ class AnalogSimulator(AIM):
         the trained weights, which go into ``job.model`` for what follows here.
         """
         from aif.aims.analog.checkpoint import load_weights
-        from aif.aims.analog.ddp_link import field
-        from aif.aims.analog.ddp_supervisor import RankGroup, threads_per_rank
+        from aif.aims.analog.ddp.link import field
+        from aif.aims.analog.ddp.supervisor import RankGroup, threads_per_rank
 
         assert isinstance(self.params, SimulatorParams)
         distributed = experiment.training.distributed

@@ -1,8 +1,8 @@
 """A rank with no simulator: started by ``torchrun``, ``srun`` or by hand on each machine.
 
-``python -m aif.aims.analog.ddp_rank EXPERIMENT.yml --out DIR`` on every rank trains
+``python -m aif.aims.analog.ddp EXPERIMENT.yml --out DIR`` on every rank trains
 the experiment's one job with its ``training.distributed`` settings, exactly as ranks a
-simulator starts do (:class:`aif.aims.analog.ddp_rank.RankTrainer`). The ranks find each
+simulator starts do (:class:`aif.aims.analog.ddp.rank.RankTrainer`). The ranks find each
 other from the environment torch already reads: ``MASTER_ADDR``, ``MASTER_PORT``,
 ``RANK``, ``WORLD_SIZE`` (``torchrun`` sets them; under ``srun`` Slurm's
 ``SLURM_PROCID`` and ``SLURM_NTASKS`` stand in for the last two). ``WORLD_SIZE`` must
@@ -25,7 +25,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from aif.aims.analog.ddp_link import RankPlace
+from aif.aims.analog.ddp.link import RankPlace
 from aif.errors import AIFError, ExperimentError
 
 log = logging.getLogger("aif.ddp")
@@ -106,7 +106,7 @@ def run_standalone(place: RankPlace, path: Path, out: Path, device: str | None) 
     import torch
     import torch.distributed as dist
 
-    from aif.aims.analog.ddp_rank import RankTrainer, join_group
+    from aif.aims.analog.ddp.rank import RankTrainer, join_group
     from aif.aims.analog.runs import JobOutcome
     from aif.aims.analog.spec import job_name
     from aif.storage.local import LocalStorage

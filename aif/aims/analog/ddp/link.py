@@ -1,7 +1,7 @@
 """What a data-parallel rank and the simulator that started it say to each other.
 
-The simulator (:mod:`aif.aims.analog.ddp_supervisor`) binds a ZeroMQ ROUTER; each rank
-(:mod:`aif.aims.analog.ddp_rank`) connects a DEALER whose identity is ``rank-N``. Every
+The simulator (:mod:`aif.aims.analog.ddp.supervisor`) binds a ZeroMQ ROUTER; each rank
+(:mod:`aif.aims.analog.ddp.rank`) connects a DEALER whose identity is ``rank-N``. Every
 message is one frame holding a msgpack map with a ``kind`` (no pickle on either side):
 
 * rank → simulator: ``hello`` (rank, pid, host), ``epoch`` (rank 0: the epoch's metrics,

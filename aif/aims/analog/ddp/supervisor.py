@@ -2,7 +2,7 @@
 
 :class:`RankGroup` hosts the job's rendezvous (a torch ``TCPStore`` every rank joins as
 a client, as under ``torchrun``) and a ZeroMQ ROUTER the ranks report to, starts one
-``python -m aif.aims.analog.ddp_rank`` per rank with torch's environment variables
+``python -m aif.aims.analog.ddp`` per rank with torch's environment variables
 (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``), hands each
 the job, and then yields what rank 0 reports (one ``epoch`` per epoch, ``done`` at the
 end). ``control`` sends ``pause``, ``resume`` or ``stop`` to every rank.
@@ -11,7 +11,7 @@ It watches every rank's process all the while: one that exits before the job is 
 or says it failed, ends the group at once (``RankFailed`` naming the rank, its pid and
 how it ended) and the others are terminated, then killed. Nothing is left running:
 :meth:`RankGroup.close` ends every rank, and a rank whose simulator dies is killed by
-the kernel (see :func:`aif.aims.analog.ddp_rank.die_with_parent`).
+the kernel (see :func:`aif.aims.analog.ddp.rank.die_with_parent`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Any, NoReturn
 import zmq
 import zmq.asyncio
 
-from aif.aims.analog.ddp_link import CONTROL_ENV, RankPlace, encode, read, torch_environment
+from aif.aims.analog.ddp.link import CONTROL_ENV, RankPlace, encode, read, torch_environment
 from aif.errors import MalformedMessage, RankFailed, describe_exit
 
 #: How often the group looks at its ranks' processes while it waits for a report.
@@ -114,7 +114,7 @@ class RankGroup:
             place = RankPlace(rank, self.ranks, rank, self.ranks)
             env = {**base_env, **torch_environment(place, "127.0.0.1", self._store.port)}
             process = subprocess.Popen(
-                [sys.executable, "-m", "aif.aims.analog.ddp_rank"],
+                [sys.executable, "-m", "aif.aims.analog.ddp"],
                 env=env,
                 stdin=subprocess.DEVNULL,
             )
