@@ -285,5 +285,12 @@ def add_commands(sub: Any) -> None:
 
 
 def _caps(capabilities: Mapping[str, Any]) -> str:
-    """``key=value`` pairs, as the tables show what an AIM or instance can do."""
-    return " ".join(f"{k}={v}" for k, v in capabilities.items())
+    """``key=value`` pairs, as the tables show what an AIM or instance can do (a list of
+    records, such as a Ray instance's ``nodes``, as its length: ``--json`` has them)."""
+    return " ".join(f"{k}={_cap(v)}" for k, v in capabilities.items())
+
+
+def _cap(value: Any) -> Any:
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        return len(value)
+    return value

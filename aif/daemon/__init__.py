@@ -5,7 +5,9 @@
   attempt's end means (retry, requeue, fail), as one pure function.
 - ``state`` and ``records``: the SQLite job store and the typed records it keeps
   (the same types ``aif.Client`` returns); ``event_log``: batched event writes.
-- ``scheduler``: per-device queues and the instances that serve them.
+- ``scheduler``: per-device queues and the instances that serve them; ``on_ray``: the
+  daemon on a Ray cluster (``--ray``): instances from its resources, each job's heavy
+  AIM as a Ray actor.
 - ``server``: the User API over ZeroMQ; ``client``: ``aif.Client``, its Python client.
 - ``peer_hosting``: hosting AIMs for other controllers (B's side of the C2C API).
 

@@ -18,6 +18,8 @@
 - ``warm``: a warm worker (``python -m aif.host warm``), a long-lived process that
   imports heavy modules once and hosts a fresh AIM per job for the daemon's pool
   (``aif.controller.launchers.warm``), and the frames the two exchange.
+- ``ray_actor``: ``HostActor``, the Ray actor that runs the ``process`` child on a node
+  of a Ray cluster (``placement: ray``; ``aif.controller.launchers.ray``).
 
 The ``inproc`` placement runs ``AIMHost`` inside the controller (its launcher is the
 one place the controller may import this package); the others run it through ``serve``.
