@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -224,20 +225,28 @@ class RayLauncher(RemoteLauncher):
             await asyncio.to_thread(ray.kill, actor, no_restart=True)
 
 
-def _new_actor(aim: PlannedAIM) -> Any:
-    """A fresh ``HostActor`` that asks for the AIM's resources, spread over the nodes."""
+@functools.cache
+def _actor_class() -> Any:
+    """``HostActor`` as a Ray actor class, made once (Ray exports it once to the cluster)."""
     from aif.host.ray_actor import HostActor  # the class only: Ray imports it on the node
 
-    ray = ray_cluster.require_ray()
-    actor_class = ray.remote(HostActor)
+    return ray_cluster.require_ray().remote(HostActor)
+
+
+def _new_actor(aim: PlannedAIM) -> Any:
+    """A fresh ``HostActor`` that asks for the AIM's resources, spread over the nodes."""
     options = ray_cluster.actor_options(aim.resources)
-    return actor_class.options(
-        **options,
-        max_concurrency=4,  # stop() while wait() blocks
-        max_restarts=0,  # a lost host fails its run; the daemon's retry asks again
-        scheduling_strategy="SPREAD",
-        name=None,
-    ).remote()
+    return (
+        _actor_class()
+        .options(
+            **options,
+            max_concurrency=4,  # stop() while wait() blocks
+            max_restarts=0,  # a lost host fails its run; the daemon's retry asks again
+            scheduling_strategy="SPREAD",
+            name=None,
+        )
+        .remote()
+    )
 
 
 async def _awaited(ref: Any) -> Any:

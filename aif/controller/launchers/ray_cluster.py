@@ -77,6 +77,9 @@ def connect(address: str | None) -> str:
     """
     ray = require_ray()
     if not ray.is_initialized():
+        # Connecting from a thread (so an event loop goes on) leaves the process's
+        # signals to it, which is what aif wants; Ray warns about that: not here.
+        logging.getLogger("ray._private.worker").addFilter(_NoThreadSignalWarning())
         where = address or os.environ.get("RAY_ADDRESS") or "auto"
         try:
             ray.init(
@@ -91,6 +94,11 @@ def connect(address: str | None) -> str:
                 "`ray start --head` and give its address as HOST:PORT (--ray, $RAY_ADDRESS)"
             ) from exc
     return str(ray.get_runtime_context().gcs_address)
+
+
+class _NoThreadSignalWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "SIGTERM handler is not set" not in record.getMessage()
 
 
 def disconnect() -> None:
