@@ -113,6 +113,14 @@ class SecureProfile:
         that is as safe as the machine; to a remote host over tcp only when the AIM
         API itself is CURVE-encrypted.
         """
+        on_ray = sorted(n for n, a in resolved.workflow.aims.items() if a.placement == "ray")
+        if on_ray:
+            raise ConfigError(
+                f"workflow {resolved.name!r} has profile: secure and AIMs placed on Ray "
+                f"({', '.join(on_ray)}), whose hosts Ray starts without a key this controller "
+                "trusts; place them process or remote (with peers), or run the workflow "
+                "in the basic profile"
+            )
         remote = sorted(n for n, a in resolved.workflow.aims.items() if a.placement == "remote")
         if remote and not curve_api:
             raise ConfigError(

@@ -150,12 +150,13 @@ def place_on_ray(resolved: ResolvedWorkflow, instance: Instance) -> ResolvedWork
     """The job with its heavy AIM placed on Ray, when it runs on a Ray instance.
 
     An AIM the workflow places on Ray itself keeps its resources, and nothing else
-    moves. Otherwise the heaviest ``process`` AIM (the one whose queue ranks highest;
-    among equals, one the workflow placed ``process`` itself) runs as a Ray actor that
-    asks for one unit of the instance's resource.
+    moves; a secure job runs on this machine (its storage keys go to no Ray host).
+    Otherwise the heaviest ``process`` AIM (the one whose queue ranks highest; among
+    equals, one the workflow placed ``process`` itself) runs as a Ray actor that asks
+    for one unit of the instance's resource.
     """
-    if not on_ray(instance):
-        return resolved
+    if not on_ray(instance) or resolved.workflow.profile == "secure":
+        return resolved  # a secure job's keys never go to a host Ray starts
     aims = resolved.workflow.aims
     if any(decl.placement == "ray" for decl in aims.values()):
         return resolved

@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -22,9 +23,11 @@ from aif.controller.launchers.ray_cluster import (
     unplaceable,
 )
 from aif.controller.plan import plan_run
+from aif.controller.secure_profile import SecureProfile
 from aif.controller.wiring import choose_transport
 from aif.daemon.on_ray import place_on_ray, queue_resources, ray_instances
 from aif.daemon.scheduler import Instance, Scheduler
+from aif.errors import ConfigError
 from aif.workflow import load_workflow_text, resolve
 
 HEAD = NodeResources(
@@ -173,3 +176,17 @@ def test_ray_is_imported_only_when_a_ray_placement_is_used(module: str) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_a_secure_job_stays_off_ray_and_a_secure_ray_aim_is_refused(tmp_path: Path) -> None:
+    secure = ANALOG.replace("name: sweep\n", "name: sweep\nprofile: secure\n")
+    resolved = resolve(load_workflow_text(secure, "secure.yml"))
+    cpu = ray_instances([HEAD, SECOND], "h:1")[0]
+    assert place_on_ray(resolved, cpu) is resolved
+    written = secure.replace(
+        "simulator: {type: analog-simulator, placement: process}",
+        "simulator: {type: analog-simulator, placement: ray}",
+    )
+    on_ray = resolve(load_workflow_text(written, "secure-ray.yml"))
+    with pytest.raises(ConfigError, match="placed on Ray \\(simulator\\)"):
+        SecureProfile(tmp_path).check(on_ray, curve_api=True)
