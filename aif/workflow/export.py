@@ -8,10 +8,11 @@ in :mod:`aif.aims.metadata`::
 
 Mapping from the YAML: each AIM becomes a ``SubAIMs`` entry (``Specification.AIM`` is its
 ``type``) and a full AIM metadata record (``Ports`` with their ``RecordType`` strings,
-``IsRemote`` from ``placement: remote``, ``Implementations[0].BinaryName`` its class
-path, ``ResourcePolicies`` its placement and heartbeat timeout); each connection becomes a
-``Topology`` channel; ``inputs`` and ``outputs`` become the AIW's own ``Ports`` and
-channels whose AIW end has ``AIMName`` ``""``.
+``IsRemote`` from ``placement: remote`` or ``ray``, ``Implementations[0].BinaryName`` its
+class path, ``ResourcePolicies`` its placement, heartbeat timeout and a Ray AIM's
+resources: ``CPU:Number``, ``GPU:Number``, ``Memory``, ``aif:Resource:NAME``); each
+connection becomes a ``Topology`` channel; ``inputs`` and ``outputs`` become the AIW's
+own ``Ports`` and channels whose AIW end has ``AIMName`` ``""``.
 """
 
 from __future__ import annotations
@@ -59,6 +60,17 @@ def resource_policies(decl: AIMDecl) -> list[ResourcePolicy]:
     ]
     if decl.heartbeat_timeout is not None:
         policies.append(ResourcePolicy(Name="aif:HeartbeatTimeout", Request=decl.heartbeat_timeout))
+    wanted = decl.resources
+    if wanted is not None:  # placement: ray: what it asks of its node, in the spec's names
+        for name, amount in (
+            ("CPU:Number", wanted.num_cpus),
+            ("GPU:Number", wanted.num_gpus),
+            ("Memory", wanted.memory),
+        ):
+            if amount is not None:
+                policies.append(ResourcePolicy(Name=name, Request=amount))
+        for custom, amount in sorted(wanted.custom.items()):
+            policies.append(ResourcePolicy(Name=f"aif:Resource:{custom}", Request=amount))
     return policies
 
 
@@ -68,7 +80,7 @@ def _aim(resolved: ResolvedWorkflow, aim: ResolvedAIM) -> AIMMetadata:
         Identifier=aim_identifier(cls, aim.decl.type, resolved.name),
         APIProfile="Secure" if resolved.workflow.profile == "secure" else "Basic",
         Description=cls.description(),
-        Ports=aim_ports(cls, is_remote=aim.decl.placement == "remote"),
+        Ports=aim_ports(cls, is_remote=aim.decl.placement in ("remote", "ray")),
         Implementations=[Implementation(BinaryName=cls.class_path(), Version=cls.version)],
         ResourcePolicies=resource_policies(aim.decl),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pydantic
@@ -244,3 +245,15 @@ def test_export_metadata_of_each_aim() -> None:
     ]
     assert all(p["IsRemote"] for p in aims["relay"]["Ports"])
     assert not any(p["IsRemote"] for p in aims["sink"]["Ports"])
+
+
+def test_a_ray_aims_resources_export_as_resource_policies() -> None:
+    text = Path(__file__).parents[1].joinpath("workflows", "valid-ray.yml").read_text()
+    gen = export_metadata(resolve(load_workflow_text(text)))["AIMs"]["gen"]
+    assert gen["ResourcePolicies"] == [
+        {"Name": "aif:Placement", "Request": "ray"},
+        {"Name": "CPU:Number", "Request": 1.0},
+        {"Name": "GPU:Number", "Request": 0.0},
+        {"Name": "Memory", "Request": 1073741824},
+        {"Name": "aif:Resource:imc", "Request": 1.0},
+    ]
