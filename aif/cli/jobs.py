@@ -141,6 +141,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         for aim, values in job.result.get("results", {}).items():
             for key, value in values.items():
                 print(f"result     {aim}.{key} = {json.dumps(value, default=str)[:200]}")
+        for aim, node in (job.result.get("nodes") or {}).items():  # placement: ray
+            print(f"ran on     {aim}: Ray node {node.get('ip')} ({node.get('node_id', '')})")
     if status.aims:
         rows = [
             [a.name, a.type, a.placement, a.state, str(a.pid or "-"), a.host, _caps(a.capabilities)]

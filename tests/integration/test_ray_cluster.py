@@ -134,6 +134,9 @@ def test_a_sweep_spreads_over_both_nodes_and_imc_lands_where_the_board_is(
     assert node_of(records[8], "simulator") == imc_node
     trained = records[8].result
     assert trained is not None and trained["results"]["reporter"], trained
+    shown = aif("status", board, "--state-dir", str(daemon.state_dir), timeout=60)
+    assert "ran on     simulator: Ray node " in shown.stdout, shown.stdout + shown.stderr
+    assert imc_node in shown.stdout
 
 
 def test_aif_run_places_a_ray_aim_and_says_on_which_node(
