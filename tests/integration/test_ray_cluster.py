@@ -218,5 +218,11 @@ def test_a_lost_node_fails_its_run_naming_it_and_the_job_retries_on_the_other(
         assert second[:12] in failures[0], failures[0]
         for job in jobs:
             assert client.wait(job, timeout=240).state is JobState.SUCCEEDED
+
+        def cpu_slots() -> str:
+            return next(i.load for i in client.aims().instances if i.name == "ray-cpu")
+
+        # the daemon follows the cluster: the lost node's CPUs are no longer slots
+        wait_for(lambda: cpu_slots().endswith("/2"), timeout=60, what="ray-cpu to shrink to 2")
     for pid in killed + host_pids:
         wait_for(lambda pid=pid: gone(pid), timeout=30, what=f"process {pid} of the lost node")
