@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from aif.controller.launchers.ray import RayLauncher, _dialable, _unreachable
 from aif.controller.launchers.ray_cluster import (
     NodeResources,
     RayNode,
@@ -22,7 +23,7 @@ from aif.controller.launchers.ray_cluster import (
     demand,
     unplaceable,
 )
-from aif.controller.plan import plan_run
+from aif.controller.plan import PlannedAIM, plan_run
 from aif.controller.secure_profile import SecureProfile
 from aif.controller.wiring import choose_transport
 from aif.daemon.on_ray import place_on_ray, queue_resources, ray_instances
@@ -190,3 +191,33 @@ def test_a_secure_job_stays_off_ray_and_a_secure_ray_aim_is_refused(tmp_path: Pa
     on_ray = resolve(load_workflow_text(written, "secure-ray.yml"))
     with pytest.raises(ConfigError, match="placed on Ray \\(simulator\\)"):
         SecureProfile(tmp_path).check(on_ray, curve_api=True)
+
+
+def test_hosts_dial_the_controller_where_the_cluster_reaches_it() -> None:
+    assert _dialable("tcp://0.0.0.0:5555", "127.0.0.1:6379") == "tcp://127.0.0.1:5555"
+    assert _dialable("tcp://10.1.2.3:5555", "10.9.9.9:6379") == "tcp://10.1.2.3:5555"
+    here = RayNode("c" * 56, "127.0.0.1")
+    assert _unreachable("tcp://127.0.0.1:5555", here) is None
+    elsewhere = RayNode("d" * 56, "203.0.113.9")  # TEST-NET-3: not this machine
+    why = _unreachable("tcp://127.0.0.1:5555", elsewhere)
+    assert why is not None and "--listen tcp://IP:*" in why and "node dddddddddddd" in why
+    assert _unreachable("tcp://10.1.2.3:5555", elsewhere) is None
+
+
+async def test_a_host_that_says_hello_before_rays_answer_is_named_all_the_same() -> None:
+    aim = PlannedAIM(
+        name="sim",
+        type="tests.helpers.aims:Ticker",
+        class_path="tests.helpers.aims:Ticker",
+        placement="ray",
+        params={},
+        heartbeat_timeout=5.0,
+        input_ports=(),
+        port_types={},
+    )
+    launcher = RayLauncher(aim, "tcp://127.0.0.1:5555", "run-1")
+    launcher.registered("elsewhere", 42)
+    assert launcher.description == "Ray actor (node not known yet, pid 42)"
+    launcher.node = RayNode("e" * 56, "10.0.0.5")
+    launcher.registered(None, 42)
+    assert launcher.description == "Ray actor on node 10.0.0.5 (node eeeeeeeeeeee, pid 42)"

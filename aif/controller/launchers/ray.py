@@ -38,7 +38,7 @@ import os
 import time
 from typing import Any, Final
 
-from aif.communication.addresses import facing_interface, tcp_host
+from aif.communication.addresses import WILDCARD_HOSTS, facing_interface, tcp_host
 from aif.controller.launchers import ray_cluster
 from aif.controller.launchers.hand_started import RemoteLauncher
 from aif.controller.launchers.protocol import describe_exit
@@ -88,6 +88,9 @@ class RayLauncher(RemoteLauncher):
         self._tcp = aim_api_tcp
         self._workflow = workflow
         self._address = address
+        #: The AIM API address hosts dial: the one it listens on, or (a wildcard) the
+        #: interface that faces the cluster.
+        self._dial = aim_api_tcp or ""
         self._work_dir = work_dir or os.getcwd()
         self._actor: Any = None
         self._watch_task: asyncio.Task[None] | None = None
@@ -116,7 +119,8 @@ class RayLauncher(RemoteLauncher):
             )
             return
         try:
-            await asyncio.to_thread(ray_cluster.connect, self._address)
+            gcs = await asyncio.to_thread(ray_cluster.connect, self._address)
+            self._dial = _dialable(self._tcp, gcs)
             wanted = ray_cluster.demand(self._aim.resources)
             missing = ray_cluster.unplaceable(wanted, await _live_nodes())
             if missing is not None:
@@ -137,8 +141,8 @@ class RayLauncher(RemoteLauncher):
             return
         self.node = RayNode(str(info["node_id"]), str(info["ip"]), str(info.get("hostname", "")))
         self.host_pid = int(info["pid"])
-        self.description = f"Ray actor on node {self.node}"
-        unreachable = _unreachable(self._tcp, self.node)
+        self._describe()
+        unreachable = _unreachable(self._dial, self.node)
         if unreachable is not None:
             self.ended(1, unreachable)
             await self._kill()
@@ -148,8 +152,17 @@ class RayLauncher(RemoteLauncher):
         self._watch_task = asyncio.create_task(self._watch(waiting), name=f"ray-{self._aim.name}")
 
     def registered(self, machine: str | None, pid: int) -> None:
-        assert self.node is not None
-        self.description = f"Ray actor on node {self.node.ip} (node {self.node.short}, pid {pid})"
+        # The host may say hello before Ray's answer to ``start`` is back here.
+        self.host_pid = pid
+        self._describe()
+
+    def _describe(self) -> None:
+        """Name the node (and the host's pid) in every later message."""
+        pid = f", pid {self.host_pid}" if self.host_pid is not None else ""
+        if self.node is None:
+            self.description = f"Ray actor (node not known yet{pid})"
+        else:
+            self.description = f"Ray actor on node {self.node.ip} (node {self.node.short}{pid})"
 
     def ended(self, status: int, reason: str = "") -> None:
         super().ended(status, reason)
@@ -171,8 +184,7 @@ class RayLauncher(RemoteLauncher):
 
     def _start_args(self) -> tuple[list[str], dict[str, str], str]:
         """What the actor's ``start`` gets: plain strings only."""
-        assert self._tcp is not None
-        argv = ["--controller", self._tcp, "--aim", self._aim.name, "--workflow", self._workflow]
+        argv = ["--controller", self._dial, "--aim", self._aim.name, "--workflow", self._workflow]
         env = {name: os.environ[name] for name in PASSED_ENV if name in os.environ}
         env["PYTHONUNBUFFERED"] = "1"
         return argv, env, self._work_dir
@@ -267,6 +279,15 @@ async def _node_alive(node: RayNode | None) -> bool | None:
     except Exception:
         return None
     return any(entry.node.id == node.id for entry in nodes)
+
+
+def _dialable(endpoint: str, gcs: str) -> str:
+    """``endpoint`` as hosts on the cluster's nodes dial it (a wildcard: the interface
+    of this machine that faces the cluster's GCS at ``gcs``, HOST:PORT)."""
+    host, port = tcp_host(endpoint), endpoint.rpartition(":")[2]
+    if host not in WILDCARD_HOSTS:
+        return endpoint
+    return f"tcp://{facing_interface('tcp://' + gcs)}:{port}"
 
 
 def _unreachable(endpoint: str, node: RayNode) -> str | None:
