@@ -143,12 +143,12 @@ class Scheduler:
         self.instances = list(instances)
 
     def resize(self, instances: Sequence[Instance]) -> None:
-        """Take ``instances`` as they are now (a cluster's, read again): one of a known
+        """Take a cluster's ``instances`` as they are now (read again): one of a known
         name gets the new ``max_jobs`` and capabilities and keeps its running jobs, a new
-        one is added, and one of the same family (name prefix up to the first ``-``) that
-        is missing now takes no more jobs."""
+        one is added, and one of the same cluster (its ``ray`` capability) that is missing
+        now takes no more jobs. Local instances are never touched."""
         known = {i.name: i for i in self.instances}
-        families = {i.name.split("-", 1)[0] for i in instances}
+        clusters = {i.capabilities.get("ray") for i in instances} - {None}
         fresh = {i.name for i in instances}
         for instance in instances:
             if instance.name in known:
@@ -157,7 +157,7 @@ class Scheduler:
             else:
                 self.instances.append(instance)
         for name, instance in known.items():
-            if name.split("-", 1)[0] in families and name not in fresh:
+            if instance.capabilities.get("ray") in clusters and name not in fresh:
                 instance.max_jobs = 0
 
     def serves(self, queue: str) -> list[Instance]:

@@ -221,3 +221,17 @@ async def test_a_host_that_says_hello_before_rays_answer_is_named_all_the_same()
     launcher.node = RayNode("e" * 56, "10.0.0.5")
     launcher.registered(None, 42)
     assert launcher.description == "Ray actor on node 10.0.0.5 (node eeeeeeeeeeee, pid 42)"
+
+
+def test_a_local_queue_named_like_a_ray_instance_is_not_the_clusters() -> None:
+    local = Instance("ray-0", "ray", 2)
+    scheduler = Scheduler([local])
+    scheduler.resize(ray_instances([HEAD], "h:1"))
+    scheduler.resize(ray_instances([SECOND], "h:1"))
+    assert local.max_jobs == 2
+    assert {i.name: i.max_jobs for i in scheduler.instances} == {
+        "ray-0": 2,
+        "ray-cpu": 4,
+        "ray-imc": 0,
+        "ray-cuda": 1,
+    }
