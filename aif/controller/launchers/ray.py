@@ -193,24 +193,27 @@ class RayLauncher(RemoteLauncher):
         """Wait for Ray to place the actor and start the host; its answer, or None (ended)."""
         future = asyncio.ensure_future(_awaited(start))
         deadline = time.monotonic() + PLACE_TIMEOUT
-        while True:
-            done, _ = await asyncio.wait({future}, timeout=PLACE_CHECK)
-            if done:
-                info = future.result()
-                if not isinstance(info, dict) or "node_id" not in info or "pid" not in info:
-                    raise AIFError(f"the Ray actor answered {info!r:.200} to start")
-                return info
-            missing = ray_cluster.unplaceable(wanted, await _live_nodes())
-            if missing is None and time.monotonic() < deadline:
-                continue
-            future.cancel()
-            self.ended(
-                1,
-                missing
-                or f"Ray did not place it within {PLACE_TIMEOUT:g} s (the resources it asks, "
-                f"{wanted}, stayed busy)",
-            )
-            return None
+        try:
+            while True:
+                done, _ = await asyncio.wait({future}, timeout=PLACE_CHECK)
+                if done:
+                    info = future.result()
+                    if not isinstance(info, dict) or "node_id" not in info or "pid" not in info:
+                        raise AIFError(f"the Ray actor answered {info!r:.200} to start")
+                    return info
+                missing = ray_cluster.unplaceable(wanted, await _live_nodes())
+                if missing is None and time.monotonic() < deadline:
+                    continue
+                break
+        finally:
+            future.cancel()  # given up on, or the launch was cancelled: the actor is killed
+        self.ended(
+            1,
+            missing
+            or f"Ray did not place it within {PLACE_TIMEOUT:g} s (the resources it asks, "
+            f"{wanted}, stayed busy)",
+        )
+        return None
 
     async def _watch(self, waiting: Any) -> None:
         """End the launcher when the host ends, or when Ray loses the actor or its node."""
