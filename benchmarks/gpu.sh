@@ -70,8 +70,9 @@ for dep in deps:
         print(dep)
 print("# aihwkit's own needs, without torchvision (see scripts/setup.sh, step 4b)")
 print("scipy\nrequests>=2.25,<3\nprotobuf>=4.21.6\ntqdm\ntyping_extensions")
-print("# to build aihwkit: CMake, its Python glue, and a CBLAS (no apt there)")
-print("cmake>=4.2.1\nscikit-build\npybind11>=3.0.1\nninja\nsetuptools\nwheel\nscipy-openblas32")
+print("# to build aihwkit (its build-system requires, less mypy for a stub step) and a CBLAS")
+print("setuptools>=77.0.0\nwheel\nscikit-build>=0.18.1\npybind11>=3.0.1\nninja\ncmake>=4.2.1")
+print("scipy-openblas32")
 PYEOF
     phase "downloading wheels for CPython $PYTHON_VERSION, manylinux x86_64"
     PIP_CONFIG_FILE=/dev/null "$py" -m pip download -q --disable-pip-version-check \
@@ -146,7 +147,7 @@ build_aihwkit() { # the line aihwkit_flavour.py prints, the wheels folder; BUILD
 
 run_there() {
     SYS_PY="$(python_with_torch)"
-    phase "python: $SYS_PY ($("$SYS_PY" -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__, "CUDA", torch.version.cuda, "GPU", torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)'))"
+    phase "python: $SYS_PY ($("$SYS_PY" -W ignore -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__, "CUDA", torch.version.cuda, "GPU", torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)'))"
     local version
     version="$("$SYS_PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
     if [ "$version" != "$PYTHON_VERSION" ]; then
@@ -160,7 +161,7 @@ run_there() {
         "$SYS_PY" -m venv --system-site-packages "$VENV"
         # torch may live in a venv or conda env of its own, which --system-site-packages
         # does not reach: its folder goes on sys.path after the venv's own packages
-        "$SYS_PY" -c 'import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))' \
+        "$SYS_PY" -W ignore -c 'import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))' \
             >"$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/aif-machine-torch.pth"
     fi
     PY="$VENV/bin/python"
