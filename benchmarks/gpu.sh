@@ -145,6 +145,11 @@ build_aihwkit() { # the line aihwkit_flavour.py prints, the wheels folder; BUILD
     echo "$flavour" >"$VENV/aihwkit-flavour"
 }
 
+built() { # cpu|cuda: an aihwkit of that flavour is installed in the venv and imports
+    [ -f "$VENV/aihwkit-flavour" ] && grep -q "^$1" "$VENV/aihwkit-flavour" &&
+        "$PY" -c "import aihwkit.simulator.rpu_base" 2>/dev/null
+}
+
 run_there() {
     SYS_PY="$(python_with_torch)"
     phase "python: $SYS_PY ($("$SYS_PY" -W ignore -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__, "CUDA", torch.version.cuda, "GPU", torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)'))"
@@ -187,36 +192,33 @@ run_there() {
         chmod +x "$VENV/bin/stubgen"
     fi
 
-    local want=cpu line
-    [ "$CUDA_BUILD" = 1 ] && want=cuda
-    if [ -f "$VENV/aihwkit-flavour" ] && "$PY" -c "import aihwkit.simulator.rpu_base" 2>/dev/null &&
-        { [ "$want" = cpu ] || grep -q '^cuda' "$VENV/aihwkit-flavour"; }; then
-        phase "aihwkit already built here ($(cat "$VENV/aihwkit-flavour"))"
-    else
-        if [ "$want" = cuda ] && line="$("$PY" scripts/aihwkit_flavour.py --want 1)"; then
-            # leave the benchmark at least 4 minutes; the CPU build after a failure, 2
+    local line
+    if [ "$CUDA_BUILD" = 1 ] && ! built cuda; then
+        # the flavour script says on stderr why not, when CUDA cannot be built here
+        if line="$("$PY" scripts/aihwkit_flavour.py --want 1)"; then
+            # leave the benchmark 4 minutes, and a CPU build after a failure 2
             BUILD_SECONDS=$(($(left) - 360))
             if [ "$BUILD_SECONDS" -gt 60 ]; then
                 phase "building aihwkit with CUDA ($line), for at most $BUILD_SECONDS s"
-                if build_aihwkit "$line" "$wheels"; then
-                    want=done
-                else
-                    phase "the CUDA build failed or ran out of time (tail of $VENV/aihwkit-build.log below); building for the CPU"
+                build_aihwkit "$line" "$wheels" || {
+                    phase "the CUDA build failed or ran out of time (the end of $VENV/aihwkit-build.log below)"
                     tail -5 "$VENV/aihwkit-build.log" >&2
-                fi
+                }
             else
-                phase "no time left for a CUDA build; building for the CPU"
+                phase "no time left for a CUDA build"
             fi
         fi
-        if [ "$want" != done ]; then
-            BUILD_SECONDS=$(($(left) - 120))
-            phase "building aihwkit for the CPU against this torch (at most $BUILD_SECONDS s; torch tiles still run on cuda)"
-            build_aihwkit cpu "$wheels" || {
-                tail -20 "$VENV/aihwkit-build.log" >&2
-                echo "gpu.sh: the aihwkit build failed (log: $VENV/aihwkit-build.log)" >&2
-                exit 1
-            }
-        fi
+    fi
+    if built cuda || built cpu; then
+        phase "aihwkit built here ($(cat "$VENV/aihwkit-flavour"))"
+    else
+        BUILD_SECONDS=$(($(left) - 120))
+        phase "building aihwkit for the CPU against this torch (at most $BUILD_SECONDS s; torch tiles still run on cuda)"
+        build_aihwkit cpu "$wheels" || {
+            tail -20 "$VENV/aihwkit-build.log" >&2
+            echo "gpu.sh: the aihwkit build failed (log: $VENV/aihwkit-build.log)" >&2
+            exit 1
+        }
     fi
     phase "aihwkit: $("$PY" -c 'from aihwkit.simulator.rpu_base import cuda; import aihwkit; print(aihwkit.__version__, "compiled with CUDA:", bool(cuda.is_compiled()))')"
 
