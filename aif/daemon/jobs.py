@@ -437,6 +437,8 @@ class JobManager:
             force = asyncio.create_task(self._force(run), name=f"cancel-{run.id}")
             self._tasks.append(force)
             force.add_done_callback(self._tasks.remove)
+        elif attempt.task is not None:
+            attempt.task.cancel()  # still starting: it ends now, whatever it waits for
         return updated
 
     def aims(self) -> dict[str, Any]:
@@ -496,7 +498,10 @@ class JobManager:
         try:
             await self._attempt(record, attempt)
         except asyncio.CancelledError:
-            raise
+            if not attempt.cancelled or attempt.run is not None:
+                raise
+            # cancelled by the user while it started (a Ray placement may wait long)
+            self._set(record.id, JobState.CANCELLED, "cancelled by the user", ended=time.time())
         except Exception as exc:  # a bug here must not leave the job live forever
             log.exception("job %s", record.id)
             self._set(record.id, JobState.FAILED, f"internal error: {exc}", ended=time.time())

@@ -10,6 +10,7 @@ the end, whatever happened; the test that kills the second node comes last.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,10 @@ def nodes_by_resource(client: Client) -> dict[str, set[str]]:
     return found
 
 
+def state_of(client: Client, job: str) -> JobState:
+    return client.status(job).job.state
+
+
 def node_of(record: JobRecord, aim: str) -> str:
     assert record.result is not None, record
     node: str = record.result["nodes"][aim]["node_id"]
@@ -175,6 +180,25 @@ def test_resources_no_node_has_fail_the_job_at_once_naming_the_nodes(
     assert record.state is JobState.FAILED
     assert "no live node of the Ray cluster has {CPU: 1, fpga: 1}" in record.detail, record.detail
     assert record.detail.count("(node ") == 2, record.detail  # what each of the two nodes has
+
+
+def test_a_job_waiting_for_a_busy_board_is_cancelled_at_once(
+    daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    board = {"placement": "ray", "resources": {"custom": {"imc": 1}}}
+    with daemon.client(timeout=30) as client:
+        first = client.submit(ticker(tmp_path, "board-1", limit=400, **board)).id
+        wait_for(lambda: state_of(client, first) is JobState.RUNNING, 120, "the first on the board")
+        second = client.submit(ticker(tmp_path, "board-2", limit=5, **board)).id
+        wait_for(lambda: state_of(client, second) is JobState.STARTING, 60, "the second starting")
+        time.sleep(2.0)  # Ray holds the second's actor back: the one board is busy
+        assert state_of(client, second) is JobState.STARTING
+        client.cancel(second)
+        record = client.wait(second, timeout=30)
+        assert record.state is JobState.CANCELLED, record
+        assert state_of(client, first) is JobState.RUNNING
+        client.cancel(first)
+        assert client.wait(first, timeout=60).state is JobState.CANCELLED
 
 
 def test_a_lost_node_fails_its_run_naming_it_and_the_job_retries_on_the_other(
