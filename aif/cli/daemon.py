@@ -196,6 +196,8 @@ def cmd_controller_status(args: argparse.Namespace) -> int:
     if info.curve:
         print(f"  profile:    {info.profile}, CURVE key {info.curve}")
     print(f"  state dir:  {info.state_dir}")
+    if info.ray:
+        print(f"  Ray:        {info.ray} (its nodes run the jobs' heavy AIMs)")
     print(f"  jobs:       {counts}")
     if info.draining:
         print("  draining: taking no new jobs")

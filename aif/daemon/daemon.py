@@ -444,6 +444,7 @@ class Daemon:
             "jobs": self.jobs.store.counts(),
             "instances": len(self.jobs.scheduler.instances),
             **self._security(),
+            "ray": self.controller.ray_address,
         }
 
 

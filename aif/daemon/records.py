@@ -423,3 +423,5 @@ class DaemonInfo(_Record):
     profile: str
     #: Its CURVE public key (``curve:...``) in the secure profile, else None.
     curve: str | None
+    #: The Ray cluster (its GCS address) whose nodes run its jobs (``--ray``), else None.
+    ray: str | None = None

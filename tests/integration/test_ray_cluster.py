@@ -104,6 +104,11 @@ def nodes_by_resource(client: Client) -> dict[str, set[str]]:
     return found
 
 
+def cluster_port(daemon: DaemonProcess) -> str:
+    """The port of the cluster the daemon was started on (``--ray HOST:PORT``)."""
+    return daemon.args[daemon.args.index("--ray") + 1].rpartition(":")[2]
+
+
 def state_of(client: Client, job: str) -> JobState:
     return client.status(job).job.state
 
@@ -118,6 +123,7 @@ def test_a_sweep_spreads_over_both_nodes_and_imc_lands_where_the_board_is(
     daemon: DaemonProcess, tmp_path: Path
 ) -> None:
     with daemon.client(timeout=30) as client:
+        assert (client.ping().ray or "").endswith(f":{cluster_port(daemon)}")
         instances = {i.name: i for i in client.aims().instances}
         assert instances["ray-cpu"].load.endswith("/4")  # 2 + 2 CPUs
         assert instances["ray-imc"].load.endswith("/1")  # the head's board

@@ -204,6 +204,7 @@ def test_status_aims_ping_and_events_round_trip_as_the_daemon_sends_them() -> No
         "instances": 3,
         "profile": "secure",
         "curve": "curve:" + "x" * 40,
+        "ray": None,
     }
     info = DaemonInfo.from_json(ping)
     assert info.api[1] == "tcp://127.0.0.1:7001" and info.jobs["succeeded"] == 2
