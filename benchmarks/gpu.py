@@ -141,7 +141,10 @@ def aif_run(experiments: list[dict[str, Any]], work: Path, timeout: float) -> di
     path = work / "workflow.yaml"
     path.write_text(yaml.safe_dump(workflow(experiments, report), sort_keys=False))
     command = [*aif_command(), "run", str(path), "--state-dir", str(work / "state"), "-q"]
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    # aif run forks its AIMs from a preloaded process; a CUDA driver initialised there
+    # would fail every fork's GPU use, and torch.cuda.is_available() is fork-safe only
+    # when it asks NVML instead of the driver
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTORCH_NVML_BASED_CUDA_CHECK": "1"}
     start = time.perf_counter()
     process = subprocess.Popen(
         command,

@@ -6,7 +6,8 @@
 # cuda_speedup; every phase says how long it has been going. See docs/gpu.md.
 #
 #   benchmarks/gpu.sh --prepare      here, with network: fill benchmarks/gpu-wheels/
-#                                    (Python 3.12 wheels, xz-packed; about 55 MiB)
+#                                    (Python 3.12 wheels, xz-packed: 60 MiB of the 64 the
+#                                    device machine takes along)
 #   benchmarks/gpu.sh [options]      there: set up, build, benchmark
 #   benchmarks/gpu.sh --self-test    here: the folder's layout, then gpu.py on cpu with
 #                                    tiny sizes in this checkout's .venv (under a minute)
@@ -21,7 +22,9 @@
 #   --devices D    cuda,cpu (default)
 #
 # The venv (.gpu-venv) stays in the checkout: on a machine still warm, a second run
-# skips the install and the build.
+# skips the install and the build. Environment: AIF_GPU_WHEELS (the folder),
+# AIF_GPU_VENV, AIF_GPU_PYTHON (3.12: the Python the wheels are for), AIF_GPU_LIMIT
+# (540 s for everything), AIF_CUDA_ARCHITECTURES (for --cuda-build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -8,7 +8,7 @@ Standard library only: the GPU machine runs it with its own Python before any ve
     python benchmarks/gpu_wheels.py openblas SITE OUT  a cblas.h for aihwkit over scipy-openblas32
 
 Why packed: the device machine takes at most 64 MiB of ignored files along, and aif's
-dependencies for Python 3.12 are about 90 MiB as wheels (scipy, cmake and numpy are
+dependencies for Python 3.12 are about 110 MiB as wheels (scipy, cmake and numpy are
 most of it). Each wheel is rewritten uncompressed (``ZIP_STORED``; pip verifies the
 RECORD hashes of the files, not how the zip stores them) and the lot is xz-compressed
 in one tar, about a third smaller than the wheels' own deflate. cmake's wheel loses
