@@ -169,10 +169,12 @@ def report(
         rank_ms = 1000 * epoch[most] / batches
         one_ms = 1000 * epoch[1] / batches
         startup = wall[most] - wall[1] - args.epochs * (epoch[most] - epoch[1])
+        share_threads = max(1, cores() // most)
         print(
             f"\nper global batch of {batch}: 1 rank {one_ms:.1f} ms; each of {most} ranks "
             f"{rank_ms:.1f} ms, of which computing its share of {batch // most} images "
-            f"(1 rank, {max(1, cores() // most)} threads) {compute_ms:.1f} ms and data "
+            f"(1 rank, {share_threads} thread{'s' if share_threads > 1 else ''}) "
+            f"{compute_ms:.1f} ms and data "
             f"parallelism (all-reduce, control broadcast, waiting) {rank_ms - compute_ms:.1f} "
             f"ms; starting the {most} rank processes about {startup:.1f} s per run"
         )
