@@ -105,6 +105,7 @@ async def test_two_ranks_train_to_the_accuracy_of_one_with_the_same_global_batch
         assert len(job["drift_mean"]) == 1  # drift inference ran once, in the simulator
     assert done["one"]["accuracy"] > 0.5, "the baseline did not learn"
     gap = abs(done["one"]["accuracy"] - done["two"]["accuracy"])
+    print(f"1 rank {done['one']['accuracy']:.4f}, 2 ranks {done['two']['accuracy']:.4f}")
     assert gap <= 0.02, f"1 rank {done['one']['accuracy']}, 2 ranks {done['two']['accuracy']}"
     assert done["two"]["checkpoint"] == "two-ranks"
     rows = (tmp_path / "r" / "metrics.csv").read_text().splitlines()[1:]
