@@ -8,15 +8,17 @@ ranks must all hear it. Every test ends by checking that no rank is left running
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from aif import Controller, RunState
+from aif import Controller, RunState, WorkflowRun
 from aif.communication.events import Event
 from tests.integration.test_analog_workflows import experiment, jobs, wait_for, workflow
 
@@ -113,7 +115,11 @@ async def test_two_ranks_train_to_the_accuracy_of_one_with_the_same_global_batch
     assert rank_processes() == {}
 
 
-async def test_a_rank_killed_mid_epoch_fails_the_job_naming_it(tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def training_on_two_ranks(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[Controller, WorkflowRun, list[dict[str, Any]]]]:
+    """A long 2-rank job, launched and past its first epoch: (controller, run, epochs)."""
     long = experiment(
         "long",
         dataset={**DIGITS, "batch_size": 8},
@@ -125,6 +131,11 @@ async def test_a_rank_killed_mid_epoch_fails_the_job_naming_it(tmp_path: Path) -
         controller.subscribe(on_event)
         run = await controller.launch(workflow([long], tmp_path / "r"))
         await wait_for(lambda: len(epochs) >= 1, timeout=300)
+        yield controller, run, epochs
+
+
+async def test_a_rank_killed_mid_epoch_fails_the_job_naming_it(tmp_path: Path) -> None:
+    async with training_on_two_ranks(tmp_path) as (controller, run, _):
         ranks = {rank: pid for pid, rank in rank_processes().items()}
         assert set(ranks) == {0, 1}
         os.kill(ranks[1], signal.SIGKILL)
@@ -142,17 +153,7 @@ async def test_a_rank_killed_mid_epoch_fails_the_job_naming_it(tmp_path: Path) -
 
 
 async def test_suspend_resume_and_stop_reach_every_rank(tmp_path: Path) -> None:
-    long = experiment(
-        "long",
-        dataset={**DIGITS, "batch_size": 8},
-        rpu=EXACT_PCM,
-        training={"epochs": 1000, "distributed": {"ranks": 2}},
-    )
-    epochs, on_event = progress_recorder()
-    async with Controller(tmp_path / "state") as controller:
-        controller.subscribe(on_event)
-        run = await controller.launch(workflow([long], tmp_path / "r"))
-        await wait_for(lambda: len(epochs) >= 1, timeout=300)
+    async with training_on_two_ranks(tmp_path) as (controller, run, epochs):
         await run.suspend()
         await asyncio.sleep(2.0)  # the ranks pause at their next batch; an epoch may end
         paused_at = len(epochs)
