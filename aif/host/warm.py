@@ -24,10 +24,11 @@ Why fork: a fork is a fresh process, so nothing one job does (module globals, to
 seeds and threads, leftover threads, leaked memory) can reach the next, and it costs
 milliseconds where importing torch and aihwkit costs seconds. Forking a process that
 has imported torch is safe as long as that process never ran torch's thread pools,
-created a CUDA context or started threads: the worker only imports, and it is a single
-thread that waits on its stdin and on one pidfd per child (``selectors``). A child's
-host watches its parent, the worker (``watch_parent``); the worker, whose stdin the
-controller holds, stops its children when the controller is gone.
+created a CUDA context (the worker asks torch about GPUs through NVML only, with
+``PYTORCH_NVML_BASED_CUDA_CHECK``) or started threads: the worker only imports, and it
+is a single thread that waits on its stdin and on one pidfd per child (``selectors``).
+A child's host watches its parent, the worker (``watch_parent``); the worker, whose
+stdin the controller holds, stops its children when the controller is gone.
 
 Frames travel on the worker's stdin and its original stdout, each a 4-byte big-endian
 length and one msgpack map (no pickle). The worker points its own fd 1 at stderr before
@@ -400,6 +401,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from aif.host.serve import configure_logging
 
     configure_logging("warm worker")
+    # torch.cuda.is_available() (a warm-up's simulator asks it) would otherwise start the
+    # CUDA driver here, and a fork of a process that did cannot use the GPU. Asked
+    # through NVML, the question leaves the driver alone; each fork starts CUDA itself.
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     preload = [m for m in args.preload.split(",") if m]
     try:
         return serve_jobs(inbox, outbox, preload)
