@@ -64,14 +64,18 @@ def _descends(pid: int) -> bool:
     return False
 
 
-def progress_recorder() -> tuple[list[dict[str, Any]], Any]:
+def progress_recorder() -> tuple[list[dict[str, Any]], list[dict[str, Any]], Any]:
+    """(epochs, every progress event) of the simulator, and the subscriber filling them."""
+    epochs: list[dict[str, Any]] = []
     seen: list[dict[str, Any]] = []
 
     def on_event(event: Event) -> None:
-        if event.topic == "progress" and event.source == "simulator" and "step" in event.data:
+        if event.topic == "progress" and event.source == "simulator":
             seen.append(dict(event.data))
+            if "step" in event.data:
+                epochs.append(dict(event.data))
 
-    return seen, on_event
+    return epochs, seen, on_event
 
 
 async def test_two_ranks_train_to_the_accuracy_of_one_with_the_same_global_batch(
@@ -117,25 +121,25 @@ async def test_two_ranks_train_to_the_accuracy_of_one_with_the_same_global_batch
 
 @contextlib.asynccontextmanager
 async def training_on_two_ranks(
-    tmp_path: Path,
-) -> AsyncIterator[tuple[Controller, WorkflowRun, list[dict[str, Any]]]]:
-    """A long 2-rank job, launched and past its first epoch: (controller, run, epochs)."""
+    tmp_path: Path, epochs: int = 1000, restarts: int = 0
+) -> AsyncIterator[tuple[Controller, WorkflowRun, list[dict[str, Any]], list[dict[str, Any]]]]:
+    """A 2-rank job, launched and past its first epoch: (controller, run, epochs, events)."""
     long = experiment(
         "long",
         dataset={**DIGITS, "batch_size": 8},
         rpu=EXACT_PCM,
-        training={"epochs": 1000, "distributed": {"ranks": 2}},
+        training={"epochs": epochs, "distributed": {"ranks": 2, "restarts": restarts}},
     )
-    epochs, on_event = progress_recorder()
+    done, events, on_event = progress_recorder()
     async with Controller(tmp_path / "state") as controller:
         controller.subscribe(on_event)
         run = await controller.launch(workflow([long], tmp_path / "r"))
-        await wait_for(lambda: len(epochs) >= 1, timeout=300)
-        yield controller, run, epochs
+        await wait_for(lambda: len(done) >= 1, timeout=300)
+        yield controller, run, done, events
 
 
 async def test_a_rank_killed_mid_epoch_fails_the_job_naming_it(tmp_path: Path) -> None:
-    async with training_on_two_ranks(tmp_path) as (controller, run, _):
+    async with training_on_two_ranks(tmp_path) as (controller, run, _, _):
         ranks = {rank: pid for pid, rank in rank_processes().items()}
         assert set(ranks) == {0, 1}
         os.kill(ranks[1], signal.SIGKILL)
@@ -152,8 +156,27 @@ async def test_a_rank_killed_mid_epoch_fails_the_job_naming_it(tmp_path: Path) -
     assert rank_processes() == {}
 
 
+async def test_a_job_with_restarts_starts_its_ranks_again_from_the_last_epoch(
+    tmp_path: Path,
+) -> None:
+    async with training_on_two_ranks(tmp_path, epochs=6, restarts=1) as (controller, run, _, seen):
+        ranks = {rank: pid for pid, rank in rank_processes().items()}
+        os.kill(ranks[1], signal.SIGKILL)
+        result = await controller.wait_run(run, timeout=600)
+    assert result.state is RunState.SUCCEEDED, result.error
+    job = jobs(tmp_path / "r")["long"]
+    assert job["status"] == "completed", job["error"]
+    assert job["epochs_done"] == 6
+    rows = (tmp_path / "r" / "metrics.csv").read_text().splitlines()[1:]
+    assert [int(row.split(",")[1]) for row in rows] == [1, 2, 3, 4, 5, 6], rows
+    (restart,) = [event for event in seen if "ranks_restarted" in event]
+    assert f"rank 1 of 2 (pid {ranks[1]}) killed by SIGKILL" in restart["cause"]
+    assert 2 <= restart["from_epoch"] <= 6
+    assert rank_processes() == {}
+
+
 async def test_suspend_resume_and_stop_reach_every_rank(tmp_path: Path) -> None:
-    async with training_on_two_ranks(tmp_path) as (controller, run, epochs):
+    async with training_on_two_ranks(tmp_path) as (controller, run, epochs, _):
         await run.suspend()
         await asyncio.sleep(2.0)  # the ranks pause at their next batch; an epoch may end
         paused_at = len(epochs)

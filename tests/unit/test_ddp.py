@@ -157,7 +157,8 @@ def test_a_batch_too_small_to_share_and_nccl_on_the_cpu_are_refused(tmp_path: Pa
     [
         ({"ranks": 0}, "greater than or equal to 1"),
         ({"ranks": 2, "backend": "mpi"}, "'gloo' or 'nccl'"),
-        ({"ranks": 2, "nodes": 2}, "unknown field 'nodes' (valid: ranks, backend)"),
+        ({"ranks": 2, "restarts": -1}, "greater than or equal to 0"),
+        ({"ranks": 2, "nodes": 2}, "unknown field 'nodes' (valid: ranks, backend, restarts)"),
     ],
 )
 def test_a_malformed_distributed_section_names_the_field(

@@ -77,10 +77,14 @@ def _digital_weight_shape(layer: Any, weight: torch.Tensor) -> tuple[int, ...]:
     return (int(layer.out_channels), int(layer.in_channels) // groups, *(int(k) for k in kernel))
 
 
-def save_weights(model: Any) -> bytes:
-    """The model's weights as ``torch.save`` bytes of a ``dict[str, Tensor]``."""
+def save_weights(model: Any, float32: bool = False) -> bytes:
+    """The model's weights as ``torch.save`` bytes of a ``dict[str, Tensor]``;
+    ``float32``: floating-point tensors of a half-precision model as float32."""
+    tensors = weights_dict(model)
+    if float32:
+        tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
     buffer = io.BytesIO()
-    torch.save(weights_dict(model), buffer)
+    torch.save(tensors, buffer)
     return buffer.getvalue()
 
 

@@ -68,3 +68,10 @@ class DistributedSpec(pydantic.BaseModel):
         default="gloo",
         description="torch.distributed backend: gloo (CPU, or GPU tensors) or nccl (GPUs only)",
     )
+    restarts: Int = Field(
+        default=0,
+        ge=0,
+        le=100,
+        description="after a rank dies or fails, start the ranks again from the last finished "
+        "epoch's weights, up to this many times (0: the job fails, naming the rank)",
+    )

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import pydantic
@@ -105,6 +106,24 @@ def available_devices(wanted: str) -> dict[str, list[str]]:
             "machine; use device: auto or cpu"
         )
     return devices
+
+
+@dataclass
+class RankProgress:
+    """How far a data-parallel job got, carried from one group of ranks to the next."""
+
+    epochs: int
+    #: Rank 0 sends each epoch's weights (the job may restart its ranks).
+    keep_weights: bool
+    next_epoch: int = 1
+    #: The weights to start from (a checkpoint, the last finished epoch) or the trained ones.
+    weights: bytes | None = None
+    status: str = "stopped"
+
+    def epoch_done(self, epoch: int, weights: Any) -> None:
+        self.next_epoch = epoch + 1
+        if isinstance(weights, bytes):
+            self.weights = weights
 
 
 class AnalogSimulator(AIM):
@@ -232,21 +251,56 @@ class AnalogSimulator(AIM):
         """Train on ``training.distributed.ranks`` processes; False when stopped.
 
         The ranks report each epoch's metrics (reduced over the ranks) and, at the end,
-        the trained weights, which go into ``job.model`` for what follows here.
+        the trained weights, which go into ``job.model`` for what follows here. With
+        ``restarts``, rank 0 also sends each epoch's weights, and a group that loses a
+        rank is started again from the last finished epoch.
         """
         from aif.aims.analog.checkpoint import load_weights
+
+        assert isinstance(self.params, SimulatorParams)
+        distributed = experiment.training.distributed
+        assert distributed is not None
+        progress = RankProgress(experiment.training.epochs, keep_weights=distributed.restarts > 0)
+        if experiment.load_checkpoint:
+            progress.weights = self._runner.checkpoint_bytes(experiment.load_checkpoint)
+        for attempt in range(distributed.restarts + 1):
+            try:
+                await self._rank_group(experiment, outcome, progress)
+                break
+            except RankFailed as exc:
+                if attempt == distributed.restarts or self.stopping:
+                    raise
+                self.log.warning(
+                    "%s: %s; starting the ranks again from epoch %d (restart %d of %d)",
+                    outcome.job,
+                    exc,
+                    progress.next_epoch,
+                    attempt + 1,
+                    distributed.restarts,
+                )
+                await self.progress(
+                    job=outcome.job,
+                    ranks_restarted=attempt + 1,
+                    from_epoch=progress.next_epoch,
+                    cause=str(exc),
+                )
+        if progress.status != "completed" or progress.weights is None:
+            outcome.status = "stopped"
+            return False
+        await asyncio.to_thread(load_weights, job.model, progress.weights)
+        return True
+
+    async def _rank_group(
+        self, experiment: Experiment, outcome: JobOutcome, progress: RankProgress
+    ) -> None:
+        """One group of ranks, from ``progress.next_epoch`` to the end (or a failure)."""
         from aif.aims.analog.ddp.link import field
         from aif.aims.analog.ddp.supervisor import RankGroup, threads_per_rank
 
         assert isinstance(self.params, SimulatorParams)
         distributed = experiment.training.distributed
         assert distributed is not None
-        weights = None
-        if experiment.load_checkpoint:
-            weights = self._runner.checkpoint_bytes(experiment.load_checkpoint)
         group = RankGroup(distributed.ranks, distributed.backend, self.log)
-        epochs = experiment.training.epochs
-        status, trained = "stopped", b""
         self._ranks = group
         try:
             await self.progress(job=outcome.job, phase=f"starting {distributed.ranks} ranks")
@@ -257,37 +311,38 @@ class AnalogSimulator(AIM):
                     "base_dir": str(self.base_dir),
                     "secure": self.secure,
                     "state_dir": str(self.state_dir),
-                    "weights": weights,
+                    "weights": progress.weights,
+                    "start_epoch": progress.next_epoch,
+                    "keep_weights": progress.keep_weights,
                 },
                 threads_per_rank(distributed.ranks, self.params.threads),
+                first_epoch=progress.next_epoch,
             )
             async for report in group.reports(lambda: self.stopping):
                 if report["kind"] == "epoch":
+                    epoch = field(report, "epoch", int)
                     await self._epoch_done(
                         outcome,
-                        field(report, "epoch", int),
-                        epochs,
+                        epoch,
+                        progress.epochs,
                         field(report, "loss", float),
                         field(report, "accuracy", float),
                         field(report, "validation", float),
                         field(report, "seconds", float),
                         field(report, "lr", float),
                     )
+                    progress.epoch_done(epoch, report.get("weights"))
                 elif report["kind"] == "early_stop":
                     await self._early_stop(
                         outcome, field(report, "epoch", int), field(report, "best", int)
                     )
+                    progress.next_epoch = progress.epochs + 1  # a restart trains no more
                 elif report["kind"] == "done":
-                    status = field(report, "status", str)
-                    trained = field(report, "weights", bytes)
+                    progress.status = field(report, "status", str)
+                    progress.weights = field(report, "weights", bytes)
         finally:
             self._ranks = None
             await group.close()
-        if status != "completed":
-            outcome.status = "stopped"
-            return False
-        await asyncio.to_thread(load_weights, job.model, trained)
-        return True
 
     async def on_suspend(self) -> None:
         if self._ranks is not None:

@@ -184,6 +184,9 @@ class RankTrainer:
 
         self.place, self.link = place, link
         self.experiment = Experiment.model_validate_json(field(job, "spec", str))
+        #: Where a restarted group picks up, and whether rank 0 sends each epoch's weights.
+        self.first_epoch = int(job.get("start_epoch") or 1)
+        self.keep_weights = bool(job.get("keep_weights"))
         distributed = self.experiment.training.distributed
         assert distributed is not None, "a rank's job asks for distributed training"
         self.backend = distributed.backend
@@ -247,7 +250,9 @@ class RankTrainer:
         score = score_function(self.job.data.task)
         data = self.job.data
         shard = (self.place.rank, self.place.world)
-        for epoch in range(1, training.epochs + 1):
+        for _ in range(1, self.first_epoch):  # a restarted group: the schedule where it was
+            self.job.end_epoch()
+        for epoch in range(self.first_epoch, training.epochs + 1):
             runner = self.job.epoch(epoch, model=self.ddp, shard=shard)
             start = time.perf_counter()
             while not runner.done:
@@ -278,12 +283,20 @@ class RankTrainer:
                     seconds=seconds,
                     lr=lr,
                     samples=int(samples),
+                    **({"weights": self._weights()} if self.keep_weights else {}),
                 )
             if stopper is not None and stopper.update(epoch, watched):
                 if self.place.rank == 0:
                     self.link.send("early_stop", epoch=epoch, best=stopper.best_epoch)
                 break
         return "completed"
+
+    def _weights(self) -> bytes:
+        """The model's weights now, as a tensors-only checkpoint in float32 (a model that
+        trains in half precision restarts in float32, as every model is built)."""
+        from aif.aims.analog.checkpoint import save_weights
+
+        return save_weights(self.job.model, float32=True)
 
     def _validation_loss(self, model: Any, x: Any, y: Any, batch: int, device: Any) -> float:
         from aif.aims.analog.task_metrics import mean_loss

@@ -88,8 +88,9 @@ class RankGroup:
     _gen: int = 0
     _done: bool = False
 
-    async def start(self, job: dict[str, Any], threads: int) -> None:
-        """Rendezvous, ROUTER, one process per rank; returns once each has the job."""
+    async def start(self, job: dict[str, Any], threads: int, first_epoch: int = 1) -> None:
+        """Rendezvous, ROUTER, one process per rank; returns once each has the job
+        (which trains from ``first_epoch``)."""
         from torch._C._distributed_c10d import TCPStore
 
         self._dir = Path(tempfile.mkdtemp(prefix="aif-ddp-"))
@@ -137,7 +138,7 @@ class RankGroup:
         job = {**job, "backend": self.backend, "threads": threads}
         for member in self._members:
             await self._send(member, "job", **job)
-        self.epoch = 1
+        self.epoch = first_epoch
 
     async def reports(self, should_stop: Callable[[], bool]) -> AsyncIterator[dict[str, Any]]:
         """Rank 0's ``epoch``, ``early_stop`` and ``done`` messages, as they come.
