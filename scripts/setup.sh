@@ -39,6 +39,16 @@ if ! dpkg -s libopenblas-dev >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libopenblas-dev >/dev/null
 fi
 
+# 1b. Chromium for the browser tests of the web Composer (tests/browser/, driven by
+# Playwright with this browser: nothing is downloaded at test time).
+if [ ! -x /usr/bin/chromium ]; then
+    say "installing chromium"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+
 # 2. The virtual environment.
 if [ ! -x "$VENV/bin/python" ]; then
     say "creating $VENV"
