@@ -76,8 +76,49 @@ def cmd_controller_start(args: argparse.Namespace) -> int:
         no_auth=args.no_auth,
         inproc=args.inproc,
         ray=args.ray,
+        services=_ui_services(args.ui),
     )
     return serve_daemon(config)
+
+
+def _ui_services(address: str | None) -> list[Any]:
+    """The web UI as a daemon service when ``--ui`` asks for it (aiohttp loads only then)."""
+    if address is None:
+        return []
+    from aif.ui.server import ui_service
+
+    return [ui_service(address)]
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """``aif ui``: a daemon with the web UI on loopback, in the foreground."""
+    from aif.daemon.client import pid_alive, read_daemon_file
+    from aif.ui.server import read_url
+
+    state_dir = state_dir_of(args)
+    info = read_daemon_file(state_dir)
+    if info is not None and pid_alive(int(info.get("pid", 0))):
+        url = read_url(state_dir)
+        if url is None:
+            raise DaemonError(
+                f"a controller daemon without the web UI already runs on {state_dir}; stop it "
+                "(`aif controller stop`) or start it with --ui 127.0.0.1:PORT"
+            )
+        print(f"aif web UI: {url}")
+        return EXIT_OK
+    if not 0 <= args.port <= 65535:
+        raise DaemonError(f"--port must be from 0 to 65535, got {args.port}")
+    start = [
+        "controller",
+        "start",
+        "--ui",
+        f"127.0.0.1:{args.port}",
+        *(["--instances", *args.instances] if args.instances else []),
+    ]
+    from aif.cli.main import build_parser
+
+    start_args = build_parser().parse_args([*start, "--state-dir", str(state_dir)])
+    return cmd_controller_start(start_args)
 
 
 def _passphrase_to_hand_on(args: argparse.Namespace, state_dir: Path) -> str | None:
@@ -133,6 +174,10 @@ def _detach(args: argparse.Namespace, state_dir: Path, passphrase: str | None = 
             print(f"controller daemon started (pid {child.pid}), User API {info['api'][0]}")
             if info.get("auth") == "token":
                 print(f"tcp User API token: {state_dir / 'api.token'} (--token, $AIF_TOKEN)")
+            if args.ui is not None:
+                from aif.ui.server import read_url
+
+                print(f"aif web UI: {read_url(state_dir)}")
             print(f"log: {log_path}")
             return EXIT_OK
         if child.poll() is not None or not pid_alive(child.pid):
@@ -199,9 +244,20 @@ def cmd_controller_status(args: argparse.Namespace) -> int:
     if info.ray:
         print(f"  Ray:        {info.ray} (its nodes run the jobs' heavy AIMs)")
     print(f"  jobs:       {counts}")
+    ui = _ui_url(Path(info.state_dir))
+    if ui is not None:
+        print(f"  web UI:     {ui}")
     if info.draining:
         print("  draining: taking no new jobs")
     return EXIT_OK
+
+
+def _ui_url(state_dir: Path) -> str | None:
+    """The web UI's URL a daemon on ``state_dir`` wrote (read without loading aiohttp)."""
+    try:
+        return (state_dir / "ui.url").read_text(encoding="utf-8").strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 # -- the parser -------------------------------------------------------------------------
@@ -226,6 +282,22 @@ def add_commands(sub: Any) -> None:
     p = controller.add_parser("status", help="is the daemon running? its endpoints and job counts")
     add_target(p)
     p.set_defaults(func=cmd_controller_status)
+
+    p = sub.add_parser(
+        "ui", help="start a daemon with the web UI on 127.0.0.1 and print its URL (foreground)"
+    )
+    add_target(p, json_flag=False)
+    p.add_argument(
+        "--port", type=int, default=8765, metavar="N", help="the port (default 8765; 0: any free)"
+    )
+    p.add_argument(
+        "--instances",
+        action="append",
+        default=[],
+        metavar="QUEUE=N[xJOBS]",
+        help="instances per queue, as `aif controller start --instances`",
+    )
+    p.set_defaults(func=cmd_ui)
 
     from aif.cli import jobs as cli_jobs
 
@@ -329,5 +401,12 @@ def _start_arguments(p: argparse.ArgumentParser) -> None:
         help="which placement: inproc AIMs of jobs run inside the daemon: light (aif's "
         "built-in source, relay, checksum, collect; others run in a child process), allow "
         "(all, as written: one trusted user), process (none) (default light)",
+    )
+    p.add_argument(
+        "--ui",
+        default=None,
+        metavar="HOST:PORT",
+        help="also serve the web UI there (e.g. 127.0.0.1:8765; port 0: any free); it prints "
+        "its URL with a token, also in STATE_DIR/ui.url (docs/ui.md)",
     )
     p.add_argument("--passphrase-stdin", action="store_true", help=argparse.SUPPRESS)

@@ -37,7 +37,7 @@ import signal
 import socket
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -76,6 +76,10 @@ LOCK_FILE = "controller.lock"
 #: and peers' hosts on this machine; give --listen for other machines).
 
 
+#: A service of ``DaemonConfig.services``: the serving daemon -> an async context.
+Service = Callable[["Daemon"], contextlib.AbstractAsyncContextManager[object]]
+
+
 @dataclass
 class DaemonConfig:
     """How one daemon runs."""
@@ -111,6 +115,10 @@ class DaemonConfig:
     #: The Ray cluster whose nodes run the jobs' heavy AIMs (``--ray``; ``auto``: the
     #: one ``$RAY_ADDRESS`` names or this machine's); None: this machine only.
     ray: str | None = None
+    #: Services that run in the daemon's loop while it serves (the web UI, ``--ui``):
+    #: each is given the serving daemon and returns an async context, entered once the
+    #: User API serves and left after the drain. One that fails to start stops the daemon.
+    services: Sequence[Service] = ()
 
 
 class StateLock:
@@ -300,11 +308,14 @@ class Daemon:
             if tcp and self.curve is None and not config.no_auth:
                 self.token, token_file = write_token(self.state_dir)
             server = ApiServer(controller.ctx, self.handle, self.curve, self.token)
+            services = contextlib.AsyncExitStack()
             try:
                 self.api_endpoints = [server.bind(ipc_endpoint(self.state_dir))]
                 self.api_endpoints += [server.bind(address) for address in config.api]
                 jobs.start()
                 server.start()
+                for service in config.services:  # serving before clients find the daemon
+                    await services.enter_async_context(service(self))
                 self._write_daemon_file(controller)
                 loop = asyncio.get_running_loop()
                 for sig in (signal.SIGTERM, signal.SIGINT):
@@ -333,6 +344,7 @@ class Daemon:
                 await jobs.drain(config.drain_timeout)
             finally:
                 self._remove_daemon_file()  # clients stop finding it before it closes
+                await services.aclose()
                 await server.close()
                 await jobs.close()
                 await self.peers.close()
