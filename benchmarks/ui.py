@@ -169,9 +169,9 @@ MEASURES: list[tuple[str, Callable[[Setup], Awaitable[dict[str, Any]]]]] = [
 def start_daemon(state_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     """A daemon with the UI on a free loopback port; returns it and the UI's URL."""
     log = open(state_dir.parent / "daemon.log", "wb")  # noqa: SIM115 (kept for the daemon's life)
+    command = ["controller", "start", "--state-dir", str(state_dir), "--instances", "cpu=1"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "aif", "controller", "start", "--state-dir", str(state_dir)]
-        + ["--instances", "cpu=1", "--ui", "127.0.0.1:0"],
+        [sys.executable, "-m", "aif", *command, "--ui", "127.0.0.1:0"],
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
