@@ -240,9 +240,10 @@ class Api:
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         after = 0
-        if "after" in request.query:
+        given = request.query.get("after", request.headers.get("Last-Event-ID"))
+        if given is not None:  # an EventSource that reconnects sends Last-Event-ID
             try:
-                after = int(request.query["after"])
+                after = int(given)
             except ValueError:
                 after = -1
             after = _int(after, "after", 0, 2**63 - 1)

@@ -36,6 +36,8 @@ IDLE_WAKE = 0.25
 KEEP_ALIVE = 15.0
 #: Events read per ``logs`` call.
 PAGE = 1000
+#: Jobs whose latest epoch is kept (the oldest go first).
+MAX_PROGRESS = 10_000
 
 
 class LiveEvents:
@@ -69,6 +71,8 @@ class LiveEvents:
         data = event.data
         if event.topic == "progress" and isinstance(data.get("step"), int):
             total = data.get("total")
+            if job not in self.progress and len(self.progress) >= MAX_PROGRESS:
+                del self.progress[next(iter(self.progress))]  # the longest-known job
             self.progress[job] = {
                 "epoch": data["step"],
                 "epochs": total if isinstance(total, int) else None,

@@ -9,9 +9,12 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import subprocess
+import sys
 import time
 import zipfile
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -35,8 +38,9 @@ def tiny(name: str, epochs: int = 2, lr: float = 0.1) -> dict[str, Any]:
 class UI:
     """Where the UI of the module's daemon is, and its token."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, state_dir: Path) -> None:
         self.url = url
+        self.state_dir = state_dir
         self.base, _, self.token = url.partition("/?token=")
 
     @property
@@ -51,7 +55,7 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UI]:
     try:
         url_file = state_dir / "ui.url"
         assert url_file.stat().st_mode & 0o077 == 0  # owner-only
-        yield UI(url_file.read_text().strip())
+        yield UI(url_file.read_text().strip(), state_dir)
     finally:
         assert proc.stop() == 0, proc.text()
     assert not (state_dir / "ui.url").exists()
@@ -138,6 +142,18 @@ async def test_a_post_needs_the_csrf_header_and_its_own_origin(
     async with browser.post("/api/check", json=body, headers=own) as response:
         assert response.status == 200, await response.text()
         assert (await response.json())["ok"] is True
+
+
+def test_aif_ui_and_controller_status_show_the_url_of_the_serving_daemon(ui: UI) -> None:
+    for command in (["ui"], ["controller", "status"]):
+        shown = subprocess.run(
+            [sys.executable, "-m", "aif", *command, "--state-dir", str(ui.state_dir)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert shown.returncode == 0, shown.stderr
+        assert ui.url in shown.stdout
 
 
 # -- malformed requests name the field ------------------------------------------------------
