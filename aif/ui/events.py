@@ -5,7 +5,8 @@ daemon's buffered events first, so each comes with its sequence number), sends e
 ``id: SEQ`` / ``event: TOPIC`` / ``data: JSON``, and ends with ``event: end`` once the
 job has ended and every event is sent. Between reads it sleeps until the controller
 publishes an event of that job (an epoch, a log line: sent at once) or, for the daemon's
-own job-state changes, at most ``IDLE_WAKE`` seconds. A progress event that reports a
+own job-state changes, at most ``IDLE_WAKE`` seconds; a burst is read in one go, at
+most every ``MIN_INTERVAL`` seconds. A progress event that reports a
 finished epoch is followed by a ``metrics`` event with the metrics row (same id).
 
 The same listener keeps each job's latest epoch (``progress``) for the job list, so
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
 
 #: Seconds a stream waits, without a controller event, before it reads again.
 IDLE_WAKE = 0.25
+#: Fewest seconds between two reads of one stream (each read writes the daemon's
+#: buffered events first, which it otherwise batches every 0.2 s).
+MIN_INTERVAL = 0.05
 #: Seconds between comment lines that keep an idle stream's connection open.
 KEEP_ALIVE = 15.0
 #: Events read per ``logs`` call.
@@ -101,8 +105,13 @@ class LiveEvents:
         loop = asyncio.get_running_loop()
         quiet_since = loop.time()
         try:
+            last_read = -MIN_INTERVAL
             while not self.closing:
+                wait = last_read + MIN_INTERVAL - loop.time()
+                if wait > 0:  # a burst of events: read them together, not one by one
+                    await asyncio.sleep(wait)
                 waiter.clear()
+                last_read = loop.time()
                 page = await self._page(job, after)
                 events = [EventRow.from_json({**e, "job": job}) for e in page["events"]]
                 chunks = []
