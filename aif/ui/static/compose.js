@@ -188,13 +188,13 @@ export function composeView(main, params) {
       datalists.appendChild(h("datalist", { id }, values.map((v) => h("option", { value: v }))));
     }
     const templates = templatesReply.body.templates || [];
-    templatesBox.appendChild(h("div", { class: "card" }, h("b", {}, "Blank"), h("p", { class: "muted" }, "an MLP on digits to build on"),
-      h("button", { id: "template-blank", onclick: () => load(BLANK) }, "Start")));
-    for (const t of templates) {
-      templatesBox.appendChild(h("div", { class: "card", dataset: { template: t.id } },
-        h("b", {}, t.title || t.id), h("p", { class: "muted" }, t.description || "", t.needs_data ? " (needs a data set)" : ""),
-        h("button", { id: `template-${t.id}`, class: "use-template", onclick: () => load(t.experiment) }, "Start")));
-    }
+    const byId = new Map(templates.map((t) => [t.id, t]));
+    const select = h("select", { id: "template-select" }, h("option", { value: "" }, "Blank: an MLP on digits to build on"),
+      templates.map((t) => h("option", { value: t.id }, `${t.title || t.id}${t.needs_data ? " (needs its data set)" : ""}`)));
+    const about = h("span", { class: "muted", id: "template-description" });
+    select.addEventListener("change", () => { about.textContent = (byId.get(select.value) || {}).description || ""; });
+    const use = h("button", { id: "template-start", onclick: () => load(byId.has(select.value) ? byId.get(select.value).experiment : BLANK) }, "Start");
+    templatesBox.append(h("label", { for: "template-select" }, "Start from "), select, use, about);
     const wanted = templates.find((t) => t.id === params.get("template"));
     load(wanted ? wanted.experiment : BLANK);
   }

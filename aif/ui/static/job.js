@@ -3,7 +3,7 @@ import { api, h, clear, pct, stateBadge, progressText, toMillis, toast, yamlDump
 import { LineChart, color, driftSeries } from "./charts.js";
 
 const ACTIVE = new Set(["queued", "held", "starting", "running", "suspended", "stopping"]);
-const MAX_LOG_LINES = 5000;
+const MAX_LOG_CHARS = 500_000;
 
 // Every chart update of a live epoch is recorded here (benchmarks/ui.py reads it).
 window.__aifEpochs = window.__aifEpochs || [];
@@ -104,15 +104,42 @@ export function jobView(main, id) {
     }
   }
 
+  // Epochs and log lines that arrive together are drawn once, in the next frame: a burst
+  // of a thousand events costs one redraw, and a single epoch waits at most a frame.
+  let metricIndex = new Map();
+  let pendingEpochs = [];
+  let pendingLog = [];
+  let painting = false;
+  function schedulePaint() {
+    if (painting) return;
+    painting = true;
+    requestAnimationFrame(paint);
+  }
+  function paint() {
+    painting = false;
+    if (stopped) return;
+    if (pendingEpochs.length) {
+      training.set(trainingSeries());
+      const drawn = Date.now();
+      for (const e of pendingEpochs) window.__aifEpochs.push({ ...e, drawn });
+      pendingEpochs = [];
+    }
+    if (pendingLog.length) {
+      const atBottom = logEl.scrollTop + logEl.clientHeight >= logEl.scrollHeight - 4;
+      logEl.appendChild(document.createTextNode(pendingLog.join("")));
+      pendingLog = [];
+      while (logEl.childNodes.length > 1 && logEl.textContent.length > MAX_LOG_CHARS) logEl.removeChild(logEl.firstChild);
+      if (atBottom) logEl.scrollTop = logEl.scrollHeight;
+    }
+  }
+
   function logLine(entry) {
     const when = toMillis(entry.time);
     const stamp = when === null ? "" : new Date(when).toISOString().slice(11, 19);
     const text = entry.text ?? entry.message ?? JSON.stringify(entry.data ?? entry);
     const line = `${stamp} ${entry.source ?? ""} ${entry.topic ?? ""} ${text}\n`;
-    const atBottom = logEl.scrollTop + logEl.clientHeight >= logEl.scrollHeight - 4;
-    logEl.appendChild(document.createTextNode(line));
-    while (logEl.childNodes.length > MAX_LOG_LINES) logEl.removeChild(logEl.firstChild);
-    if (atBottom) logEl.scrollTop = logEl.scrollHeight;
+    pendingLog.push(line);
+    schedulePaint();
   }
 
   async function load() {
@@ -120,6 +147,7 @@ export function jobView(main, id) {
     if (stopped) return;
     showJob(body.job);
     metrics = body.metrics || [];
+    metricIndex = new Map(metrics.map((m, i) => [`${m.job ?? ""}\u0000${m.epoch}`, i]));
     training.set(trainingSeries());
     showResults(body.results || []);
     showAims(body.aims || []);
@@ -128,9 +156,18 @@ export function jobView(main, id) {
     return body;
   }
 
+  // A reload of the whole job: soon after a state change, at most once a second while
+  // epochs stream (a later request never postpones one already due).
+  let reloadDue = Infinity;
   function scheduleReload(ms = 200) {
+    const due = Date.now() + ms;
+    if (due >= reloadDue) return;
     clearTimeout(reloadTimer);
-    reloadTimer = setTimeout(() => { if (!stopped) load().catch(() => {}); }, ms);
+    reloadDue = due;
+    reloadTimer = setTimeout(() => {
+      reloadDue = Infinity;
+      if (!stopped) load().catch(() => scheduleReload(1000));
+    }, ms);
   }
 
   // An epoch's numbers straight from the event, so the curve moves without a round trip.
@@ -154,11 +191,13 @@ export function jobView(main, id) {
     }
     const row = epochFrom(topic, data);
     if (row) {
-      const received = Date.now();
-      metrics = metrics.filter((m) => !((m.job ?? "") === row.job && m.epoch === row.epoch));
-      metrics.push(row);
-      training.set(trainingSeries());
-      window.__aifEpochs.push({ job: id, epoch: row.epoch, eventTime: row.time ?? null, received, drawn: Date.now() });
+      const key = `${row.job}\u0000${row.epoch}`;
+      if (!metricIndex.has(key)) {
+        metricIndex.set(key, metrics.length);
+        metrics.push(row);
+        pendingEpochs.push({ job: id, epoch: row.epoch, eventTime: row.time ?? null, received: Date.now() });
+      } else metrics[metricIndex.get(key)] = row;
+      schedulePaint();
     }
     const entry = data && typeof data === "object" ? data : {};
     logLine({ time: entry.time, source: entry.source, topic: entry.topic ?? topic, text: entry.text ?? entry.message ?? (entry.data ? JSON.stringify(entry.data) : JSON.stringify(entry)) });
@@ -186,7 +225,18 @@ export function jobView(main, id) {
     scheduleReload(300);
   }
 
-  load().then((body) => {
+  async function first() {
+    for (;;) {
+      try { return await load(); } catch (error) {
+        meta.textContent = `could not load job ${id}: ${error.message} (trying again)`;
+        if (error.status === 404) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        if (stopped) return null;
+      }
+    }
+  }
+
+  first().then((body) => {
     if (stopped || !body) return;
     for (const entry of body.log || []) {
       logLine(entry);
