@@ -61,7 +61,12 @@ class BadRequest(Exception):
         if self.problems is None:
             return error(self.status, self.message, self.field)
         body = {"error": self.message, "field": self.field, "problems": self.problems}
-        return web.json_response(body, status=self.status)
+        return _json(body, status=self.status)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    """A JSON answer (strict: NaN and infinities become null)."""
+    return web.json_response(data, status=status, dumps=views.dumps)
 
 
 def _failure(exc: AIFError) -> BadRequest:
@@ -175,7 +180,7 @@ class Api:
         from aif.version import __version__
 
         ping = await self.daemon.handle(user_api.Ping())
-        return web.json_response({"version": __version__, "daemon": ping, "csrf": self.csrf})
+        return _json({"version": __version__, "daemon": ping, "csrf": self.csrf})
 
     async def jobs(self, request: web.Request) -> web.Response:
         query = request.query
@@ -203,7 +208,7 @@ class Api:
             out.append(self._summary(record))
             if len(out) >= limit:
                 break
-        return web.json_response({"jobs": out})
+        return _json({"jobs": out})
 
     async def job(self, request: web.Request) -> web.Response:
         status = await self._status(_job_id(request))
@@ -227,7 +232,7 @@ class Api:
             }
             for aim in status.aims
         ]
-        return web.json_response(
+        return _json(
             {
                 "job": self._summary(record),
                 "experiments": await self._experiments(record),
@@ -267,7 +272,7 @@ class Api:
         verb = request.match_info["verb"]
         make = {"suspend": user_api.Suspend, "resume": user_api.Resume, "cancel": user_api.Cancel}
         data = await self.daemon.handle(make[verb](job=job))
-        return web.json_response({"job": self._summary(JobRecord.from_json(data))})
+        return _json({"job": self._summary(JobRecord.from_json(data))})
 
     async def _experiment(self, body: dict[str, Any]) -> dict[str, Any]:
         """The experiment of a check or submit body (``experiment`` or ``yaml``)."""
@@ -295,7 +300,7 @@ class Api:
 
     async def check(self, request: web.Request) -> web.Response:
         raw = await self._experiment(await _body(request))
-        return web.json_response(await self._review(raw))
+        return _json(await self._review(raw))
 
     async def submit(self, request: web.Request) -> web.Response:
         body = await _body(request)
@@ -329,14 +334,14 @@ class Api:
             )
         )
         summary = self._summary(JobRecord.from_json(data))
-        return web.json_response({"job": summary}, status=201)
+        return _json({"job": summary}, status=201)
 
     async def templates(self, request: web.Request) -> web.Response:
         found = await asyncio.to_thread(templates.templates)
-        return web.json_response({"templates": list(found)})
+        return _json({"templates": list(found)})
 
     async def schema(self, request: web.Request) -> web.Response:
-        return web.json_response(await templates.schema())
+        return _json(await templates.schema())
 
     async def compare(self, request: web.Request) -> web.Response:
         ids = (await _body(request)).get("jobs")
@@ -367,7 +372,7 @@ class Api:
                     else [],
                 }
             )
-        return web.json_response({"jobs": out, "differences": views.differences(ran)})
+        return _json({"jobs": out, "differences": views.differences(ran)})
 
 
 def _review(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +24,7 @@ from aiohttp import web
 
 from aif.api import user as user_api
 from aif.daemon.records import EventRow
-from aif.ui.views import metrics_row
+from aif.ui.views import dumps, metrics_row
 
 if TYPE_CHECKING:
     from aif.communication.events import Event
@@ -146,4 +145,4 @@ class LiveEvents:
 
 def _sse(seq: int, event: str, data: Any) -> str:
     """One server-sent event (the JSON holds no newline, so it is one ``data:`` line)."""
-    return f"id: {seq}\nevent: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+    return f"id: {seq}\nevent: {event}\ndata: {dumps(data, separators=(',', ':'))}\n\n"

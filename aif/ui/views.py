@@ -26,6 +26,24 @@ SOURCE_TYPE = "experiment-source"
 LINE_CHARS = 2000
 
 
+def finite(value: Any) -> Any:
+    """``value`` with every NaN or infinity made None: JSON has no such numbers, and a
+    browser's ``JSON.parse`` refuses Python's ``NaN`` (a diverged loss is one)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(item) for item in value]
+    return value
+
+
+def dumps(value: Any, **options: Any) -> str:
+    """Strict JSON of ``value`` (non-finite numbers as null, anything else odd as text)."""
+    options.setdefault("default", str)
+    return json.dumps(finite(value), allow_nan=False, **options)
+
+
 def best_accuracy(record: JobRecord) -> float | None:
     """The best accuracy a job's reporter reported, if any."""
     results = (record.result or {}).get("results")

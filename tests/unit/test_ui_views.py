@@ -15,7 +15,7 @@ from aif.ui.api import _workflow_name, workflow_text
 from aif.ui.auth import csrf_of, loopback_hosts
 from aif.ui.server import is_loopback, parse_address
 from aif.ui.templates import templates
-from aif.ui.views import differences, event_text, experiments_of, flatten, metrics_row
+from aif.ui.views import differences, dumps, event_text, experiments_of, flatten, metrics_row
 
 
 @pytest.mark.parametrize(
@@ -111,3 +111,9 @@ def test_templates_come_from_the_source_tree_with_their_data_flag() -> None:
     simple = found["aihwkit/01-simple-layer"]
     assert simple["needs_data"] is False
     assert Path(simple["experiment"]["dataset"]["path"]).is_absolute()
+
+
+def test_json_for_the_browser_has_no_nan() -> None:
+    assert dumps({"loss": float("nan"), "x": [float("inf"), 1.5], "t": (2,)}) == (
+        '{"loss": null, "x": [null, 1.5], "t": [2]}'
+    )
