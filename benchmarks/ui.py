@@ -15,6 +15,10 @@ numbers, listed in ``MEASURES`` (add one there):
   it is open; for each finished epoch, the delay from the event's time (stamped where
   the simulator emitted it) to its arrival at the stream's reader: ``event_to_sse_ms``
   (median; p95 and max beside it). The target is well under 500 ms.
+* ``browser``: the pages in headless Chromium (``/usr/bin/chromium``, driven by
+  Playwright): ``jobs_page_render_ms_1000``, the job list with the 1,000 jobs drawn
+  from the start of its navigation (target < 1 s), and ``epoch_to_chart_ms``, a finished
+  epoch's event to the live chart's redraw with it (target < 500 ms).
 
 The last line printed is one JSON object with every measure's numbers.
 """
@@ -159,10 +163,99 @@ async def event_to_sse(setup: Setup) -> dict[str, Any]:
     }
 
 
+#: The browser: Debian's Chromium (scripts/setup.sh), never one downloaded.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+#: The targets of the pages, in ms: the job list with 1,000 jobs drawn, and a finished
+#: epoch on the live chart after the daemon's event.
+RENDER_TARGET_MS = 1000.0
+CHART_TARGET_MS = 500.0
+
+
+async def browser(setup: Setup) -> dict[str, Any]:
+    """The pages in headless Chromium: the job list drawn, and epochs on the live chart.
+
+    ``jobs_page_render_ms_1000``: from the start of the navigation to ``/`` until the
+    table with every job is on screen (HTML, scripts, ``GET /api/jobs``, the DOM and the
+    frame that paints it; median of reloads; needs ``jobs_api``'s held jobs, so it runs
+    after it).
+    ``epoch_to_chart_ms``: the job page of a running experiment; for each epoch that
+    arrives on its stream, the delay from the event's time (stamped where the simulator
+    emitted it) to the chart's redraw with it (median; p95 and max beside it).
+    """
+    from playwright.async_api import async_playwright
+
+    url = f"{setup.base}/?token={setup.token}"
+    async with async_playwright() as p:
+        chromium = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await chromium.new_page(viewport={"width": 1400, "height": 900})
+            await page.goto(url)
+            rendered = f"#jobs-table[data-rendered='{min(setup.jobs, 1000)}'][data-painted-at]"
+            renders = []
+            for n in range(setup.rounds + 1):
+                await page.goto(f"{setup.base}/")
+                table = await page.wait_for_selector(rendered, timeout=60_000)
+                assert table is not None
+                if n:  # the first is a warm-up
+                    renders.append(float(await table.get_attribute("data-painted-at") or "nan"))
+            csrf = {c["name"]: c["value"] for c in await page.context.cookies()}["aif_csrf"]
+            reply = await page.request.post(
+                f"{setup.base}/api/jobs",
+                data={"experiment": {**EXPERIMENT, "name": "bench-chart"}},
+                headers={"X-AIF-CSRF": csrf},
+            )
+            assert reply.status == 201, await reply.text()
+            job = (await reply.json())["job"]["id"]
+            await page.goto(f"{setup.base}/jobs/{job}")
+            await page.wait_for_selector(
+                "main:is([data-state='succeeded'], [data-state='failed'])", timeout=180_000
+            )
+            epochs = await page.evaluate("() => window.__aifEpochs")
+        finally:
+            await chromium.close()
+    seen: dict[int, float] = {}
+    for e in epochs:
+        if e.get("eventTime") is not None and e["epoch"] not in seen:
+            seen[e["epoch"]] = (e["drawn"] - e["eventTime"] * 1000) / 1000
+    delays = sorted(seen.values())
+    assert delays, "no epoch reached the chart live"
+    render = statistics.median(renders) / 1000
+    median = statistics.median(delays)
+    p95 = delays[min(len(delays) - 1, int(0.95 * len(delays)))]
+    print(
+        f"jobs page with {min(setup.jobs, 1000)} jobs drawn in {_ms(render)} ms (median of "
+        f"{setup.rounds}; target < {RENDER_TARGET_MS:g} ms: "
+        f"{'holds' if render < RENDER_TARGET_MS / 1000 else 'MISSED'})"
+    )
+    print(
+        f"event -> chart: median {_ms(median)} ms, p95 {_ms(p95)} ms, max {_ms(delays[-1])} ms "
+        f"over {len(delays)} epochs (target < {CHART_TARGET_MS:g} ms: "
+        f"{'holds' if median < CHART_TARGET_MS / 1000 else 'MISSED'})"
+    )
+    return {
+        "jobs_page_render_ms": _ms(render),
+        "jobs_page_render_ms_1000": _ms(render) if setup.jobs == 1000 else None,
+        "epoch_to_chart_ms": _ms(median),
+        "epoch_to_chart_p95_ms": _ms(p95),
+        "epoch_to_chart_max_ms": _ms(delays[-1]),
+        "epoch_to_chart_target_ms": CHART_TARGET_MS,
+    }
+
+
 #: Each measure: its name and the function that takes it.
 MEASURES: list[tuple[str, Callable[[Setup], Awaitable[dict[str, Any]]]]] = [
     ("jobs_api", jobs_api),
     ("event_to_sse", event_to_sse),
+    ("browser", browser),
 ]
 
 

@@ -62,6 +62,9 @@ export function jobsView(main, params) {
     clear(tbody).appendChild(fragment);
     count.textContent = `${jobs.length} job${jobs.length === 1 ? "" : "s"}`;
     table.dataset.rendered = String(jobs.length);
+    // ms since the page's navigation began: the rows built, then on screen (the frame after)
+    table.dataset.renderedAt = String(performance.now());
+    requestAnimationFrame(() => setTimeout(() => { table.dataset.paintedAt = String(performance.now()); }, 0));
   }
 
   async function refresh() {
