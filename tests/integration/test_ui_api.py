@@ -386,3 +386,33 @@ async def test_the_secure_profile_on_an_open_address_still_needs_the_token(
     finally:
         assert proc.stop() == 0
     assert "other machines may reach" in proc.text()
+
+
+async def test_aif_ui_starts_a_daemon_with_the_ui_on_loopback(tmp_path: Path) -> None:
+    from tests.helpers.daemon import ROOT
+
+    state_dir = tmp_path / "state"
+    command = [sys.executable, "-m", "aif", "ui", "--port", "0", "--state-dir", str(state_dir)]
+    proc = subprocess.Popen(
+        [*command, "--instances", "cpu=1"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30)
+        assert line.startswith("aif web UI: http://127.0.0.1:"), line
+        started = UI(line.split(": ", 1)[1].strip(), state_dir)
+        assert (state_dir / "ui.url").read_text().strip() == started.url
+        async with (
+            aiohttp.ClientSession(started.base, headers=started.bearer) as session,
+            session.get("/api/jobs") as response,
+        ):
+            assert (await response.json()) == {"jobs": []}
+    finally:
+        proc.terminate()
+        code = proc.wait(30)
+        proc.stdout.close()
+    assert code == 0
