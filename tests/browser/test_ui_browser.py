@@ -86,7 +86,7 @@ def test_compose_from_a_template_check_fix_submit_and_watch_it_finish(page: Any,
     assert "name: ui-hwa-cnn" in yaml and "epochs: 2" in yaml and "out_features: 7" in yaml
 
     page.click("#check")
-    problem = page.locator(f".layer[data-path='model.layers.{last}'].invalid > .problem")
+    problem = page.locator(f".layer[data-path='model.layers.{last}'].invalid .problem")
     problem.wait_for()
     assert "10 classes" in problem.text_content()
     screenshot(page, "composer")
@@ -145,7 +145,11 @@ def test_suspend_resume_and_cancel_a_running_job(page: Any, ui: UI) -> None:
 
 
 def test_compare_two_finished_jobs_from_the_jobs_page(page: Any, ui: UI) -> None:
-    one = submit(page, ui, {**TINY, "name": "ui-one", "training": {"epochs": 1}})
+    # Experiment text is data, never markup: this description must show as it is.
+    markup = '<img src=x onerror="window.pwned = 1">'
+    one = submit(
+        page, ui, {**TINY, "name": "ui-one", "training": {"epochs": 1}, "description": markup}
+    )
     two = submit(page, ui, {**TINY, "name": "ui-two", "training": {"epochs": 2}})
     wait_state(page, ui, one, "succeeded")
     wait_state(page, ui, two, "succeeded")
@@ -159,9 +163,32 @@ def test_compare_two_finished_jobs_from_the_jobs_page(page: Any, ui: UI) -> None
     page.wait_for_selector("#compare-results[data-ready='1']")
     differences = page.text_content("#compare-differences")
     assert "training.epochs" in differences
+    assert markup in differences and page.locator("#compare-differences img").count() == 0
+    assert page.evaluate("() => window.pwned") is None
     assert +int(page.get_attribute("#compare-drift", "data-points") or 0) >= 4
     assert +int(page.get_attribute("#compare-training", "data-points") or 0) == 3
     screenshot(page, "compare")
+
+
+def test_several_values_of_an_rpu_field_make_a_sweep(page: Any, ui: UI) -> None:
+    page.goto(f"{ui.base}/compose")
+    page.wait_for_selector("#form[data-ready='1']")
+    page.locator("[data-path='rpu'] .section-toggle").check()
+    page.locator("[data-path='rpu.config'] .sweep-toggle").click()
+    page.fill(
+        "[data-path='rpu.config'] .sweep-values", "InferenceRPUConfig, TorchInferenceRPUConfig"
+    )
+    page.click("[data-path='rpu.config'] .sweep-apply")
+    page.wait_for_selector("#sweep [data-path='sweep.TorchInferenceRPUConfig.config']")
+    yaml = page.input_value("#yaml")
+    assert "sweep:" in yaml and "rpu:" not in yaml
+    sweep = page.evaluate("() => jsyaml.load(document.querySelector('#yaml').value).sweep")
+    assert sweep == {
+        "InferenceRPUConfig": {"config": "InferenceRPUConfig"},
+        "TorchInferenceRPUConfig": {"config": "TorchInferenceRPUConfig"},
+    }
+    page.click("#check")
+    page.wait_for_selector("#check-ok")
 
 
 def test_a_request_without_the_token_is_refused(browser: Any, ui: UI) -> None:

@@ -52,11 +52,17 @@ export function compareView(main, params) {
     );
     const drift = [];
     const training = [];
-    jobs.forEach((job, i) => {
+    // One colour per compared run (a job, or one configuration of a sweep), in both charts.
+    const colours = new Map();
+    const colourOf = (name) => {
+      if (!colours.has(name)) colours.set(name, colours.size);
+      return colours.get(name);
+    };
+    jobs.forEach((job) => {
       const many = (job.results || []).length > 1;
       (job.results || []).forEach((r, k) => {
         const name = many ? `${job.name || job.id} ${r.job ?? k}` : job.name || job.id;
-        drift.push(...driftSeries(r, name, drift.length / 2 + i));
+        drift.push(...driftSeries(r, name, colourOf(name)));
       });
       const byJob = new Map();
       for (const m of job.metrics || []) {
@@ -67,7 +73,7 @@ export function compareView(main, params) {
       for (const [key, rows] of byJob) {
         rows.sort((a, b) => a.epoch - b.epoch);
         const name = byJob.size > 1 ? `${job.name || job.id} ${key}` : job.name || job.id;
-        training.push({ label: name, x: rows.map((r) => r.epoch), y: rows.map((r) => r.accuracy), color: color(training.length) });
+        training.push({ label: name, x: rows.map((r) => r.epoch), y: rows.map((r) => r.accuracy), color: color(colourOf(name)) });
       }
     });
     charts.push(new LineChart(driftEl, { x: "time after programming", xlog: true, timeAxis: true, y: "accuracy", series: drift }));

@@ -133,7 +133,9 @@ export function composeView(main, params) {
       if (target) {
         target.classList.add("invalid");
         const note = h("div", { class: "problem", dataset: { field } }, p.message || "");
-        if (target.tagName === "FIELDSET") target.querySelector("legend").after(note); else target.appendChild(note);
+        if (target.tagName === "FIELDSET") target.querySelector("legend").after(note);
+        else if (target.classList.contains("layer")) target.querySelector(".layer-body").prepend(note);
+        else target.appendChild(note);
       }
     }
     problemsBox.appendChild(list);
