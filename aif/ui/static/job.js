@@ -211,6 +211,12 @@ export function jobView(main, id) {
       source.addEventListener(topic, (event) => onEvent(topic, event));
     }
     source.onmessage = (event) => onEvent("message", event);
+    // Reconnect ourselves, from the last event seen (the browser's own retry would reuse
+    // the first address, and its ``after``).
+    source.onerror = () => {
+      source.close();
+      if (!stopped) setTimeout(() => { if (!stopped) follow(); }, 1000);
+    };
   }
 
   async function act(verb) {

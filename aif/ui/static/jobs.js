@@ -14,7 +14,7 @@ export function jobsView(main, params) {
   const stateSelect = h("select", { id: "filter-state", onchange: () => refresh() },
     STATES.map((s) => h("option", { value: s }, s || "all states")));
   stateSelect.value = params.get("state") || "";
-  const query = h("input", { id: "filter-q", type: "search", placeholder: "filter: name, id, queue, instance" });
+  const query = h("input", { id: "filter-q", type: "search", placeholder: "filter: id, name, state, detail" });
   query.value = params.get("q") || "";
   let typing = null;
   query.addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(refresh, 250); });
