@@ -49,6 +49,11 @@ CONNECTIONS = [
 ]
 
 
+#: The fields of a check's body, and a submission's.
+CHECK_FIELDS = frozenset({"experiment", "yaml"})
+SUBMIT_FIELDS = CHECK_FIELDS | {"priority", "name"}
+
+
 class BadRequest(Exception):
     """A request that does not fit: its status, message and field."""
 
@@ -80,8 +85,8 @@ def _failure(exc: AIFError) -> BadRequest:
     return BadRequest(400, str(exc))
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    """The request's JSON object."""
+async def _body(request: web.Request, fields: frozenset[str]) -> dict[str, Any]:
+    """The request's JSON object, with no field but ``fields``."""
     try:
         data = await request.json(loads=json.loads)
     except web.HTTPRequestEntityTooLarge as exc:
@@ -92,6 +97,10 @@ async def _body(request: web.Request) -> dict[str, Any]:
         raise BadRequest(400, f"the body is not JSON: {exc}", "body") from exc
     if not isinstance(data, dict):
         raise BadRequest(400, "the body must be a JSON object", "body")
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        known = ", ".join(sorted(fields))
+        raise BadRequest(400, f"unknown field {unknown[0][:100]!r} (known: {known})", unknown[0])
     return data
 
 
@@ -299,14 +308,11 @@ class Api:
         return await asyncio.to_thread(_review, raw, self.work_dir)
 
     async def check(self, request: web.Request) -> web.Response:
-        raw = await self._experiment(await _body(request))
+        raw = await self._experiment(await _body(request, CHECK_FIELDS))
         return _json(await self._review(raw))
 
     async def submit(self, request: web.Request) -> web.Response:
-        body = await _body(request)
-        unknown = sorted(set(body) - {"experiment", "yaml", "priority", "name"})
-        if unknown:
-            raise BadRequest(400, f"unknown field {unknown[0]!r}", unknown[0])
+        body = await _body(request, SUBMIT_FIELDS)
         raw = await self._experiment(body)
         priority = _int(body.get("priority", 0), "priority", -1000, 1000)
         name = body.get("name")
@@ -344,7 +350,7 @@ class Api:
         return _json(await templates.schema())
 
     async def compare(self, request: web.Request) -> web.Response:
-        ids = (await _body(request)).get("jobs")
+        ids = (await _body(request, frozenset({"jobs"}))).get("jobs")
         if not isinstance(ids, list) or not MIN_COMPARE <= len(ids) <= MAX_COMPARE:
             raise BadRequest(
                 400, f"jobs must be a list of {MIN_COMPARE} to {MAX_COMPARE} job ids", "jobs"

@@ -175,6 +175,7 @@ def test_aif_ui_and_controller_status_show_the_url_of_the_serving_daemon(ui: UI)
         ),
         ("/api/jobs", json.dumps({"experiment": tiny("n"), "name": 7}).encode(), 400, "name"),
         ("/api/jobs", json.dumps({"experiment": tiny("x"), "colour": 1}).encode(), 400, "colour"),
+        ("/api/check", b'{"experiment": {}, "extra": 1}', 400, "extra"),
         ("/api/compare", b'{"jobs": ["one"]}', 400, "jobs"),
         ("/api/compare", b'{"jobs": ["a", 5]}', 400, "jobs.1"),
         ("/api/compare", b'{"jobs": ["no-such-a", "no-such-b"]}', 404, "jobs.0"),
