@@ -10,6 +10,8 @@ ever rendered as HTML here.
   ``ui.url`` file, and ``ui_service`` that ``aif controller start --ui`` hands the daemon.
 * ``auth``: the token, its cookies, the CSRF double-submit check, Host and Origin checks.
 * ``api``: the JSON handlers (``/api/...``) and how each reads and checks its request.
+* ``compose``: the validator's review of an experiment, and the analog workflow an
+  experiment from the UI runs in.
 * ``views``: jobs as the page shows them (progress, best accuracy, metrics, results,
   the experiments a job ran, differences between jobs).
 * ``events``: live events by server-sent events, woken by the controller's own events.

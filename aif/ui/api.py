@@ -10,11 +10,7 @@ routes.
 from __future__ import annotations
 
 import asyncio
-import io
 import json
-import re
-import zipfile
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -22,7 +18,7 @@ from aiohttp import web
 from aif.api import user as user_api
 from aif.daemon.records import EventRow, JobRecord, JobState, JobStatus
 from aif.errors import AIFError, InputError, JobNotFound, LifecycleError, WorkflowError
-from aif.ui import templates, views
+from aif.ui import compose, templates, views
 from aif.ui.auth import error
 
 if TYPE_CHECKING:
@@ -39,14 +35,6 @@ LOG_LINES = 200
 LOG_PAGE = 10_000
 #: The folder (under the state directory) UI jobs run in; their reports land in its results/.
 WORK_FOLDER = "ui-runs"
-#: The workflow an experiment from the UI runs in (workflows/hwa-training.yaml's shape).
-CONNECTIONS = [
-    "experiments.experiments -> validator.experiments",
-    "validator.jobs -> simulator.jobs",
-    "validator.rejections -> reporter.rejections",
-    "simulator.metrics -> reporter.metrics",
-    "simulator.results -> reporter.results",
-]
 
 
 #: The fields of a check's body, and a submission's.
@@ -115,10 +103,6 @@ def _job_id(request: web.Request) -> str:
     if not 1 <= len(job) <= 200:
         raise BadRequest(404, "no job has that id", "id")
     return job
-
-
-def _problems(pairs: list[tuple[str, str]]) -> list[dict[str, str]]:
-    return [{"field": path, "message": message} for path, message in pairs]
 
 
 class Api:
@@ -269,7 +253,7 @@ class Api:
         folder = views.report_folder(record)
         if folder is None:
             raise BadRequest(404, f"job {record.id} has no results folder", "id")
-        data = await asyncio.to_thread(_zip, folder)
+        data = await asyncio.to_thread(views.zip_folder, folder)
         return web.Response(
             body=data,
             content_type="application/zip",
@@ -305,7 +289,7 @@ class Api:
         return data
 
     async def _review(self, raw: dict[str, Any]) -> dict[str, Any]:
-        return await asyncio.to_thread(_review, raw, self.work_dir)
+        return await asyncio.to_thread(compose.review, raw, self.work_dir)
 
     async def check(self, request: web.Request) -> web.Response:
         raw = await self._experiment(await _body(request, CHECK_FIELDS))
@@ -332,7 +316,7 @@ class Api:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         data = await self.daemon.handle(
             user_api.Submit(
-                text=workflow_text(_workflow_name(given), raw),
+                text=compose.workflow_text(compose.workflow_name(given), raw),
                 source=f"<web ui: {given[:64]}>",
                 base_dir=str(self.work_dir),
                 work_dir=str(self.work_dir),
@@ -379,54 +363,3 @@ class Api:
                 }
             )
         return _json({"jobs": out, "differences": views.differences(ran)})
-
-
-def _review(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
-    """The validator's review of one experiment, as ``/api/check`` answers it."""
-    from aif.aims.analog.validator import review_experiment
-
-    verdict = review_experiment(raw, base_dir)
-    normalised = None
-    if verdict.experiment is not None:
-        try:
-            normalised = verdict.experiment.model_dump(mode="json", exclude_none=True)
-        except (TypeError, ValueError):
-            normalised = None
-    return {
-        "ok": verdict.accepted,
-        "problems": _problems(verdict.problems),
-        "experiment": normalised,
-    }
-
-
-def _workflow_name(given: str) -> str:
-    """A workflow name (``[a-z0-9][a-z0-9-]*``) made from the user's name."""
-    name = re.sub(r"[^a-z0-9-]+", "-", given.lower()).strip("-")[:48].strip("-")
-    return name or "composer"
-
-
-def workflow_text(name: str, experiment: dict[str, Any]) -> str:
-    """The analog workflow that runs one experiment (a sweep is one too), as YAML text
-    (JSON is YAML: nothing the user wrote can change its structure)."""
-    workflow = {
-        "name": name,
-        "description": "submitted from the web UI",
-        "aims": {
-            "experiments": {"type": "experiment-source", "params": {"experiments": [experiment]}},
-            "validator": {"type": "analog-validator"},
-            "simulator": {"type": "analog-simulator", "placement": "process"},
-            "reporter": {"type": "analog-reporter"},
-        },
-        "connections": CONNECTIONS,
-    }
-    return json.dumps(workflow, indent=1)
-
-
-def _zip(folder: Path) -> bytes:
-    """The files of a report folder as a zip archive (no links followed out of it)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file() and not path.is_symlink():
-                archive.write(path, str(path.relative_to(folder)))
-    return buffer.getvalue()

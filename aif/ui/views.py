@@ -10,8 +10,10 @@ job runs, from its progress events.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
+import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -258,3 +260,13 @@ def differences(ran: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[dict[str
         if len({json.dumps(v, sort_keys=True, default=str) for v in values.values()}) > 1:
             out.append({"field": field, "values": values})
     return out
+
+
+def zip_folder(folder: Path) -> bytes:
+    """The files of a report folder as a zip archive (no links followed out of it)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and not path.is_symlink():
+                archive.write(path, str(path.relative_to(folder)))
+    return buffer.getvalue()

@@ -11,8 +11,8 @@ import pytest
 from aif.daemon.records import EventRow
 from aif.errors import ConfigError
 from aif.inputs.safe_yaml import load_yaml
-from aif.ui.api import _workflow_name, workflow_text
 from aif.ui.auth import csrf_of, loopback_hosts
+from aif.ui.compose import workflow_name, workflow_text
 from aif.ui.server import is_loopback, parse_address
 from aif.ui.templates import templates
 from aif.ui.views import differences, dumps, event_text, experiments_of, flatten, metrics_row
@@ -51,12 +51,12 @@ def test_the_csrf_value_comes_from_the_token_but_is_not_it() -> None:
 
 def test_the_submitted_workflow_holds_the_experiment_as_data() -> None:
     experiment = {"name": "x: y\n- evil", "training": {"epochs": 1}}
-    data, _ = load_yaml(workflow_text(_workflow_name("My Run!"), experiment), "<t>")
+    data, _ = load_yaml(workflow_text(workflow_name("My Run!"), experiment), "<t>")
     assert data["name"] == "my-run"
     assert data["aims"]["experiments"]["params"]["experiments"] == [experiment]
     assert data["aims"]["simulator"]["placement"] == "process"
     assert experiments_of(workflow_text("n", experiment), "/nowhere") == [experiment]
-    assert _workflow_name("!!!") == "composer"
+    assert workflow_name("!!!") == "composer"
 
 
 def test_experiments_are_read_back_from_files_too(tmp_path: Path) -> None:
