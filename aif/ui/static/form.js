@@ -171,12 +171,15 @@ export class SchemaForm {
         }
       };
     }
-    input.addEventListener("change", () => {
+    const update = () => {
       let v;
       try { v = read(); } catch { return; }
       this.ctx.set(path, v);
       this.ctx.changed();
-    });
+    };
+    input.addEventListener("change", update);
+    // Typed text shows in the YAML as it is typed (YAML flow text only once it is left).
+    if (input.tagName === "INPUT") input.addEventListener("input", update);
     const label = h("label", { for: id, title: s.description || "" }, name, options.required ? " *" : "");
     const row = h("div", { class: "field", dataset: { path: path.join(".") } }, label, input);
     if (path[0] === "rpu" || path[0] === "sweep") row.appendChild(this.sweepButton(path, row));

@@ -200,7 +200,7 @@ export function jobView(main, id) {
       schedulePaint();
     }
     const entry = data && typeof data === "object" ? data : {};
-    logLine({ time: entry.time, source: entry.source, topic: entry.topic ?? topic, text: entry.text ?? entry.message ?? (entry.data ? JSON.stringify(entry.data) : JSON.stringify(entry)) });
+    if (topic !== "metrics") logLine({ time: entry.time, source: entry.source, topic: entry.topic ?? topic, text: entry.text ?? entry.message ?? (entry.data ? JSON.stringify(entry.data) : JSON.stringify(entry)) });
     if (topic === "state" || topic === "result") scheduleReload(100);
     else if (topic === "progress" || topic === "metrics") scheduleReload(1000);
   }
