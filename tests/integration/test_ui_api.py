@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.helpers.daemon import DaemonProcess
+from tests.helpers.daemon import START, DaemonProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -417,3 +417,40 @@ async def test_aif_ui_starts_a_daemon_with_the_ui_on_loopback(tmp_path: Path) ->
         code = proc.wait(30)
         proc.stdout.close()
     assert code == 0
+
+
+def test_a_ui_port_in_use_stops_the_start_with_the_reason(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [
+                *START,
+                "--instances",
+                "cpu=1",
+                "--ui",
+                f"127.0.0.1:{port}",
+                "--state-dir",
+                str(tmp_path / "s"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode != 0
+    assert f"--ui cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert not (tmp_path / "s" / "controller.json").exists()
+    assert not (tmp_path / "s" / "ui.url").exists()
+
+
+def test_a_bad_ui_address_is_refused_naming_the_flag(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*START, "--ui", "127.0.0.1:http", "--state-dir", str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0 and "--ui" in done.stderr
