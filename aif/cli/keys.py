@@ -6,6 +6,8 @@ to others, ``trust`` / ``untrust`` / ``list`` keep the keys this installation tr
 (``trust --endpoint`` binds a CURVE key to the server expected at an endpoint),
 ``rotate`` moves every secure storage scope to a new key generation; it refuses while a
 daemon holds the state directory or any controller uses storage keys.
+``ui-client`` issues a client certificate for the secure profile's web UI (HTTPS with
+client certificates, ``aif.ui.tls``), ``ui-revoke`` revokes one, ``ui-clients`` lists them.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from aif.errors import KeyFileError
 
 if TYPE_CHECKING:
     from aif.security.keys import KeyRing
+    from aif.ui.tls import UICertificates
 
 #: What each public key is for, as ``show`` labels it.
 _ROLES = {
@@ -167,6 +170,69 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _ui_certificates(args: argparse.Namespace) -> UICertificates:
+    from aif.ui.tls import UICertificates
+
+    return UICertificates(state_dir_of(args))
+
+
+def cmd_keys_ui_client(args: argparse.Namespace) -> int:
+    """Issue a client certificate for the secure profile's web UI."""
+    from pathlib import Path
+
+    certificates = _ui_certificates(args)
+    passphrase = _new_passphrase() if args.passphrase else None
+    issued = certificates.issue_client(args.name, Path(args.out), passphrase, force=args.force)
+    p12 = issued.p12 or issued.certificate.with_suffix(".p12")
+    print(f"issued the web UI client certificate {issued.name!r} (sha256 {issued.fingerprint})")
+    print(f"  certificate   {issued.certificate}")
+    print(f"  private key   {issued.key}")
+    if issued.p12 is not None:
+        print(f"  for browsers  {issued.p12} (PKCS#12, encrypted with the passphrase)")
+    print(f"  the UI's CA   {issued.ca}")
+    print("To use it in a browser (docs/ui.md):")
+    if issued.p12 is None:
+        print(f"  0. make {p12} first: run again with --passphrase --force")
+    print(f"  1. import {p12} as your certificate")
+    print("     (Chromium: Settings > Privacy and security > Security > Manage certificates >")
+    print("     Your certificates > Import; Firefox: Settings > Certificates > Your Certificates)")
+    print(f"  2. import {issued.ca}")
+    print("     as an authority that identifies websites (Authorities > Import)")
+    print(f"Revoke it with `aif keys ui-revoke {issued.name}`.")
+    return EXIT_OK
+
+
+def cmd_keys_ui_revoke(args: argparse.Namespace) -> int:
+    """Revoke a web UI client certificate: the next request with it gets 403."""
+    certificates = _ui_certificates(args)
+    if not certificates.revoke(args.name):
+        known = sorted(n for n, c in certificates.clients().items() if not c.get("revoked"))
+        print(
+            f"aif: error: no unrevoked web UI client certificate is named {args.name!r} "
+            f"(issued: {', '.join(known) or 'none'})",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    print(f"revoked the web UI client certificate {args.name!r}; its next request gets 403")
+    return EXIT_OK
+
+
+def cmd_keys_ui_clients(args: argparse.Namespace) -> int:
+    """The web UI client certificates issued."""
+    clients = _ui_certificates(args).clients()
+    if args.json:
+        print_json(clients)
+        return EXIT_OK
+    if not clients:
+        print("no web UI client certificates; issue one with `aif keys ui-client NAME`")
+        return EXIT_OK
+    width = max(len(n) for n in clients)
+    for name, entry in sorted(clients.items()):
+        state = "revoked" if entry.get("revoked") else "allowed"
+        print(f"{name:<{width}}  {state:<7}  sha256 {entry.get('fingerprint')}")
+    return EXIT_OK
+
+
 def _show_rotated(key: str, rotated: bool) -> None:
     if rotated:
         print(f"  re-encrypted {key}", flush=True)
@@ -225,6 +291,32 @@ def add_commands(sub: Any) -> None:
     )
     _state_dir(p)
     p.set_defaults(func=cmd_keys_rotate)
+
+    p = keys_sub.add_parser(
+        "ui-client",
+        help="issue a client certificate for the secure profile's web UI (HTTPS, mutual TLS)",
+    )
+    _state_dir(p)
+    p.add_argument("name", metavar="NAME", help="1 to 64 of [A-Za-z0-9._@-], e.g. alice-laptop")
+    p.add_argument("--out", default=".", metavar="DIR", help="where to write (default: here)")
+    p.add_argument(
+        "--passphrase",
+        action="store_true",
+        help="also write NAME.p12 for browsers, encrypted with a passphrase "
+        "($AIF_PASSPHRASE, else asked)",
+    )
+    p.add_argument("--force", action="store_true", help="replace files already in --out")
+    p.set_defaults(func=cmd_keys_ui_client)
+
+    p = keys_sub.add_parser("ui-revoke", help="revoke a web UI client certificate")
+    _state_dir(p)
+    p.add_argument("name", metavar="NAME")
+    p.set_defaults(func=cmd_keys_ui_revoke)
+
+    p = keys_sub.add_parser("ui-clients", help="list the web UI client certificates issued")
+    _state_dir(p)
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p.set_defaults(func=cmd_keys_ui_clients)
 
 
 def _init_arguments(p: argparse.ArgumentParser) -> None:

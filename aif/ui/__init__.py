@@ -9,6 +9,8 @@ ever rendered as HTML here.
 * ``server``: the aiohttp application, its start and stop in the daemon's loop, the
   ``ui.url`` file, and ``ui_service`` that ``aif controller start --ui`` hands the daemon.
 * ``auth``: the token, its cookies, the CSRF double-submit check, Host and Origin checks.
+* ``tls``: the secure profile's HTTPS with client certificates: the UI's CA, the
+  server certificate, and the client certificates issued and revoked.
 * ``api``: the JSON handlers (``/api/...``) and how each reads and checks its request.
 * ``compose``: the validator's review of an experiment, and the analog workflow an
   experiment from the UI runs in.
@@ -19,6 +21,7 @@ ever rendered as HTML here.
   aihwkit's names for the composer.
 
 It may import ``aif.daemon`` (the daemon, its records), ``aif.api``, ``aif.workflow``,
-``aif.inputs`` and ``aif.aims.analog``'s spec and validator; only ``aif.cli`` imports it,
-and only when ``--ui`` is given (aiohttp is not loaded otherwise).
+``aif.inputs``, ``aif.security``'s key files and ``aif.aims.analog``'s spec and
+validator; only ``aif.cli`` imports it, and only when ``--ui`` is given (aiohttp is not
+loaded otherwise; ``aif keys ui-client`` loads ``tls`` alone).
 """

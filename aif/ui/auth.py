@@ -9,6 +9,10 @@ GET and HEAD) made with the cookie must also carry the ``X-AIF-CSRF`` header equ
 the ``aif_csrf`` cookie (double submit), and an ``Origin``, if sent, must be the server's
 own. On a loopback address the ``Host`` header must name that address too, so a page of
 another site cannot reach the UI through DNS rebinding.
+
+Under the secure profile the UI serves HTTPS with client certificates (``aif.ui.tls``):
+``client_certificates`` comes first and refuses (403) a request whose connection's
+certificate is not among those issued and not revoked; the cookies are then ``Secure``.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -60,16 +65,23 @@ def _same(given: str | None, expected: str) -> bool:
 class Guard:
     """The checks every request passes, as aiohttp middleware."""
 
-    def __init__(self, token: str, hosts: frozenset[str] | None) -> None:
-        """``hosts``: the ``Host`` headers let in (None: any, on a non-loopback bind)."""
+    def __init__(self, token: str, hosts: frozenset[str] | None, secure: bool = False) -> None:
+        """``hosts``: the ``Host`` headers let in (None: any, on a non-loopback bind);
+        ``secure``: served over HTTPS, so the cookies are ``Secure``."""
         self.token = token
         self.csrf = csrf_of(token)
         self.hosts = hosts
+        self.secure = secure
 
     def set_cookies(self, response: web.StreamResponse) -> None:
         """The token and CSRF cookies the page keeps."""
-        response.set_cookie(TOKEN_COOKIE, self.token, httponly=True, samesite="Strict", path="/")
-        response.set_cookie(CSRF_COOKIE, self.csrf, httponly=False, samesite="Strict", path="/")
+        for name, value, httponly in (
+            (TOKEN_COOKIE, self.token, True),
+            (CSRF_COOKIE, self.csrf, False),
+        ):
+            response.set_cookie(
+                name, value, httponly=httponly, samesite="Strict", path="/", secure=self.secure
+            )
 
     def _bearer(self, request: web.Request) -> str | None:
         header = request.headers.get("Authorization", "")
@@ -112,6 +124,33 @@ class Guard:
                     f"{CSRF_COOKIE} cookie (or /api/info's csrf)",
                 )
         return await handler(request)
+
+
+def peer_fingerprint(request: web.Request) -> str | None:
+    """The SHA-256 fingerprint of the client certificate of the request's TLS connection."""
+    transport = request.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    if not isinstance(ssl_object, ssl.SSLObject):
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    return hashlib.sha256(der).hexdigest() if der else None
+
+
+def client_certificates(allowed: Callable[[], frozenset[str]]) -> Any:
+    """Middleware: only a client certificate whose fingerprint is in ``allowed()``."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        found = peer_fingerprint(request)
+        if found is None or found not in allowed():
+            return error(
+                403,
+                "this client certificate is not (or no longer) allowed: ask for one with "
+                "`aif keys ui-client NAME`",
+            )
+        return await handler(request)
+
+    return middleware
 
 
 def loopback_hosts(host: str, port: int) -> frozenset[str]:

@@ -4,7 +4,9 @@
 enters it once its User API serves and leaves it after the drain. At start it prints
 and logs the URL with a fresh token (``http://127.0.0.1:PORT/?token=T``) and writes it,
 owner-only, to ``STATE_DIR/ui.url`` (removed at stop), where ``aif ui`` and
-``aif controller status`` find it. Port 0 takes a free port.
+``aif controller status`` find it. Port 0 takes a free port. Under ``--profile secure``
+it serves HTTPS only, to browsers with a client certificate the installation issued
+(``aif.ui.tls``), and the URL is ``https://``.
 
 Routes: the page (``/``, and ``/jobs/ID``, ``/compose``, ``/compare`` for its own
 routing) and ``/static/...`` from ``static/``; the JSON API of ``aif.ui.api``. Request
@@ -26,11 +28,12 @@ from aiohttp import web
 
 from aif.errors import ConfigError
 from aif.ui.api import Api
-from aif.ui.auth import Guard, loopback_hosts, new_token
+from aif.ui.auth import Guard, client_certificates, loopback_hosts, new_token
 from aif.ui.events import LiveEvents
 
 if TYPE_CHECKING:
     from aif.daemon.daemon import Daemon, Service
+    from aif.ui.tls import UICertificates
 
 log = logging.getLogger("aif.ui")
 
@@ -117,24 +120,35 @@ async def _no_static(request: web.Request) -> web.Response:
 class UIServer:
     """One web UI of one serving daemon."""
 
-    def __init__(self, daemon: Daemon, host: str, port: int, token: str | None = None) -> None:
+    def __init__(
+        self,
+        daemon: Daemon,
+        host: str,
+        port: int,
+        token: str | None = None,
+        tls: UICertificates | None = None,
+    ) -> None:
+        """``tls``: serve HTTPS to the client certificates it issued (the secure profile)."""
         self.daemon = daemon
         self.host, self.port = host, port
         self.token = token or new_token()
+        self.tls = tls
         self.url = ""
         self.live: LiveEvents | None = None
         self._runner: web.AppRunner | None = None
         # the Host check of a loopback bind learns its port once it listens
-        self._guard = Guard(self.token, frozenset() if is_loopback(host) else None)
+        hosts = frozenset[str]() if is_loopback(host) else None
+        self._guard = Guard(self.token, hosts, secure=tls is not None)
 
     def app(self) -> web.Application:
         """The application: guard, API, page and static files."""
         guard = self._guard
         self.live = LiveEvents(self.daemon)
         api = Api(self.daemon, self.live, guard.csrf)
-        app = web.Application(
-            client_max_size=MAX_BODY, middlewares=[guard.middleware, api.middleware]
-        )
+        middlewares = [guard.middleware, api.middleware]
+        if self.tls is not None:
+            middlewares.insert(0, client_certificates(self.tls.allowed))
+        app = web.Application(client_max_size=MAX_BODY, middlewares=middlewares)
         app.on_response_prepare.append(_headers)
         app.add_routes(api.routes())
         for path in PAGE_ROUTES:
@@ -150,9 +164,10 @@ class UIServer:
         runner = web.AppRunner(
             self.app(), access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT
         )
+        context = self.tls.server_context(self.host) if self.tls is not None else None
         await runner.setup()
         try:
-            await web.TCPSite(runner, self.host, self.port).start()
+            await web.TCPSite(runner, self.host, self.port, ssl_context=context).start()
         except OSError as exc:
             await runner.cleanup()
             raise ConfigError(
@@ -164,7 +179,8 @@ class UIServer:
         if self._guard.hosts is not None:
             self._guard.hosts = loopback_hosts(self.host, self.port)
         shown = f"[{self.host}]" if ":" in self.host else self.host
-        self.url = f"http://{shown}:{self.port}/?token={self.token}"
+        scheme = "https" if context is not None else "http"
+        self.url = f"{scheme}://{shown}:{self.port}/?token={self.token}"
         return self.url
 
     async def close(self) -> None:
@@ -179,15 +195,28 @@ class UIServer:
 @contextlib.asynccontextmanager
 async def running(daemon: Daemon, host: str, port: int) -> AsyncIterator[UIServer]:
     """Serve the UI of ``daemon`` while the block runs; print and write its URL."""
-    server = UIServer(daemon, host, port)
+    tls = None
+    if daemon.config.profile == "secure":
+        from aif.ui.tls import UICertificates
+
+        tls = UICertificates(daemon.state_dir)
+    server = UIServer(daemon, host, port, tls=tls)
     url = await server.start()
     path = write_url(daemon.state_dir, url)
     if not is_loopback(host):
-        log.warning(
-            "the web UI listens on %s, which other machines may reach: anyone with its token "
-            "can run jobs; it serves plain http (put TLS in front for a network)",
-            host,
-        )
+        if tls is None:
+            log.warning(
+                "the web UI listens on %s, which other machines may reach: anyone with its "
+                "token can run jobs; it serves plain http (put TLS in front for a network, "
+                "or use --profile secure)",
+                host,
+            )
+        else:
+            log.warning(
+                "the web UI listens on %s, which other machines may reach: over HTTPS, to "
+                "browsers with a client certificate from `aif keys ui-client` and the token",
+                host,
+            )
     log.info("web UI: %s (also in %s)", url, path)
     print(f"aif web UI: {url}", flush=True)
     try:

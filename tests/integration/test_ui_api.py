@@ -364,31 +364,6 @@ async def test_two_finished_jobs_compare_by_what_differs(script: aiohttp.ClientS
     assert len(data["jobs"][1]["metrics"]) == 3 and data["jobs"][0]["results"]
 
 
-async def test_the_secure_profile_on_an_open_address_still_needs_the_token(
-    tmp_path: Path,
-) -> None:
-    from aif.security.keys import KeyRing
-
-    state_dir = tmp_path / "secure"
-    state_dir.mkdir()
-    KeyRing(state_dir).init()
-    proc = DaemonProcess(
-        state_dir, "--profile", "secure", "--ui", "0.0.0.0:0", "--instances", "cpu=1"
-    ).start()
-    try:
-        opened = UI((state_dir / "ui.url").read_text().strip(), state_dir)
-        port = opened.base.rpartition(":")[2]
-        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as session:
-            async with session.get("/api/info") as response:
-                assert response.status == 401
-            async with session.get("/api/info", headers=opened.bearer) as response:
-                assert response.status == 200
-                assert (await response.json())["daemon"]["profile"] == "secure"
-    finally:
-        assert proc.stop() == 0
-    assert "other machines may reach" in proc.text()
-
-
 async def test_aif_ui_starts_a_daemon_with_the_ui_on_loopback(tmp_path: Path) -> None:
     from tests.helpers.daemon import ROOT
 
