@@ -158,6 +158,11 @@ def is_loopback(address: str) -> bool:
         host = tcp_host(address).strip("[]")
     except ChannelError:
         return False
+    return is_loopback_host(host)
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` (a name or an address) is this machine only."""
     if host == "localhost":
         return True
     try:

@@ -17,7 +17,6 @@ and the page a Content-Security-Policy that lets in only its own scripts.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from aif.daemon.daemon import is_loopback_host
 from aif.errors import ConfigError
 from aif.ui.api import Api
 from aif.ui.auth import Guard, client_certificates, loopback_hosts, new_token
@@ -67,16 +67,6 @@ def parse_address(text: str) -> tuple[str, int]:
     if not 0 <= port <= 65535:
         raise ConfigError(f"--ui {text!r}: write HOST:PORT, e.g. 127.0.0.1:8765 (port 0: any free)")
     return host, port
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is this machine only."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def write_url(state_dir: Path, url: str) -> Path:
@@ -137,7 +127,7 @@ class UIServer:
         self.live: LiveEvents | None = None
         self._runner: web.AppRunner | None = None
         # the Host check of a loopback bind learns its port once it listens
-        hosts = frozenset[str]() if is_loopback(host) else None
+        hosts = frozenset[str]() if is_loopback_host(host) else None
         self._guard = Guard(self.token, hosts, secure=tls is not None)
 
     def app(self) -> web.Application:
@@ -203,7 +193,7 @@ async def running(daemon: Daemon, host: str, port: int) -> AsyncIterator[UIServe
     server = UIServer(daemon, host, port, tls=tls)
     url = await server.start()
     path = write_url(daemon.state_dir, url)
-    if not is_loopback(host):
+    if not is_loopback_host(host):
         if tls is None:
             log.warning(
                 "the web UI listens on %s, which other machines may reach: anyone with its "
