@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 
+from aif.daemon.daemon import is_loopback_host as is_loopback
 from aif.daemon.records import EventRow
 from aif.errors import ConfigError
 from aif.inputs.safe_yaml import load_yaml
 from aif.ui.auth import csrf_of, loopback_hosts
 from aif.ui.compose import workflow_name, workflow_text
-from aif.ui.server import is_loopback, parse_address
+from aif.ui.server import parse_address
 from aif.ui.templates import templates
 from aif.ui.views import differences, dumps, event_text, experiments_of, flatten, metrics_row
 
