@@ -67,6 +67,7 @@ from aif.security.curve import (
     Gatekeeper,
     key_text,
 )
+from aif.security.key_files import write_owner_only
 from aif.store.aim_types import StoreTypes
 
 log = logging.getLogger("aif.daemon")
@@ -193,11 +194,7 @@ def write_token(state_dir: Path) -> tuple[str, Path]:
     """A fresh token for the tcp User API, written owner-only to ``state_dir/api.token``."""
     token = secrets.token_urlsafe(32)
     path = state_dir / TOKEN_FILE
-    temp = path.with_suffix(f".{os.getpid()}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as file:
-        file.write(token + "\n")
-    os.replace(temp, path)
+    write_owner_only(path, (token + "\n").encode())
     return token, path
 
 

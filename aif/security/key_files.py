@@ -37,6 +37,16 @@ def ensure_private_dir(directory: Path) -> None:
         ) from exc
 
 
+def write_owner_only(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically, mode 0600, leaving its folder's mode as it
+    is (a state directory, a user's chosen folder); ``OSError`` is the caller's to word."""
+    temp = path.with_name(f"~{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.replace(temp, path)
+
+
 def write_private_file(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically, mode 0600, in an owner-only directory."""
     ensure_private_dir(path.parent)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +26,7 @@ from aiohttp import web
 
 from aif.daemon.daemon import is_loopback_host
 from aif.errors import ConfigError
+from aif.security.key_files import write_owner_only
 from aif.ui.api import Api
 from aif.ui.auth import Guard, client_certificates, loopback_hosts, new_token
 from aif.ui.events import LiveEvents
@@ -72,11 +72,7 @@ def parse_address(text: str) -> tuple[str, int]:
 def write_url(state_dir: Path, url: str) -> Path:
     """Write ``url`` owner-only to ``state_dir/ui.url``."""
     path = state_dir / URL_FILE
-    temp = path.with_suffix(f".{os.getpid()}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as file:
-        file.write(url + "\n")
-    os.replace(temp, path)
+    write_owner_only(path, (url + "\n").encode())
     return path
 
 

@@ -55,6 +55,7 @@ from aif.security.key_files import (
     check_private,
     ensure_private_dir,
     read_json,
+    write_owner_only,
     write_private_file,
 )
 
@@ -115,12 +116,8 @@ def _server_names(host: str) -> tuple[list[str], list[Address]]:
 def _write_owner_only(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` (mode 0600), leaving the mode of its folder, the
     user's own, as it is."""
-    temp = path.with_name(f"~{path.name}.{os.getpid()}.tmp")
     try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(temp, path)
+        write_owner_only(path, data)
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
